@@ -1,0 +1,329 @@
+//! HS_SITE data (a site's servers, interfaces and attributes) and the MD5 rule by which every
+//! Handle client picks the server of a multi-server site that holds a handle.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use md5::{Digest, Md5};
+
+use crate::error::DecodeError;
+use crate::wire::{Reader, Writer, len_u32};
+
+/// Site flags.
+pub const SITE_PRIMARY: u8 = 0x80;
+pub const SITE_MULTI_PRIMARY: u8 = 0x40;
+
+/// Which part of a handle selects the server of a multi-server site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashOption {
+    ByPrefix,
+    BySuffix,
+    ByAll,
+    Other(u8),
+}
+
+impl HashOption {
+    pub fn from_u8(b: u8) -> Self {
+        match b {
+            0 => HashOption::ByPrefix,
+            1 => HashOption::BySuffix,
+            2 => HashOption::ByAll,
+            o => HashOption::Other(o),
+        }
+    }
+    pub fn to_u8(self) -> u8 {
+        match self {
+            HashOption::ByPrefix => 0,
+            HashOption::BySuffix => 1,
+            HashOption::ByAll => 2,
+            HashOption::Other(o) => o,
+        }
+    }
+}
+
+/// Interface type byte.
+pub mod interface_type {
+    pub const OUT_OF_SERVICE: u8 = 0;
+    pub const ADMIN: u8 = 1;
+    pub const QUERY: u8 = 2;
+    pub const ADMIN_AND_QUERY: u8 = 3;
+}
+
+/// Interface protocol byte.
+pub mod interface_protocol {
+    pub const UDP: u8 = 0;
+    pub const TCP: u8 = 1;
+    pub const HTTP: u8 = 2;
+    pub const HTTPS: u8 = 3;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interface {
+    pub kind: u8,
+    pub protocol: u8,
+    pub port: u32,
+}
+
+impl Interface {
+    pub fn admin(&self) -> bool {
+        self.kind & interface_type::ADMIN != 0
+    }
+    pub fn query(&self) -> bool {
+        self.kind & interface_type::QUERY != 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub server_id: u32,
+    /// 16 bytes on the wire; IPv4 is 12 zero bytes then the address.
+    pub address: [u8; 16],
+    /// HS_PUBKEY encoding of the server's key (see [`crate::value::PublicKey`]).
+    pub public_key: Vec<u8>,
+    pub interfaces: Vec<Interface>,
+}
+
+impl ServerInfo {
+    pub fn ip(&self) -> IpAddr {
+        if self.address[..12].iter().all(|&b| b == 0) {
+            IpAddr::V4(Ipv4Addr::new(
+                self.address[12],
+                self.address[13],
+                self.address[14],
+                self.address[15],
+            ))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.address))
+        }
+    }
+
+    pub fn address_of(ip: IpAddr) -> [u8; 16] {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut a = [0u8; 16];
+                a[12..].copy_from_slice(&v4.octets());
+                a
+            }
+            IpAddr::V6(v6) => v6.octets(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteAttribute {
+    pub name: String,
+    pub value: String,
+}
+
+/// HS_SITE data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteInfo {
+    pub data_format_version: u16,
+    pub protocol_major: u8,
+    pub protocol_minor: u8,
+    pub serial_number: u16,
+    pub flags: u8,
+    pub hash_option: HashOption,
+    pub hash_filter: String,
+    pub attributes: Vec<SiteAttribute>,
+    pub servers: Vec<ServerInfo>,
+}
+
+const MIN_ATTRIBUTE_SIZE: usize = 8;
+const MIN_SERVER_SIZE: usize = 4 + 16 + 4 + 4;
+const INTERFACE_SIZE: usize = 6;
+
+impl SiteInfo {
+    pub fn is_primary(&self) -> bool {
+        self.flags & SITE_PRIMARY != 0
+    }
+
+    pub fn is_multi_primary(&self) -> bool {
+        self.flags & SITE_MULTI_PRIMARY != 0
+    }
+
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.value.as_str())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.put_u16(self.data_format_version);
+        out.put_u8(self.protocol_major);
+        out.put_u8(self.protocol_minor);
+        out.put_u16(self.serial_number);
+        out.put_u8(self.flags);
+        out.put_u8(self.hash_option.to_u8());
+        out.put_str(&self.hash_filter);
+        out.put_u32(len_u32(self.attributes.len()));
+        for a in &self.attributes {
+            out.put_str(&a.name);
+            out.put_str(&a.value);
+        }
+        out.put_u32(len_u32(self.servers.len()));
+        for s in &self.servers {
+            out.put_u32(s.server_id);
+            out.extend_from_slice(&s.address);
+            out.put_bytes(&s.public_key);
+            out.put_u32(len_u32(s.interfaces.len()));
+            for i in &s.interfaces {
+                out.put_u8(i.kind);
+                out.put_u8(i.protocol);
+                out.put_u32(i.port);
+            }
+        }
+        out
+    }
+
+    /// Decodes HS_SITE data; trailing bytes are an error, as in `Encoder.decodeSiteInfoRecord`.
+    pub fn decode(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data);
+        let site = Self::decode_from(&mut r)?;
+        r.finish("HS_SITE")?;
+        Ok(site)
+    }
+
+    pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let data_format_version = r.u16("site data format version")?;
+        let protocol_major = r.u8("site protocol major")?;
+        let protocol_minor = r.u8("site protocol minor")?;
+        let serial_number = r.u16("site serial")?;
+        let flags = r.u8("site flags")?;
+        let hash_option = HashOption::from_u8(r.u8("site hash option")?);
+        let hash_filter = r.str("site hash filter")?.to_string();
+        let n = r.count(MIN_ATTRIBUTE_SIZE, "site attributes")?;
+        let mut attributes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.str("site attribute name")?.to_string();
+            let value = r.str("site attribute value")?.to_string();
+            attributes.push(SiteAttribute { name, value });
+        }
+        let n = r.count(MIN_SERVER_SIZE, "site servers")?;
+        let mut servers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let server_id = r.u32("server id")?;
+            let mut address = [0u8; 16];
+            address.copy_from_slice(r.take(16, "server address")?);
+            let public_key = r.bytes("server public key")?.to_vec();
+            let ni = r.count(INTERFACE_SIZE, "server interfaces")?;
+            let mut interfaces = Vec::with_capacity(ni);
+            for _ in 0..ni {
+                interfaces.push(Interface {
+                    kind: r.u8("interface type")?,
+                    protocol: r.u8("interface protocol")?,
+                    port: r.u32("interface port")?,
+                });
+            }
+            servers.push(ServerInfo {
+                server_id,
+                address,
+                public_key,
+                interfaces,
+            });
+        }
+        Ok(SiteInfo {
+            data_format_version,
+            protocol_major,
+            protocol_minor,
+            serial_number,
+            flags,
+            hash_option,
+            hash_filter,
+            attributes,
+            servers,
+        })
+    }
+
+    /// The index into `servers` of the server that holds `handle`, by the site's hash option.
+    pub fn server_index_for(&self, handle: &str) -> Option<usize> {
+        if self.servers.is_empty() {
+            return None;
+        }
+        let h = server_hash(handle, self.hash_option);
+        Some(select_server(h, self.servers.len()))
+    }
+}
+
+/// The part of `handle` a hash option selects, as `SiteInfo.determineServerNum` takes it: the
+/// prefix (for `0.NA/P` that is `0.NA`; a slash-less handle counts as prefix `0.NA`), the
+/// suffix, or the whole handle.
+pub fn hash_part(handle: &str, option: HashOption) -> &str {
+    let (prefix, suffix) = match handle.find('/') {
+        Some(i) => (&handle[..i], &handle[i + 1..]),
+        None => (crate::handle::NA_PREFIX, handle),
+    };
+    match option {
+        HashOption::ByPrefix => prefix,
+        HashOption::BySuffix => suffix,
+        HashOption::ByAll | HashOption::Other(_) => handle,
+    }
+}
+
+/// The signed 32-bit hash every Handle client computes: MD5 of the ASCII-upper-cased part,
+/// bytes 12..16 read as a big-endian `i32`.
+pub fn server_hash(handle: &str, option: HashOption) -> i32 {
+    let part = hash_part(handle, option).to_ascii_uppercase();
+    let d = Md5::digest(part.as_bytes());
+    i32::from_be_bytes([d[12], d[13], d[14], d[15]])
+}
+
+/// `abs(hash) % n` as Java computes it. `Math.abs(Integer.MIN_VALUE)` stays negative and Java's
+/// `%` keeps the dividend's sign, so for that one hash the reference computes a negative index
+/// (and fails); we fold it into range instead of failing.
+pub fn select_server(hash: i32, n: usize) -> usize {
+    let n = n.max(1) as i64;
+    let a = (hash as i64).abs();
+    let java_abs = if hash == i32::MIN { hash as i64 } else { a };
+    (((java_abs % n) + n) % n) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_vectors_from_the_spec_note() {
+        assert_eq!(server_hash("88.100/ABC123", HashOption::ByAll), 1435954137);
+        assert_eq!(
+            server_hash("88.100/ABC123", HashOption::ByPrefix),
+            1248849512
+        );
+        // The note gives this one as the absolute value the selection uses.
+        assert_eq!(server_hash("10.1000/182", HashOption::ByAll), -852241299);
+        assert_eq!(select_server(-852241299, 1000), 299);
+        assert_eq!(select_server(1435954137, 2), 1);
+        assert_eq!(select_server(1435954137, 3), 0);
+    }
+
+    #[test]
+    fn hash_is_case_insensitive() {
+        assert_eq!(
+            server_hash("88.100/abc123", HashOption::ByAll),
+            server_hash("88.100/ABC123", HashOption::ByAll)
+        );
+    }
+
+    #[test]
+    fn java_abs_quirk_stays_in_range() {
+        for n in 1..10 {
+            assert!(select_server(i32::MIN, n) < n);
+        }
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_addresses() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        for ip in [v4, v6] {
+            let s = ServerInfo {
+                server_id: 1,
+                address: ServerInfo::address_of(ip),
+                public_key: vec![],
+                interfaces: vec![],
+            };
+            assert_eq!(s.ip(), ip);
+        }
+    }
+}
