@@ -1,5 +1,16 @@
-//! suyuan-resolver: the serving side of the node — Handle TCP/UDP, HTTP(S) REST, QUIC and DNS,
-//! sessions, the cache and metrics.
+//! suyuan-resolver: the serving side of the node — Handle TCP/UDP now; HTTP(S) REST, QUIC and
+//! DNS, sessions, the cache and metrics as their issues land.
 //!
-//! Filled in by the wire-protocol node issue; until then this crate only fixes its place in the
-//! dependency graph.
+//! Transports decode bytes with `suyuan-codec`, answer what cannot be decoded the way the
+//! reference server does ([`frontline`]), and hand requests to a [`service::Service`]. Service
+//! hygiene lives here, once for every service: connection limits, timeouts, accept backoff,
+//! UDP answer budgets and graceful shutdown.
+
+pub mod budget;
+pub mod frontline;
+pub mod listen;
+pub mod service;
+pub mod tcp;
+pub mod udp;
+
+pub use service::{Limits, Reply, Request, Service};

@@ -1,0 +1,383 @@
+//! The transports on real loopback sockets, with a small in-test service: what the reference
+//! answers to malformed bytes, the KC rule, UDP fragmentation, budgets, limits and shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{Notify, watch};
+
+use suyuan_codec::framing::{Reassembly, UdpReassembler, tcp_frame_len};
+use suyuan_codec::message::{Body, Message, flags, opcode, rc};
+use suyuan_codec::value::HandleValue;
+use suyuan_resolver::budget::BudgetConfig;
+use suyuan_resolver::listen::bind_handle;
+use suyuan_resolver::tcp::serve_tcp;
+use suyuan_resolver::udp::serve_udp;
+use suyuan_resolver::{Limits, Reply, Request, Service};
+
+/// Answers resolutions of `12345/test1` (one URL) and `12345/big` (a 1400-byte DESC), 100 for
+/// anything else; `12345/slow` waits for `gate` first.
+struct Toy {
+    gate: Arc<Notify>,
+}
+
+impl Service for Toy {
+    async fn call(&self, req: Request) -> Reply {
+        let m = &req.message;
+        let Body::Resolution { handle, .. } = &m.body else {
+            return Reply::one(Message::response_to(
+                m,
+                rc::OPERATION_NOT_SUPPORTED,
+                Body::Error { message: None },
+            ));
+        };
+        let values = match handle.to_ascii_uppercase().as_str() {
+            "12345/TEST1" => vec![HandleValue::new(1, "URL", "https://example.org/test1")],
+            "12345/BIG" => vec![HandleValue::new(1, "DESC", vec![b'x'; 1400])],
+            "12345/SLOW" => {
+                self.gate.notified().await;
+                vec![HandleValue::new(1, "URL", "https://example.org/slow")]
+            }
+            _ => {
+                return Reply::one(Message::response_to(
+                    m,
+                    rc::HANDLE_NOT_FOUND,
+                    Body::Error {
+                        message: Some(String::new()),
+                    },
+                ));
+            }
+        };
+        Reply::one(Message::response_to(
+            m,
+            rc::SUCCESS,
+            Body::ResolutionResponse {
+                handle: handle.clone(),
+                values,
+            },
+        ))
+    }
+}
+
+struct Node {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    gate: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn start(limits: Limits, budget: BudgetConfig) -> Node {
+    let (tcp, udp) = bind_handle("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    assert_eq!(udp.local_addr().unwrap().port(), addr.port());
+    let gate = Arc::new(Notify::new());
+    let service = Arc::new(Toy { gate: gate.clone() });
+    let (stop, rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(serve_tcp(tcp, service.clone(), limits, rx.clone())),
+        tokio::spawn(serve_udp(udp, service, limits, budget, rx)),
+    ];
+    Node {
+        addr,
+        stop,
+        gate,
+        tasks,
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/reference")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn resolve(handle: &str, id: u32, op_flags: u32) -> Message {
+    Message::request(
+        opcode::RESOLUTION,
+        op_flags,
+        id,
+        0,
+        Body::Resolution {
+            handle: handle.into(),
+            indexes: vec![],
+            types: vec![],
+        },
+    )
+}
+
+async fn udp_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Message> {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(bytes, addr).await.unwrap();
+    let mut r = UdpReassembler::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let n = match tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await {
+            Ok(n) => n.unwrap(),
+            Err(_) => return None,
+        };
+        match r.push(&buf[..n]).unwrap() {
+            Reassembly::Complete(m) => return Some(Message::decode(&m).unwrap()),
+            Reassembly::Pending => {}
+        }
+    }
+}
+
+/// Reads until the server closes, and splits the bytes into messages.
+async fn tcp_exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> Vec<Message> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    if half_close {
+        s.shutdown().await.unwrap();
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    split(&out)
+}
+
+fn split(mut b: &[u8]) -> Vec<Message> {
+    let mut v = Vec::new();
+    while let Some(n) = tcp_frame_len(b).unwrap() {
+        v.push(Message::decode(&b[..n]).unwrap());
+        b = &b[n..];
+    }
+    assert!(b.is_empty(), "trailing bytes after the last message");
+    v
+}
+
+#[tokio::test]
+async fn malformed_udp_requests_get_the_reference_codes() {
+    let node = start(Limits::default(), BudgetConfig::default()).await;
+    for (file, code) in [
+        ("udp/22-malformed-bodylen-4000.req.bin", rc::ERROR),
+        ("udp/23-malformed-handle-len.req.bin", rc::ERROR),
+        (
+            "udp/24-malformed-short-datagram.req.bin",
+            rc::PROTOCOL_ERROR,
+        ),
+        ("udp/25-malformed-msglen-too-big.req.bin", rc::ERROR),
+        ("udp/26-malformed-opcode-0.req.bin", rc::PROTOCOL_ERROR),
+        ("udp/27-unknown-opcode-999.req.bin", rc::ERROR),
+        ("udp/28-create-over-udp.req.bin", rc::PROTOCOL_ERROR),
+        // The reference reads its zero-filled buffer here and answers 1; refusing is allowed.
+        (
+            "udp/20-malformed-msglen-gt-datagram.req.bin",
+            rc::PROTOCOL_ERROR,
+        ),
+        ("udp/21-malformed-bodylen-400.req.bin", rc::ERROR),
+    ] {
+        let req = fixture(file);
+        let resp = udp_exchange(node.addr, &req)
+            .await
+            .unwrap_or_else(|| panic!("{file}: no answer"));
+        assert_eq!(resp.header.response_code, code, "{file}");
+        assert!(
+            matches!(resp.body, Body::Error { message: Some(_) }),
+            "{file}"
+        );
+        if req.len() >= 20 {
+            // We echo the request id whenever we could read it.
+            assert_eq!(resp.envelope.request_id.to_be_bytes(), req[8..12], "{file}");
+        } else {
+            assert_eq!(resp.envelope.request_id, 0xFFFF_FFFF);
+            assert_eq!((resp.envelope.major, resp.envelope.minor), (2, 3));
+        }
+    }
+    // And the node keeps serving.
+    let ok = udp_exchange(node.addr, &fixture("udp/01-resolve-all.req.bin"))
+        .await
+        .unwrap();
+    assert_eq!(ok.header.response_code, rc::SUCCESS);
+}
+
+#[tokio::test]
+async fn malformed_tcp_requests_get_the_reference_codes() {
+    let node = start(Limits::default(), BudgetConfig::default()).await;
+    for (file, code) in [
+        (
+            "tcp/20-malformed-msglen-gt-sent.req.bin",
+            rc::PROTOCOL_ERROR,
+        ),
+        ("tcp/21-malformed-msglen-too-big.req.bin", rc::ERROR),
+        ("tcp/22-malformed-bodylen-4000.req.bin", rc::ERROR),
+    ] {
+        let got = tcp_exchange(node.addr, &fixture(file), true).await;
+        assert_eq!(got.len(), 1, "{file}");
+        assert_eq!(got[0].header.response_code, code, "{file}");
+    }
+    let got = tcp_exchange(
+        node.addr,
+        &fixture("tcp/20-malformed-msglen-gt-sent.req.bin"),
+        true,
+    )
+    .await;
+    assert_eq!(
+        got[0].body,
+        Body::Error {
+            message: Some("Expecting 151 bytes, only received 51".into())
+        }
+    );
+}
+
+#[tokio::test]
+async fn tcp_closes_without_kc_and_keeps_the_connection_with_kc() {
+    let node = start(Limits::default(), BudgetConfig::default()).await;
+    // Without KC the server closes after one answer, even if a second request was written.
+    let mut two = resolve("12345/test1", 1, flags::CLIENT_DEFAULT).encode();
+    two.extend_from_slice(&resolve("12345/test1", 2, flags::CLIENT_DEFAULT).encode());
+    let got = tcp_exchange(node.addr, &two, false).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].envelope.request_id, 1);
+
+    // With KC both are answered, in order, on one connection (tcp/10 differs on purpose).
+    let got = tcp_exchange(
+        node.addr,
+        &fixture("tcp/10-two-requests-one-connection.req.0.bin")
+            .into_iter()
+            .chain(fixture("tcp/10-two-requests-one-connection.req.1.bin"))
+            .collect::<Vec<u8>>(),
+        true,
+    )
+    .await;
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|m| m.header.response_code == rc::SUCCESS));
+    assert!(got[0].envelope.request_id != got[1].envelope.request_id);
+}
+
+#[tokio::test]
+async fn large_udp_answers_are_split_like_the_reference() {
+    let node = start(Limits::default(), BudgetConfig::default()).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(
+        &resolve("12345/big", 9, flags::CLIENT_DEFAULT).encode(),
+        node.addr,
+    )
+    .await
+    .unwrap();
+    let mut r = UdpReassembler::new();
+    let mut buf = [0u8; 2048];
+    let mut datagrams = 0;
+    let whole = loop {
+        let n = sock.recv(&mut buf).await.unwrap();
+        assert!(n <= 512);
+        assert_eq!(
+            buf[2] & 0x20,
+            0x20,
+            "TC set on every fragment, as 9.3.1 does"
+        );
+        datagrams += 1;
+        if let Reassembly::Complete(m) = r.push(&buf[..n]).unwrap() {
+            break Message::decode(&m).unwrap();
+        }
+    };
+    assert_eq!(datagrams, (whole.encode().len() - 20).div_ceil(492));
+    assert!(datagrams > 1);
+    let Body::ResolutionResponse { values, .. } = whole.body else {
+        panic!()
+    };
+    assert_eq!(values[0].data.len(), 1400);
+}
+
+#[tokio::test]
+async fn a_source_over_its_budget_gets_silence() {
+    let budget = BudgetConfig {
+        bytes_per_sec: 10,
+        burst_bytes: 1000,
+        max_sources: 16,
+        exempt_loopback: false,
+    };
+    let node = start(Limits::default(), budget).await;
+    let req = resolve("12345/big", 5, flags::CLIENT_DEFAULT).encode();
+    // The first big answer (about 1500 bytes) is over the 1000-byte burst: silence.
+    assert!(udp_exchange(node.addr, &req).await.is_none());
+    // A small one still fits.
+    let small = udp_exchange(
+        node.addr,
+        &resolve("12345/test1", 6, flags::CLIENT_DEFAULT).encode(),
+    )
+    .await;
+    assert_eq!(small.unwrap().header.response_code, rc::SUCCESS);
+    // TCP is not budgeted: the client falls back to it and gets its answer.
+    let got = tcp_exchange(node.addr, &req, false).await;
+    assert_eq!(got[0].header.response_code, rc::SUCCESS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_are_closed() {
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let node = start(limits, BudgetConfig::default()).await;
+    let mut s = TcpStream::connect(node.addr).await.unwrap();
+    let mut b = Vec::new();
+    // With time paused, the runtime jumps to the idle deadline once everything waits.
+    let n = s.read_to_end(&mut b).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn connection_limit_queues_the_excess() {
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let node = start(limits, BudgetConfig::default()).await;
+    // The first connection holds the only slot while its request waits on the gate.
+    let mut first = TcpStream::connect(node.addr).await.unwrap();
+    first
+        .write_all(&resolve("12345/slow", 1, flags::CLIENT_DEFAULT).encode())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::spawn(async move {
+        tcp_exchange(
+            node.addr,
+            &resolve("12345/test1", 2, flags::CLIENT_DEFAULT).encode(),
+            false,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !second.is_finished(),
+        "the second connection must wait for a slot"
+    );
+    node.gate.notify_one();
+    let mut out = Vec::new();
+    first.read_to_end(&mut out).await.unwrap();
+    assert_eq!(split(&out)[0].header.response_code, rc::SUCCESS);
+    let got = second.await.unwrap();
+    assert_eq!(got[0].header.response_code, rc::SUCCESS);
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let node = start(Limits::default(), BudgetConfig::default()).await;
+    let mut s = TcpStream::connect(node.addr).await.unwrap();
+    s.write_all(&resolve("12345/slow", 1, flags::CLIENT_DEFAULT).encode())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    node.stop.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    node.gate.notify_one();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    assert_eq!(split(&out)[0].header.response_code, rc::SUCCESS);
+    for t in node.tasks {
+        tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Nothing listens any more.
+    assert!(TcpStream::connect(node.addr).await.is_err());
+}
