@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod frontline;
 pub mod listen;
+pub mod ops;
 pub mod service;
 pub mod tcp;
 pub mod udp;

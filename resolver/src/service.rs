@@ -78,3 +78,29 @@ pub fn now_secs() -> u32 {
         .map(|d| d.as_secs() as u32)
         .unwrap_or(0)
 }
+
+/// Counts an answered request in the metrics.
+pub(crate) fn observe(
+    metrics: &crate::ops::Metrics,
+    transport: Transport,
+    reply: &Reply,
+    started: std::time::Instant,
+) {
+    let t = match transport {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    };
+    if let Reply::Messages(ms) = reply {
+        for m in ms {
+            let op = suyuan_codec::message::opcode::name(m.header.op_code).unwrap_or("UNKNOWN");
+            metrics
+                .requests
+                .with_label_values(&[t, op, &m.header.response_code.to_string()])
+                .inc();
+        }
+    }
+    metrics
+        .latency
+        .with_label_values(&[t])
+        .observe(started.elapsed().as_secs_f64());
+}

@@ -15,7 +15,8 @@ use suyuan_codec::framing::tcp_frame_len;
 use suyuan_codec::message::{ENVELOPE_LEN, Envelope, flags, rc};
 
 use crate::frontline::{Inbound, Transport, classify, reject_with_envelope};
-use crate::service::{Limits, Reply, Request, Service, now_secs};
+use crate::ops::Metrics;
+use crate::service::{Limits, Reply, Request, Service, now_secs, observe};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -25,6 +26,7 @@ pub async fn serve_tcp<S: Service>(
     listener: TcpListener,
     service: Arc<S>,
     limits: Limits,
+    metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -56,8 +58,11 @@ pub async fn serve_tcp<S: Service>(
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let shutdown = shutdown.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            connection(stream, peer, service, limits, shutdown).await;
+            metrics.tcp_connections.inc();
+            connection(stream, peer, service, limits, &metrics, shutdown).await;
+            metrics.tcp_connections.dec();
             drop(permit);
         });
     }
@@ -127,6 +132,7 @@ async fn connection<S: Service>(
     peer: std::net::SocketAddr,
     service: Arc<S>,
     limits: Limits,
+    metrics: &Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = Vec::new();
@@ -182,6 +188,7 @@ async fn connection<S: Service>(
                     }
                     Inbound::Request(m) => {
                         let keep = m.header.has(flags::KC);
+                        let started = std::time::Instant::now();
                         let request = Request {
                             message: m,
                             peer,
@@ -189,6 +196,7 @@ async fn connection<S: Service>(
                         };
                         match timeout(limits.request_timeout, service.call(request)).await {
                             Ok(reply) => {
+                                observe(metrics, Transport::Tcp, &reply, started);
                                 if !write_reply(&mut stream, reply).await {
                                     return;
                                 }

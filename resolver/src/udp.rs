@@ -17,7 +17,8 @@ use suyuan_codec::message::{ENVELOPE_LEN, Envelope, rc};
 
 use crate::budget::{BudgetConfig, BudgetTable};
 use crate::frontline::{Inbound, Transport, classify, reject_with_envelope};
-use crate::service::{Limits, Reply, Request, Service, now_secs};
+use crate::ops::Metrics;
+use crate::service::{Limits, Reply, Request, Service, now_secs, observe};
 
 /// Largest datagram we read; requests are at most 512 bytes a datagram, but reading more lets
 /// us tell an oversized datagram from a truncated one.
@@ -34,6 +35,7 @@ pub async fn serve_udp<S: Service>(
     service: Arc<S>,
     limits: Limits,
     budget: BudgetConfig,
+    metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let socket = Arc::new(socket);
@@ -57,16 +59,23 @@ pub async fn serve_udp<S: Service>(
         let early = match reassemble(&mut pending, datagram, peer, &limits) {
             Arrival::Whole(m) => Ok(m),
             Arrival::Wait => continue,
+            Arrival::Dropped => {
+                metrics.dropped.with_label_values(&["reassembly"]).inc();
+                continue;
+            }
             Arrival::Reject(m) => Err(*m),
         };
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             debug!(%peer, "udp request dropped: too many in flight");
+            metrics.dropped.with_label_values(&["in_flight"]).inc();
             continue;
         };
         let socket = socket.clone();
         let service = service.clone();
         let budget = budget.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             let inbound = match early {
                 Ok(bytes) => classify(&bytes, Transport::Udp, now_secs()),
                 Err(m) => Inbound::Reject(m),
@@ -85,7 +94,10 @@ pub async fn serve_udp<S: Service>(
                     }
                 }
             };
-            send_reply(&socket, peer, reply, &budget).await;
+            observe(&metrics, Transport::Udp, &reply, started);
+            if !send_reply(&socket, peer, reply, &budget).await {
+                metrics.dropped.with_label_values(&["budget"]).inc();
+            }
             drop(permit);
         });
     }
@@ -101,8 +113,10 @@ pub async fn serve_udp<S: Service>(
 enum Arrival {
     /// A whole request: this datagram alone, or the last missing fragment of one.
     Whole(Vec<u8>),
-    /// Fragments are still missing, or the datagram was dropped.
+    /// Fragments are still missing.
     Wait,
+    /// No room to reassemble another request.
+    Dropped,
     /// A fragment that cannot belong to a valid request: answered at once, so the client does
     /// not sit out its timeout.
     Reject(Box<suyuan_codec::Message>),
@@ -126,7 +140,7 @@ fn reassemble(
         pending.retain(|_, p| now.duration_since(p.started) < limits.udp_reassembly_timeout);
         if pending.len() >= limits.max_udp_reassembly {
             debug!(%peer, "udp fragment dropped: reassembly table full");
-            return Arrival::Wait;
+            return Arrival::Dropped;
         }
     }
     let entry = pending.entry(key).or_insert_with(|| Pending {
@@ -156,9 +170,9 @@ async fn send_reply(
     peer: SocketAddr,
     reply: Reply,
     budget: &Mutex<BudgetTable>,
-) {
+) -> bool {
     let Reply::Messages(messages) = reply else {
-        return;
+        return true;
     };
     let datagrams: Vec<Vec<u8>> = messages
         .iter()
@@ -171,12 +185,13 @@ async fn send_reply(
         .unwrap_or(false);
     if !allowed {
         debug!(%peer, bytes = total, "udp answer withheld: source over budget");
-        return;
+        return false;
     }
     for d in datagrams {
         if let Err(e) = socket.send_to(&d, peer).await {
             debug!(%peer, error = %e, "udp send failed");
-            return;
+            break;
         }
     }
+    true
 }

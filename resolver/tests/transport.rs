@@ -15,6 +15,7 @@ use suyuan_codec::message::{Body, Message, flags, opcode, rc};
 use suyuan_codec::value::HandleValue;
 use suyuan_resolver::budget::BudgetConfig;
 use suyuan_resolver::listen::bind_handle;
+use suyuan_resolver::ops::Metrics;
 use suyuan_resolver::tcp::serve_tcp;
 use suyuan_resolver::udp::serve_udp;
 use suyuan_resolver::{Limits, Reply, Request, Service};
@@ -68,6 +69,7 @@ struct Node {
     stop: watch::Sender<bool>,
     gate: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    metrics: Metrics,
 }
 
 async fn start(limits: Limits, budget: BudgetConfig) -> Node {
@@ -77,15 +79,23 @@ async fn start(limits: Limits, budget: BudgetConfig) -> Node {
     let gate = Arc::new(Notify::new());
     let service = Arc::new(Toy { gate: gate.clone() });
     let (stop, rx) = watch::channel(false);
+    let metrics = Metrics::new();
     let tasks = vec![
-        tokio::spawn(serve_tcp(tcp, service.clone(), limits, rx.clone())),
-        tokio::spawn(serve_udp(udp, service, limits, budget, rx)),
+        tokio::spawn(serve_tcp(
+            tcp,
+            service.clone(),
+            limits,
+            metrics.clone(),
+            rx.clone(),
+        )),
+        tokio::spawn(serve_udp(udp, service, limits, budget, metrics.clone(), rx)),
     ];
     Node {
         addr,
         stop,
         gate,
         tasks,
+        metrics,
     }
 }
 
@@ -304,6 +314,7 @@ async fn a_source_over_its_budget_gets_silence() {
     )
     .await;
     assert_eq!(small.unwrap().header.response_code, rc::SUCCESS);
+    assert_eq!(node.metrics.dropped.with_label_values(&["budget"]).get(), 1);
     // TCP is not budgeted: the client falls back to it and gets its answer.
     let got = tcp_exchange(node.addr, &req, false).await;
     assert_eq!(got[0].header.response_code, rc::SUCCESS);

@@ -1,0 +1,169 @@
+//! The operations endpoint (loopback by default, so internals are not public): `/healthz`
+//! (the process answers), `/readyz` (the node has bound its listeners and opened its store)
+//! and `/metrics` (Prometheus text format).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The node's metrics, registered in a registry of their own (no global state, so tests and
+/// several nodes in one process do not collide).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Requests answered, by transport, opcode name and response code.
+    pub requests: IntCounterVec,
+    /// Time from decoded request to reply, by transport.
+    pub latency: HistogramVec,
+    /// Requests or answers dropped, by reason (budget, in_flight, reassembly).
+    pub dropped: IntCounterVec,
+    /// TCP connections open now.
+    pub tcp_connections: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("suyuan".into()), None).unwrap_or_else(|_| Registry::new());
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "Handle requests answered"),
+            &["transport", "op", "rc"],
+        )
+        .expect("static metric definition");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("request_seconds", "Time to answer a Handle request").buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ]),
+            &["transport"],
+        )
+        .expect("static metric definition");
+        let dropped = IntCounterVec::new(
+            Opts::new("dropped_total", "Requests or answers dropped"),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        let tcp_connections =
+            IntGauge::new("tcp_connections", "TCP connections open").expect("static metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(dropped.clone()),
+            Box::new(tcp_connections.clone()),
+        ] {
+            // Registration only fails for duplicate names, which these fixed ones are not.
+            let _ = registry.register(c);
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            dropped,
+            tcp_connections,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OpsState {
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+}
+
+/// Serves the operations endpoint until `shutdown` turns true.
+pub async fn serve_ops(
+    listener: TcpListener,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(OpsState { metrics, ready });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+async fn metrics_text(State(s): State<OpsState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let metrics = Metrics::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(serve_ops(l, metrics.clone(), ready.clone(), rx));
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        ready.store(true, Ordering::Release);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        metrics
+            .requests
+            .with_label_values(&["udp", "RESOLUTION", "1"])
+            .inc();
+        let text = get(addr, "/metrics").await;
+        assert!(
+            text.contains("suyuan_requests_total{op=\"RESOLUTION\",rc=\"1\",transport=\"udp\"} 1"),
+            "{text}"
+        );
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+}
