@@ -7,6 +7,7 @@
 //! UDP answer budgets and graceful shutdown.
 
 pub mod budget;
+pub mod challenge;
 pub mod frontline;
 pub mod listen;
 pub mod ops;
