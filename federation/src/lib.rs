@@ -1,5 +1,10 @@
-//! suyuan-federation: the Handle client side of the node — site selection, referrals, upstream
-//! top-level nodes, prefix homing and the remote hops of a trace.
+//! suyuan-federation: the Handle client side of the node — talking to other Handle servers
+//! (site selection, referrals, upstream top-level nodes, prefix homing and the remote hops of a
+//! trace). For now it holds the wire client that `suyuan resolve` and the tests use; federation
+//! proper builds on it.
 //!
-//! Transport code for talking to other nodes lives here, never in `suyuan-codec`. Filled in by the
-//! federation work; until then this crate only fixes its place in the dependency graph.
+//! It never contacts a server it was not given: there is no built-in root or top-level node.
+
+pub mod client;
+
+pub use client::{ClientError, HandleClient, Transport};

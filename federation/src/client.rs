@@ -1,0 +1,243 @@
+//! A Handle wire client for one server address: UDP with the reference client's retry schedule
+//! (500, 1000, 1500 ms) and reassembly of multi-datagram answers, or TCP (one request per
+//! connection, or several in order with KC).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout;
+
+use suyuan_codec::DecodeError;
+use suyuan_codec::framing::{Reassembly, UdpReassembler, tcp_frame_len};
+use suyuan_codec::message::{Body, Message, flags, opcode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP first, TCP when UDP gets no answer (as the reference client does).
+    Auto,
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("no answer from {0}")]
+    NoAnswer(SocketAddr),
+    #[error("network error talking to {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("undecodable answer from {addr}: {source}")]
+    Decode {
+        addr: SocketAddr,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("answer from {addr} does not match the request (request id {expected}, got {got})")]
+    Mismatch {
+        addr: SocketAddr,
+        expected: u32,
+        got: u32,
+    },
+}
+
+/// UDP retry schedule of the reference client.
+const UDP_WAITS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+    Duration::from_millis(1500),
+];
+
+#[derive(Debug)]
+pub struct HandleClient {
+    server: SocketAddr,
+    transport: Transport,
+    tcp_timeout: Duration,
+    next_id: AtomicU32,
+}
+
+impl HandleClient {
+    pub fn new(server: SocketAddr, transport: Transport) -> Self {
+        // Request ids only need to differ between requests in flight; start somewhere that is
+        // unlikely to collide with another client on the same host.
+        let seed = std::process::id().wrapping_mul(2_654_435_761);
+        HandleClient {
+            server,
+            transport,
+            tcp_timeout: Duration::from_secs(60),
+            next_id: AtomicU32::new(seed | 1),
+        }
+    }
+
+    pub fn with_tcp_timeout(mut self, t: Duration) -> Self {
+        self.tcp_timeout = t;
+        self
+    }
+
+    pub fn next_request_id(&self) -> u32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A resolution request with the reference client's default flags.
+    pub fn resolution(&self, handle: &str, types: &[String], indexes: &[u32]) -> Message {
+        Message::request(
+            opcode::RESOLUTION,
+            flags::CLIENT_DEFAULT,
+            self.next_request_id(),
+            expiration(),
+            Body::Resolution {
+                handle: handle.to_string(),
+                indexes: indexes.to_vec(),
+                types: types.to_vec(),
+            },
+        )
+    }
+
+    pub async fn resolve(
+        &self,
+        handle: &str,
+        types: &[String],
+        indexes: &[u32],
+    ) -> Result<Message, ClientError> {
+        let req = self.resolution(handle, types, indexes);
+        self.send(&req).await
+    }
+
+    /// Sends one request and returns the (first) answer.
+    pub async fn send(&self, request: &Message) -> Result<Message, ClientError> {
+        match self.transport {
+            Transport::Udp => self.send_udp(request).await,
+            Transport::Tcp => Ok(self.send_tcp(request).await?.remove(0)),
+            Transport::Auto => match self.send_udp(request).await {
+                Ok(m) => Ok(m),
+                Err(ClientError::NoAnswer(_)) => Ok(self.send_tcp(request).await?.remove(0)),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    async fn send_udp(&self, request: &Message) -> Result<Message, ClientError> {
+        let addr = self.server;
+        let io = |source| ClientError::Io { addr, source };
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().expect("literal")
+        } else {
+            "0.0.0.0:0".parse().expect("literal")
+        };
+        let sock = UdpSocket::bind(bind).await.map_err(io)?;
+        sock.connect(addr).await.map_err(io)?;
+        let bytes = request.encode();
+        let datagrams = suyuan_codec::framing::udp_split(&bytes);
+        let mut buf = vec![0u8; 65_536];
+        for wait in UDP_WAITS {
+            for d in &datagrams {
+                sock.send(d).await.map_err(io)?;
+            }
+            let mut r = UdpReassembler::new();
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+                    Ok(Ok(n)) => n,
+                    // ICMP port unreachable and friends: the next attempt may do better.
+                    Ok(Err(_)) | Err(_) => break,
+                };
+                match r.push(&buf[..n]) {
+                    Ok(Reassembly::Complete(m)) => {
+                        let m = Message::decode(&m)
+                            .map_err(|source| ClientError::Decode { addr, source })?;
+                        check_id(addr, request, &m)?;
+                        return Ok(m);
+                    }
+                    Ok(Reassembly::Pending) => {}
+                    // A stray or stale datagram: keep listening for ours.
+                    Err(_) => r = UdpReassembler::new(),
+                }
+            }
+        }
+        Err(ClientError::NoAnswer(addr))
+    }
+
+    /// Sends over a fresh TCP connection and reads until the server closes (or, with CN, until
+    /// the last message of a multi-message answer).
+    pub async fn send_tcp(&self, request: &Message) -> Result<Vec<Message>, ClientError> {
+        let addr = self.server;
+        let io = |source| ClientError::Io { addr, source };
+        let fut = async {
+            let mut s = TcpStream::connect(addr).await.map_err(io)?;
+            s.set_nodelay(true).map_err(io)?;
+            s.write_all(&request.encode()).await.map_err(io)?;
+            read_answers(&mut s, addr).await
+        };
+        let answers = timeout(self.tcp_timeout, fut)
+            .await
+            .map_err(|_| ClientError::NoAnswer(addr))??;
+        for m in &answers {
+            check_id(addr, request, m)?;
+        }
+        Ok(answers)
+    }
+}
+
+/// Reads messages until one without CN arrives or the stream closes.
+pub async fn read_answers(
+    s: &mut TcpStream,
+    addr: SocketAddr,
+) -> Result<Vec<Message>, ClientError> {
+    let io = |source| ClientError::Io { addr, source };
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        while let Some(n) =
+            tcp_frame_len(&buf).map_err(|source| ClientError::Decode { addr, source })?
+        {
+            let m = Message::decode(&buf[..n])
+                .map_err(|source| ClientError::Decode { addr, source })?;
+            buf.drain(..n);
+            let more = m.header.has(flags::CN);
+            out.push(m);
+            if !more {
+                return Ok(out);
+            }
+        }
+        let n = s.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return if out.is_empty() {
+                Err(ClientError::NoAnswer(addr))
+            } else {
+                Ok(out)
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The id a server uses when it could not read the request's (the reference does this for
+/// errors raised before decoding): such an answer is still ours.
+const UNKNOWN_REQUEST_ID: u32 = 0xFFFF_FFFF;
+
+fn check_id(addr: SocketAddr, request: &Message, answer: &Message) -> Result<(), ClientError> {
+    let (expected, got) = (request.envelope.request_id, answer.envelope.request_id);
+    if expected != got && got != UNKNOWN_REQUEST_ID {
+        return Err(ClientError::Mismatch {
+            addr,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// Requests expire 12 hours from now, as the reference client's do.
+fn expiration() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32 + 12 * 3600)
+        .unwrap_or(u32::MAX)
+}
