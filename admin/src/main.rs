@@ -1,17 +1,63 @@
-//! The `suyuan` binary: the command line of the node (design section 5). The commands arrive
-//! with the issues that build them; this first build only reports its version.
+//! The `suyuan` binary: the command line of the node (design section 5). Commands talk to a
+//! running node over its public protocols, or to a stopped node's store directly.
+//!
+//! Exit codes: 0 success, 1 the operation failed (stderr names the handle and the response
+//! code), 2 bad usage.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod resolve;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "suyuan",
     version,
-    about = "Suyuan: industrial-internet identifier resolution secondary node"
+    about = "Suyuan (溯源): industrial-internet identifier resolution secondary node"
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Resolve a handle over the Handle wire protocol.
+    Resolve(resolve::ResolveArgs),
+}
+
+/// Default Handle address of a node on this machine.
+pub const DEFAULT_HANDLE_ADDR: &str = "127.0.0.1:2641";
+
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an address of the form IP:PORT"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("suyuan: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Resolve(a) => resolve::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("suyuan: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

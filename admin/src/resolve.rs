@@ -1,0 +1,94 @@
+//! `suyuan resolve`: one resolution over the wire protocol, printed one value a line.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Args;
+use suyuan_codec::message::{Body, rc};
+use suyuan_codec::value::{HandleValue, TypedData};
+use suyuan_federation::{HandleClient, Transport};
+
+#[derive(Args, Debug)]
+pub struct ResolveArgs {
+    /// The handle, e.g. 88.888.1/report-2025 (a bare prefix P means 0.NA/P).
+    handle: String,
+    /// The node's Handle address.
+    #[arg(long, default_value = crate::DEFAULT_HANDLE_ADDR, value_parser = crate::parse_addr)]
+    server: SocketAddr,
+    /// Only values of this type (repeatable; `URL.` matches its subtypes).
+    #[arg(long = "type", value_name = "T")]
+    types: Vec<String>,
+    /// Only the value at this index (repeatable).
+    #[arg(long = "index", value_name = "I")]
+    indexes: Vec<u32>,
+    /// Transport: auto (UDP, then TCP), udp or tcp.
+    #[arg(long, default_value = "auto", value_parser = parse_transport)]
+    transport: Transport,
+}
+
+fn parse_transport(s: &str) -> Result<Transport, String> {
+    match s {
+        "auto" => Ok(Transport::Auto),
+        "udp" => Ok(Transport::Udp),
+        "tcp" => Ok(Transport::Tcp),
+        _ => Err(format!("{s:?}: expected auto, udp or tcp")),
+    }
+}
+
+pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
+    let handle = if a.handle.contains('/') {
+        a.handle.clone()
+    } else {
+        format!("0.NA/{}", a.handle)
+    };
+    let client = HandleClient::new(a.server, a.transport);
+    let answer = client.resolve(&handle, &a.types, &a.indexes).await?;
+    let code = answer.header.response_code;
+    match answer.body {
+        Body::ResolutionResponse { values, .. } if code == rc::SUCCESS => {
+            for v in &values {
+                println!("{}", format_value(v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        body => {
+            let detail = match body {
+                Body::Error { message: Some(m) } if !m.is_empty() => format!(": {m}"),
+                _ => String::new(),
+            };
+            eprintln!(
+                "suyuan: {handle}: {} ({code}){detail}",
+                rc::name(code).unwrap_or("UNKNOWN")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `index type ttl perms data`, data decoded where the type has a layout.
+pub fn format_value(v: &HandleValue) -> String {
+    let data = match v.typed() {
+        Ok(TypedData::Admin(a)) => format!(
+            "admin={}:{} perms={:012b}",
+            a.admin_index, a.admin_handle, a.permissions
+        ),
+        Ok(TypedData::ValueList(refs)) => refs
+            .iter()
+            .map(|r| format!("{}:{}", r.index, r.handle))
+            .collect::<Vec<_>>()
+            .join(","),
+        Ok(TypedData::Text(s)) | Ok(TypedData::Alias(s)) => s,
+        Ok(TypedData::PublicKey(_)) => format!("<public key, {} bytes>", v.data.len()),
+        Ok(TypedData::SecretKey(_)) => "<secret key>".into(),
+        Ok(TypedData::Site(s)) => format!("<site, {} servers>", s.servers.len()),
+        _ => format!("hex:{}", hex_of(&v.data)),
+    };
+    format!(
+        "{:>5} {} ttl={} perms={:04b} {}",
+        v.index, v.value_type, v.ttl, v.permissions.0, data
+    )
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
