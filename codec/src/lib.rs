@@ -9,10 +9,12 @@
 //! - [`value`], [`site`]: handle values and the typed views of the standard types.
 //! - [`message`]: the RFC 3652 envelope, header, bodies, request digests and credentials.
 //! - [`framing`]: TCP framing and UDP fragmentation.
+//! - [`auth`]: challenge answers, HS_SIGNED and HS_MAC credentials, key conversions.
 //!
 //! Every decoder distrusts its input: lengths and counts are checked against what is left
 //! before anything is allocated, and failures are a [`DecodeError`], never a panic.
 
+pub mod auth;
 pub mod error;
 pub mod framing;
 pub mod handle;
