@@ -407,7 +407,10 @@ fn every_captured_message_decodes_as_indexed_and_reencodes_exactly() {
     // udp/24 (10 bytes) has no opcode in the index, so it is checked here on its own.
     assert_eq!(refused, 11, "malformed requests and udp/06's answer");
     let short = Message::decode(&read("udp/24-malformed-short-datagram.req.bin"));
-    assert!(matches!(short, Err(DecodeError::Truncated { .. })), "{short:?}");
+    assert!(
+        matches!(short, Err(DecodeError::Truncated { .. })),
+        "{short:?}"
+    );
 }
 
 #[test]
