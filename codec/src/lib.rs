@@ -10,6 +10,7 @@
 //! - [`message`]: the RFC 3652 envelope, header, bodies, request digests and credentials.
 //! - [`framing`]: TCP framing and UDP fragmentation.
 //! - [`auth`]: challenge answers, HS_SIGNED and HS_MAC credentials, key conversions.
+//! - [`json`], [`time`]: the Handle.Net REST API's JSON forms and its timestamps.
 //!
 //! Every decoder distrusts its input: lengths and counts are checked against what is left
 //! before anything is allocated, and failures are a [`DecodeError`], never a panic.
@@ -18,8 +19,10 @@ pub mod auth;
 pub mod error;
 pub mod framing;
 pub mod handle;
+pub mod json;
 pub mod message;
 pub mod site;
+pub mod time;
 pub mod value;
 pub mod wire;
 
