@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod error;
 pub mod framing;
+pub mod fuzzing;
 pub mod handle;
 pub mod json;
 pub mod message;

@@ -1,0 +1,163 @@
+//! The properties every decoder must keep on arbitrary input, shared by the cargo-fuzz targets
+//! in `fuzz/` and the stable test that replays their corpus (`tests/fuzz_corpus.rs`): never
+//! panic, and whatever decodes re-encodes to something that decodes to the same thing. Each
+//! function panics when a property fails, which is what a fuzzer reports.
+
+#![doc(hidden)]
+
+use crate::framing::{Reassembly, UdpReassembler, tcp_frame_len, udp_split};
+use crate::message::{ENVELOPE_LEN, Envelope, HEADER_LEN, Header, Message};
+use crate::site::SiteInfo;
+use crate::value::{
+    AdminRecord, HandleValue, PublicKey, TypedData, decode_value_list, encode_value_list,
+};
+
+/// Envelope, header and whole-message decoding.
+pub fn message(data: &[u8]) {
+    if data.len() >= ENVELOPE_LEN {
+        let e = Envelope::decode(&data[..ENVELOPE_LEN]).expect("20 bytes always make an envelope");
+        assert_eq!(
+            e.encode(),
+            data[..ENVELOPE_LEN],
+            "envelope re-encodes exactly"
+        );
+    }
+    if data.len() >= ENVELOPE_LEN + HEADER_LEN {
+        let h = Header::decode(&data[ENVELOPE_LEN..ENVELOPE_LEN + HEADER_LEN])
+            .expect("24 bytes make a header");
+        let mut b = Vec::new();
+        h.encode_into(&mut b);
+        assert_eq!(b, data[ENVELOPE_LEN..ENVELOPE_LEN + HEADER_LEN]);
+    }
+    if let Ok(m) = Message::decode(data) {
+        let once = m.encode();
+        let again = Message::decode(&once).expect("an encoded message decodes");
+        assert_eq!(again.body, m.body, "body survives a re-encode");
+        assert_eq!(again.credential, m.credential);
+        assert_eq!(again.encode(), once, "encoding is stable");
+        let _ = m.digest_as_request((2, 11));
+        let _ = m.signed_bytes(1);
+    }
+}
+
+/// TCP framing, and UDP fragmentation and reassembly.
+pub fn udp(data: &[u8]) {
+    let _ = tcp_frame_len(data);
+    // Arbitrary bytes cut into datagrams must not upset the reassembler.
+    let mut r = UdpReassembler::new();
+    for d in data.chunks(512) {
+        if r.push(d).is_err() {
+            break;
+        }
+    }
+    let _ = r.missing();
+    // A well-formed envelope around the input splits and reassembles to the same bytes.
+    if data.len() >= ENVELOPE_LEN && data.len() <= 70_000 {
+        let mut e = Envelope::decode(&data[..ENVELOPE_LEN]).expect("envelope");
+        e.flags = 0;
+        e.sequence = 0;
+        e.message_length = (data.len() - ENVELOPE_LEN) as u32;
+        let mut m = e.encode().to_vec();
+        m.extend_from_slice(&data[ENVELOPE_LEN..]);
+        let mut r = UdpReassembler::new();
+        let mut whole = None;
+        for d in udp_split(&m).iter().rev() {
+            if let Reassembly::Complete(b) = r.push(d).expect("our own fragments are valid") {
+                whole = Some(b);
+            }
+        }
+        assert_eq!(
+            whole.as_deref(),
+            Some(&m[..]),
+            "split then reassemble is the identity"
+        );
+    }
+}
+
+/// Handle values and the typed views of their data.
+pub fn value(data: &[u8]) {
+    if let Ok(v) = HandleValue::decode(data) {
+        assert_eq!(v.encode(), data, "a value re-encodes exactly");
+        assert_eq!(v.encoded_len(), data.len());
+        let _ = v.typed();
+    }
+    // The first byte picks a type name, the rest is data.
+    if let Some((&sel, rest)) = data.split_first() {
+        const TYPES: [&str; 8] = [
+            "HS_ADMIN",
+            "HS_VLIST",
+            "HS_SITE",
+            "HS_PUBKEY",
+            "HS_SECKEY",
+            "HS_ALIAS",
+            "URL",
+            "HS_SITE.6",
+        ];
+        if let Ok(TypedData::Admin(a)) = TypedData::decode(TYPES[sel as usize % TYPES.len()], rest)
+        {
+            assert_eq!(a.encode(), rest);
+        }
+    }
+}
+
+/// HS_SITE.
+pub fn site(data: &[u8]) {
+    if let Ok(s) = SiteInfo::decode(data) {
+        assert_eq!(s.encode(), data, "HS_SITE re-encodes exactly");
+        for srv in &s.servers {
+            let _ = srv.ip();
+        }
+        let _ = s.server_index_for("88.888.1/x");
+    }
+}
+
+/// HS_ADMIN, HS_VLIST and HS_PUBKEY data.
+pub fn admin(data: &[u8]) {
+    if let Ok(a) = AdminRecord::decode(data) {
+        assert_eq!(a.encode(), data, "HS_ADMIN re-encodes exactly");
+    }
+    if let Ok(l) = decode_value_list(data) {
+        assert_eq!(encode_value_list(&l), data, "HS_VLIST re-encodes exactly");
+    }
+    if let Ok(k) = PublicKey::decode(data) {
+        assert_eq!(k.encode(), data, "HS_PUBKEY re-encodes exactly");
+        let _ = crate::auth::rsa_public_from_hs(&k);
+    }
+}
+
+/// REST JSON: what decodes survives a trip through our own JSON.
+pub fn json(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let limits = crate::json::JsonLimits::default();
+    if let Ok(values) = crate::json::values_from_json(text, &limits) {
+        for v in values {
+            let j = crate::json::value_to_json(&v);
+            let back = crate::json::value_from_json(&j, &limits).expect("our own JSON decodes");
+            assert_eq!(back, v, "value survives JSON: {j}");
+        }
+    }
+    if let Ok(j) = serde_json::from_str::<serde_json::Value>(text) {
+        if let Ok(s) = crate::json::site_from_json(&j, &limits) {
+            let again = crate::json::site_from_json(&crate::json::site_to_json(&s), &limits)
+                .expect("our own site JSON decodes");
+            assert_eq!(again, s);
+        }
+    }
+    let _ = crate::time::parse_iso8601(text);
+    let _ = crate::time::parse_period(text);
+}
+
+/// A property check over one input.
+pub type Check = fn(&[u8]);
+
+/// Every check by target name, for the corpus replay.
+pub const TARGETS: [(&str, Check); 6] = [
+    ("message", message),
+    ("udp", udp),
+    ("value", value),
+    ("site", site),
+    ("admin", admin),
+    ("json", json),
+];
