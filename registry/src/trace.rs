@@ -1,0 +1,343 @@
+//! The trace engine: from a handle, up through its links to the sources it came from (来源可溯)
+//! or down through the reverse index to everything it fed (去向可查). Breadth-first, cycle safe,
+//! bounded in depth and nodes, filtered by relation and time window; the reverse index is read
+//! in pages so a meter with 100,000 readings is never loaded at once. Targets under prefixes not
+//! homed here are listed as remote hops for federation; missing ones as dangling edges.
+
+use std::collections::{HashSet, VecDeque};
+
+use serde::Serialize;
+use suyuan_codec::handle::{Handle, key_of};
+use suyuan_codec::time::{Span, parse_iso8601, parse_period};
+use suyuan_codec::value::HandleValue;
+
+use crate::error::RegistryError;
+use crate::links::{attr, text_of};
+use crate::model::Tombstone;
+use crate::store::Registry;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceQuery {
+    pub root: String,
+    pub direction: Direction,
+    pub depth: u32,
+    pub limit: usize,
+    /// Follow only these relations (empty: all).
+    pub rels: Vec<String>,
+    pub window: Option<Span>,
+}
+
+impl TraceQuery {
+    pub const DEFAULT_DEPTH: u32 = 16;
+    pub const DEFAULT_LIMIT: usize = 10_000;
+
+    pub fn new(root: impl Into<String>, direction: Direction) -> Self {
+        TraceQuery {
+            root: root.into(),
+            direction,
+            depth: Self::DEFAULT_DEPTH,
+            limit: Self::DEFAULT_LIMIT,
+            rels: Vec::new(),
+            window: None,
+        }
+    }
+
+    /// A window from `from` to `to`, each an RFC 3339 instant or a period (`2025-03`,
+    /// `2025`): from the start of `from` to the end of `to`.
+    pub fn with_window(
+        mut self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Self, RegistryError> {
+        let bad = |e: suyuan_codec::time::TimeError| {
+            RegistryError::refused(suyuan_codec::message::rc::INVALID_VALUE, e.to_string())
+        };
+        let start = from
+            .map(parse_period)
+            .transpose()
+            .map_err(bad)?
+            .map_or(i64::MIN, |s| s.start);
+        let end = to
+            .map(parse_period)
+            .transpose()
+            .map_err(bad)?
+            .map_or(i64::MAX, |s| s.end);
+        self.window = (from.is_some() || to.is_some()).then_some(Span { start, end });
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceNode {
+    pub handle: String,
+    pub kind: Option<String>,
+    /// Values the caller may read, in the REST JSON form.
+    pub values: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceEdge {
+    pub from: String,
+    pub to: String,
+    pub rel: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteHop {
+    pub handle: String,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DanglingTombstone {
+    pub seq: u64,
+    pub time: u64,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dangling {
+    pub from: String,
+    pub to: String,
+    pub rel: String,
+    pub tombstone: Option<DanglingTombstone>,
+}
+
+/// The trace answer of design section 2.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trace {
+    pub root: String,
+    pub direction: Direction,
+    pub depth: u32,
+    pub nodes: Vec<TraceNode>,
+    pub edges: Vec<TraceEdge>,
+    pub truncated: bool,
+    pub remote: Vec<RemoteHop>,
+    pub dangling: Vec<Dangling>,
+}
+
+/// Whether a record lies in the window: an `mrv.time` instant inside it, an `mrv.period`
+/// overlapping it, or neither attribute (meters, units, plans are always kept).
+pub fn in_window(values: &[HandleValue], window: Option<&Span>) -> bool {
+    let Some(w) = window else { return true };
+    if let Some(t) = text_of(values, attr::TIME) {
+        return parse_iso8601(t).map(|t| w.contains(t)).unwrap_or(true);
+    }
+    if let Some(p) = text_of(values, attr::PERIOD) {
+        return parse_period(p).map(|p| w.overlaps(&p)).unwrap_or(true);
+    }
+    true
+}
+
+/// Page size for reading the reverse index.
+const BACKLINK_PAGE: usize = 1024;
+
+impl Registry {
+    /// Runs a trace. `readable` decides which values of a record the caller may see (the
+    /// server passes its permission check; `|v| v.permissions.public_read()` for anonymous).
+    pub fn trace(
+        &self,
+        q: &TraceQuery,
+        readable: &dyn Fn(&HandleValue) -> bool,
+    ) -> Result<Trace, RegistryError> {
+        let root_rec = self.get(&q.root)?.ok_or_else(|| {
+            RegistryError::refused(
+                suyuan_codec::message::rc::HANDLE_NOT_FOUND,
+                format!("{}: handle not found", q.root),
+            )
+        })?;
+        let mut out = Trace {
+            root: root_rec.handle.clone(),
+            direction: q.direction,
+            depth: q.depth,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            truncated: false,
+            remote: Vec::new(),
+            dangling: Vec::new(),
+        };
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut remote_seen: HashSet<String> = HashSet::new();
+        let mut queue: VecDeque<(String, u32)> = VecDeque::new();
+        seen.insert(key_of(&root_rec.handle));
+        out.nodes
+            .push(node(&root_rec.handle, &root_rec.values, readable));
+        queue.push_back((root_rec.handle.clone(), 0));
+        let follows = |rel: &str| q.rels.is_empty() || q.rels.iter().any(|r| r == rel);
+
+        while let Some((handle, depth)) = queue.pop_front() {
+            if depth >= q.depth {
+                continue;
+            }
+            match q.direction {
+                Direction::Up => {
+                    let Some(rec) = self.get(&handle)? else {
+                        continue;
+                    };
+                    for l in rec.links.iter().filter(|l| follows(&l.rel)) {
+                        self.visit(
+                            q,
+                            &mut out,
+                            &mut seen,
+                            &mut remote_seen,
+                            &mut queue,
+                            readable,
+                            &rec.handle,
+                            &l.target,
+                            &l.rel,
+                            &l.target,
+                            depth,
+                        )?;
+                        if out.truncated {
+                            return Ok(out);
+                        }
+                    }
+                }
+                Direction::Down => {
+                    let mut cursor: Option<Vec<u8>> = None;
+                    loop {
+                        let (page, next) =
+                            self.backlinks(&handle, cursor.as_deref(), BACKLINK_PAGE)?;
+                        for (rel, src_key) in page.iter().filter(|(rel, _)| follows(rel)) {
+                            // The edge keeps the link's direction: source record -> this one.
+                            self.visit(
+                                q,
+                                &mut out,
+                                &mut seen,
+                                &mut remote_seen,
+                                &mut queue,
+                                readable,
+                                src_key,
+                                &handle,
+                                rel,
+                                src_key,
+                                depth,
+                            )?;
+                            if out.truncated {
+                                return Ok(out);
+                            }
+                        }
+                        match next {
+                            Some(c) => cursor = Some(c),
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Handles one edge `from -> to` found while walking; `next` is the end being walked to.
+    #[allow(clippy::too_many_arguments)]
+    fn visit(
+        &self,
+        q: &TraceQuery,
+        out: &mut Trace,
+        seen: &mut HashSet<String>,
+        remote_seen: &mut HashSet<String>,
+        queue: &mut VecDeque<(String, u32)>,
+        readable: &dyn Fn(&HandleValue) -> bool,
+        from: &str,
+        to: &str,
+        rel: &str,
+        next: &str,
+        depth: u32,
+    ) -> Result<(), RegistryError> {
+        let parsed = Handle::parse(next).ok();
+        let homed = match &parsed {
+            Some(h) => self.is_homed(h.prefix())?,
+            None => false,
+        };
+        if !homed {
+            // Not a handle here: an alias (OID, Ecode, GS1) may still name a local record.
+            if let Some(local) = parsed
+                .is_none()
+                .then(|| self.alias(next))
+                .transpose()?
+                .flatten()
+            {
+                return self.visit(
+                    q,
+                    out,
+                    seen,
+                    remote_seen,
+                    queue,
+                    readable,
+                    from,
+                    &local,
+                    rel,
+                    &local,
+                    depth,
+                );
+            }
+            if let Some(h) = parsed {
+                if remote_seen.insert(key_of(next)) {
+                    out.remote.push(RemoteHop {
+                        handle: next.to_string(),
+                        prefix: h.prefix().to_string(),
+                    });
+                }
+            }
+            return Ok(());
+        }
+        let Some(rec) = self.get(next)? else {
+            let tombstone = self.tombstone(next)?.map(|t: Tombstone| DanglingTombstone {
+                seq: t.seq,
+                time: t.time,
+                actor: t.actor,
+            });
+            out.dangling.push(Dangling {
+                from: from.to_string(),
+                to: to.to_string(),
+                rel: rel.to_string(),
+                tombstone,
+            });
+            return Ok(());
+        };
+        if !in_window(&rec.values, q.window.as_ref()) {
+            return Ok(());
+        }
+        let (from, to) = match q.direction {
+            Direction::Up => (from.to_string(), rec.handle.clone()),
+            Direction::Down => (rec.handle.clone(), to.to_string()),
+        };
+        if seen.insert(key_of(&rec.handle)) {
+            if out.nodes.len() >= q.limit {
+                out.truncated = true;
+                return Ok(());
+            }
+            out.nodes.push(node(&rec.handle, &rec.values, readable));
+            queue.push_back((rec.handle.clone(), depth + 1));
+        }
+        out.edges.push(TraceEdge {
+            from,
+            to,
+            rel: rel.to_string(),
+        });
+        Ok(())
+    }
+}
+
+fn node(
+    handle: &str,
+    values: &[HandleValue],
+    readable: &dyn Fn(&HandleValue) -> bool,
+) -> TraceNode {
+    TraceNode {
+        handle: handle.to_string(),
+        kind: text_of(values, attr::KIND).map(str::to_string),
+        values: values
+            .iter()
+            .filter(|v| readable(v))
+            .map(suyuan_codec::json::value_to_json)
+            .collect(),
+    }
+}

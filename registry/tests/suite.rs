@@ -1,0 +1,787 @@
+//! The registry's behaviour on real store files. Runs against the backend the build selects:
+//! `cargo test -p suyuan-registry` (redb) and `cargo test -p suyuan-registry --features sled`.
+
+use std::sync::Arc;
+
+use suyuan_codec::message::rc;
+use suyuan_codec::value::{HandleValue, Permissions};
+use suyuan_registry::kv::{Op, Table, table_key};
+use suyuan_registry::{
+    ChangeOp, CreateMode, Direction, Identity, Mutation, Registry, RegistryError, TraceQuery, Write,
+};
+
+const P: &str = "88.888.1";
+
+fn open() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    reg.apply(w(Mutation::Home {
+        prefix: P.into(),
+        admins: vec![Identity::new(300, "88.888.1/ADMIN")],
+    }))
+    .unwrap();
+    (dir, reg)
+}
+
+fn w(mutation: Mutation) -> Write {
+    Write {
+        mutation,
+        actor: "300:88.888.1/ADMIN".into(),
+        time: 1_740_000_000,
+    }
+}
+
+fn create(
+    reg: &Registry,
+    handle: &str,
+    values: Vec<HandleValue>,
+) -> Result<Option<u64>, RegistryError> {
+    reg.apply(w(Mutation::Create {
+        handle: handle.into(),
+        values,
+        mode: CreateMode::Plain,
+    }))
+    .map(|a| a.seq)
+}
+
+fn v(index: u32, t: &str, data: &str) -> HandleValue {
+    HandleValue::new(index, t, data)
+}
+
+fn code(r: Result<impl std::fmt::Debug, RegistryError>) -> u32 {
+    r.expect_err("expected a refusal").response_code()
+}
+
+#[test]
+fn records_resolve_list_and_page() {
+    let (_d, reg) = open();
+    for i in 0..25 {
+        create(
+            &reg,
+            &format!("{P}/Meter-{i:03}"),
+            vec![v(1, "URL", "https://x")],
+        )
+        .unwrap();
+    }
+    let r = reg.get("88.888.1/METER-007").unwrap().unwrap();
+    assert_eq!(
+        r.handle, "88.888.1/Meter-007",
+        "lists and reads show the spelling it was created with"
+    );
+    assert_eq!(
+        r.values[0].timestamp, 1_740_000_000,
+        "timestamps are set by the server"
+    );
+    let first = reg.list_handles(P, None, 10).unwrap();
+    assert_eq!(first.len(), 10);
+    let second = reg
+        .list_handles(P, first.last().map(String::as_str), 10)
+        .unwrap();
+    assert_eq!(second[0], "88.888.1/Meter-010");
+    let last = reg
+        .list_handles(P, second.last().map(String::as_str), 10)
+        .unwrap();
+    assert_eq!(last.len(), 5);
+    assert_eq!(reg.count_handles(P).unwrap(), 25);
+    assert_eq!(
+        reg.list_handles("88.888", None, 100).unwrap().len(),
+        0,
+        "88.888 is another prefix"
+    );
+    assert!(reg.get("88.888.1/nothing").unwrap().is_none());
+}
+
+#[test]
+fn create_modes() {
+    let (_d, reg) = open();
+    let h = "88.888.1/m-1";
+    let vals = vec![v(1, "URL", "https://a"), v(2, "EMAIL", "a@b")];
+    assert!(create(&reg, h, vals.clone()).unwrap().is_some());
+    assert_eq!(
+        code(create(&reg, h, vals.clone())),
+        rc::HANDLE_ALREADY_EXISTS
+    );
+    let seq = reg.last_seq();
+    // Overwrite with an equal record: success, nothing written.
+    let a = reg
+        .apply(w(Mutation::Create {
+            handle: h.into(),
+            values: vals.clone(),
+            mode: CreateMode::Overwrite,
+        }))
+        .unwrap();
+    assert_eq!((a.seq, reg.last_seq()), (None, seq));
+    // Register: equal is success without a change; different is RC 101.
+    let a = reg
+        .apply(w(Mutation::Create {
+            handle: "88.888.1/M-1".into(),
+            values: vals.clone(),
+            mode: CreateMode::Register,
+        }))
+        .unwrap();
+    assert_eq!(a.seq, None);
+    let other = vec![v(1, "URL", "https://b")];
+    assert_eq!(
+        code(reg.apply(w(Mutation::Create {
+            handle: h.into(),
+            values: other.clone(),
+            mode: CreateMode::Register
+        }))),
+        rc::HANDLE_ALREADY_EXISTS
+    );
+    // Overwrite with a different record replaces it.
+    reg.apply(w(Mutation::Create {
+        handle: h.into(),
+        values: other,
+        mode: CreateMode::Overwrite,
+    }))
+    .unwrap();
+    assert_eq!(reg.get(h).unwrap().unwrap().values.len(), 1);
+    assert_eq!(reg.last_seq(), seq + 1);
+}
+
+#[test]
+fn reference_validation_rules() {
+    let (_d, reg) = open();
+    assert_eq!(
+        code(create(&reg, "88.888.1/z", vec![v(0, "URL", "x")])),
+        rc::INVALID_VALUE
+    );
+    assert_eq!(
+        code(create(
+            &reg,
+            "88.888.1/z",
+            vec![v(1, "URL", "x"), v(1, "EMAIL", "y")]
+        )),
+        rc::INVALID_VALUE
+    );
+    assert_eq!(
+        code(create(
+            &reg,
+            "88.888.1/z",
+            vec![HandleValue::new(100, "HS_ADMIN", vec![1, 2])]
+        )),
+        rc::INVALID_VALUE
+    );
+    assert_eq!(
+        code(create(&reg, "99.1/z", vec![v(1, "URL", "x")])),
+        rc::SERVER_NOT_RESP,
+        "prefix not homed"
+    );
+    assert_eq!(
+        code(create(&reg, "88.888.1.5/z", vec![v(1, "URL", "x")])),
+        rc::SERVER_NOT_RESP,
+        "a derived prefix is homed on its own"
+    );
+    assert_eq!(
+        code(create(&reg, "no-slash", vec![v(1, "URL", "x")])),
+        rc::INVALID_HANDLE
+    );
+    assert_eq!(reg.last_seq(), 1, "refusals wrote nothing");
+}
+
+#[test]
+fn value_operations() {
+    let (_d, reg) = open();
+    let h = "88.888.1/v";
+    create(&reg, h, vec![v(1, "URL", "https://a")]).unwrap();
+    let add = |vals, overwrite| {
+        reg.apply(w(Mutation::AddValues {
+            handle: h.into(),
+            values: vals,
+            overwrite,
+        }))
+    };
+    add(vec![v(2, "EMAIL", "a@b")], false).unwrap();
+    assert_eq!(
+        code(add(vec![v(2, "EMAIL", "c@d")], false)),
+        rc::VALUE_ALREADY_EXISTS
+    );
+    add(vec![v(2, "EMAIL", "c@d")], true).unwrap();
+    assert_eq!(
+        code(reg.apply(w(Mutation::ModifyValues {
+            handle: h.into(),
+            values: vec![v(9, "URL", "x")]
+        }))),
+        rc::VALUES_NOT_FOUND
+    );
+    reg.apply(w(Mutation::ModifyValues {
+        handle: h.into(),
+        values: vec![v(1, "URL", "https://z")],
+    }))
+    .unwrap();
+    reg.apply(w(Mutation::RemoveValues {
+        handle: h.into(),
+        indexes: vec![2, 77],
+    }))
+    .unwrap();
+    let r = reg.get(h).unwrap().unwrap();
+    assert_eq!(r.values.len(), 1);
+    assert_eq!(r.values[0].data, b"https://z");
+    assert_eq!(
+        code(reg.apply(w(Mutation::AddValues {
+            handle: "88.888.1/none".into(),
+            values: vec![v(1, "URL", "x")],
+            overwrite: false
+        }))),
+        rc::HANDLE_NOT_FOUND
+    );
+}
+
+#[test]
+fn change_log_is_gap_free_with_actors_and_tombstones() {
+    let (_d, reg) = open();
+    create(
+        &reg,
+        "88.888.1/a",
+        vec![v(1, "URL", "x"), v(301, "HS_SECKEY", "secretpw")],
+    )
+    .unwrap();
+    create(&reg, "88.888.1/b", vec![v(1, "URL", "y")]).unwrap();
+    let _ = create(&reg, "88.888.1/b", vec![v(1, "URL", "y")]);
+    reg.apply(w(Mutation::Delete {
+        handle: "88.888.1/A".into(),
+    }))
+    .unwrap();
+    let changes = reg.changes_since(1, 100).unwrap();
+    let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    assert_eq!(
+        changes.iter().map(|c| c.op).collect::<Vec<_>>(),
+        vec![
+            ChangeOp::Home,
+            ChangeOp::Create,
+            ChangeOp::Create,
+            ChangeOp::Delete
+        ]
+    );
+    assert!(changes.iter().all(|c| c.actor == "300:88.888.1/ADMIN"));
+    assert_eq!(reg.changes_since(3, 1).unwrap()[0].handle, "88.888.1/b");
+    // Exports never carry the secret.
+    let exported = changes[1].for_export();
+    let sec = &exported.values.as_ref().unwrap()[1];
+    assert!(sec.data.starts_with(b"sha256:"));
+    assert!(
+        !exported
+            .values
+            .unwrap()
+            .iter()
+            .any(|v| v.data == b"secretpw")
+    );
+    let t = reg.tombstone("88.888.1/a").unwrap().unwrap();
+    assert_eq!((t.seq, t.handle.as_str()), (4, "88.888.1/a"));
+    // Re-creating clears the tombstone.
+    create(&reg, "88.888.1/a", vec![v(1, "URL", "x")]).unwrap();
+    assert!(reg.tombstone("88.888.1/a").unwrap().is_none());
+}
+
+#[test]
+fn concurrent_writers_share_group_commits() {
+    let (_d, reg) = open();
+    let reg = Arc::new(reg);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let reg = reg.clone();
+            std::thread::spawn(move || {
+                let writes = (0..200)
+                    .map(|i| {
+                        w(Mutation::Create {
+                            handle: format!("88.888.1/t{t}-{i}"),
+                            values: vec![v(1, "URL", "x")],
+                            mode: CreateMode::Plain,
+                        })
+                    })
+                    .collect();
+                reg.apply_batch(writes)
+                    .into_iter()
+                    .map(|r| r.unwrap().seq.unwrap())
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (2..=1601).collect::<Vec<u64>>(),
+        "every write acknowledged once, gap-free"
+    );
+    assert_eq!(reg.count_handles(P).unwrap(), 1600);
+}
+
+#[test]
+fn a_refused_write_does_not_abort_its_group() {
+    let (_d, reg) = open();
+    let writes = vec![
+        w(Mutation::Create {
+            handle: "88.888.1/g1".into(),
+            values: vec![v(1, "URL", "x")],
+            mode: CreateMode::Plain,
+        }),
+        w(Mutation::Create {
+            handle: "88.888.1/g1".into(),
+            values: vec![v(1, "URL", "x")],
+            mode: CreateMode::Plain,
+        }),
+        w(Mutation::Create {
+            handle: "88.888.1/g2".into(),
+            values: vec![v(0, "URL", "x")],
+            mode: CreateMode::Plain,
+        }),
+        w(Mutation::Create {
+            handle: "88.888.1/g3".into(),
+            values: vec![v(1, "URL", "x")],
+            mode: CreateMode::Plain,
+        }),
+    ];
+    let r = reg.apply_batch(writes);
+    assert!(r[0].is_ok() && r[3].is_ok());
+    assert_eq!(
+        r[1].as_ref().unwrap_err().response_code(),
+        rc::HANDLE_ALREADY_EXISTS,
+        "sees the earlier write of its own group"
+    );
+    assert_eq!(
+        r[2].as_ref().unwrap_err().response_code(),
+        rc::INVALID_VALUE
+    );
+    assert!(reg.get("88.888.1/g3").unwrap().is_some());
+    assert!(reg.get("88.888.1/g2").unwrap().is_none());
+}
+
+const READING_TPL: &str = r#"{"kind":"reading","attributes":[
+    {"name":"value","index":2000,"type":"mrv.value","required":true},
+    {"name":"meter","index":2001,"type":"mrv.measuredBy","required":true,"reference":{"kinds":["meter"]}},
+    {"name":"gateway","index":2002,"type":"site.via","reference":{}}]}"#;
+
+#[test]
+fn templates_validate_every_write() {
+    let (_d, reg) = open();
+    create(
+        &reg,
+        "88.888.1/tpl/reading",
+        vec![v(1, "mrv.template", READING_TPL)],
+    )
+    .unwrap();
+    create(&reg, "88.888.1/meter-1", vec![v(1, "mrv.kind", "meter")]).unwrap();
+    create(&reg, "88.888.1/boiler-1", vec![v(1, "mrv.kind", "boiler")]).unwrap();
+    let tpl = || v(1001, "HS_TEMPLATE", "88.888.1/tpl/reading");
+    let seq = reg.last_seq();
+    let e = create(
+        &reg,
+        "88.888.1/r-1",
+        vec![tpl(), v(2001, "mrv.measuredBy", "88.888.1/meter-1")],
+    )
+    .unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    assert!(e.to_string().contains("attribute value"), "{e}");
+    let e = create(
+        &reg,
+        "88.888.1/r-1",
+        vec![
+            tpl(),
+            v(2000, "mrv.value", "1"),
+            v(2001, "mrv.measuredBy", "88.888.1/boiler-1"),
+        ],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("kind boiler"), "{e}");
+    let e = create(
+        &reg,
+        "88.888.1/r-1",
+        vec![
+            v(1001, "HS_TEMPLATE", "88.888.1/tpl/none"),
+            v(2000, "mrv.value", "1"),
+        ],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    assert_eq!(reg.last_seq(), seq, "invalid writes changed nothing");
+    create(
+        &reg,
+        "88.888.1/r-1",
+        vec![
+            tpl(),
+            v(2000, "mrv.value", "1"),
+            v(2001, "mrv.measuredBy", "88.888.1/meter-1"),
+            v(2002, "site.via", "88.888.1/gw-1"),
+        ],
+    )
+    .unwrap();
+    // The template's reference attribute counts as a link.
+    let (down, _) = reg.backlinks("88.888.1/gw-1", None, 10).unwrap();
+    assert_eq!(
+        down,
+        vec![("site.via".to_string(), "88.888.1/R-1".to_string())]
+    );
+    // Removing a required attribute is refused too.
+    let e = reg
+        .apply(w(Mutation::RemoveValues {
+            handle: "88.888.1/r-1".into(),
+            indexes: vec![2000],
+        }))
+        .unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+}
+
+#[test]
+fn reverse_index_follows_every_write() {
+    let (_d, reg) = open();
+    create(
+        &reg,
+        "88.888.1/r",
+        vec![v(2001, "mrv.measuredBy", "88.888.1/meter-1")],
+    )
+    .unwrap();
+    assert_eq!(
+        reg.backlinks("88.888.1/METER-1", None, 10).unwrap().0.len(),
+        1
+    );
+    reg.apply(w(Mutation::ModifyValues {
+        handle: "88.888.1/r".into(),
+        values: vec![v(2001, "mrv.measuredBy", "88.888.1/meter-2")],
+    }))
+    .unwrap();
+    assert_eq!(
+        reg.backlinks("88.888.1/meter-1", None, 10).unwrap().0.len(),
+        0
+    );
+    assert_eq!(
+        reg.backlinks("88.888.1/meter-2", None, 10).unwrap().0.len(),
+        1
+    );
+    reg.apply(w(Mutation::Delete {
+        handle: "88.888.1/r".into(),
+    }))
+    .unwrap();
+    assert_eq!(
+        reg.backlinks("88.888.1/meter-2", None, 10).unwrap().0.len(),
+        0
+    );
+}
+
+#[test]
+fn aliases_bind_one_handle() {
+    let (_d, reg) = open();
+    create(
+        &reg,
+        "88.888.1/prod-1",
+        vec![
+            v(10, "id.oid", "1.2.156.3000.1.1"),
+            v(11, "id.gs1", "/01/09521234543213/21/7"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        reg.alias("1.2.156.3000.1.1").unwrap().as_deref(),
+        Some("88.888.1/prod-1")
+    );
+    assert_eq!(
+        reg.alias("/01/09521234543213/21/7/").unwrap().as_deref(),
+        Some("88.888.1/prod-1")
+    );
+    let e = create(
+        &reg,
+        "88.888.1/prod-2",
+        vec![v(10, "id.oid", "1.2.156.3000.1.1")],
+    )
+    .unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    assert!(
+        e.to_string().contains("88.888.1/PROD-1"),
+        "names the other handle: {e}"
+    );
+    reg.apply(w(Mutation::Delete {
+        handle: "88.888.1/prod-1".into(),
+    }))
+    .unwrap();
+    assert!(reg.alias("1.2.156.3000.1.1").unwrap().is_none());
+    create(
+        &reg,
+        "88.888.1/prod-2",
+        vec![v(10, "id.oid", "1.2.156.3000.1.1")],
+    )
+    .unwrap();
+}
+
+/// report -> figure(2025-03) -> reading(2025-03-02) -> meter; figure(2025-04) too; a remote
+/// factor; a deleted lab report; a cycle.
+fn chain(reg: &Registry) {
+    create(reg, "88.888.1/meter", vec![v(1, "mrv.kind", "meter")]).unwrap();
+    create(
+        reg,
+        "88.888.1/reading",
+        vec![
+            v(1, "mrv.kind", "reading"),
+            v(2, "mrv.time", "2025-03-02T08:00:00Z"),
+            v(2001, "mrv.measuredBy", "88.888.1/meter"),
+        ],
+    )
+    .unwrap();
+    create(reg, "88.888.1/lab", vec![v(1, "mrv.kind", "lab-report")]).unwrap();
+    create(
+        reg,
+        "88.888.1/fig-03",
+        vec![
+            v(1, "mrv.kind", "figure"),
+            v(2, "mrv.period", "2025-03"),
+            v(2001, "prov.wasDerivedFrom", "88.888.1/reading"),
+            v(2002, "mrv.usesFactor", "88.999.7/factor-2025"),
+            v(2003, "prov.wasDerivedFrom", "88.888.1/lab"),
+        ],
+    )
+    .unwrap();
+    create(
+        reg,
+        "88.888.1/fig-04",
+        vec![
+            v(1, "mrv.kind", "figure"),
+            v(2, "mrv.period", "2025-04"),
+            v(2001, "prov.wasDerivedFrom", "88.888.1/meter"),
+        ],
+    )
+    .unwrap();
+    create(
+        reg,
+        "88.888.1/report",
+        vec![
+            v(1, "mrv.kind", "annual-report"),
+            v(2, "mrv.period", "2025"),
+            v(2001, "mrv.reports", "88.888.1/fig-03"),
+            v(2002, "mrv.reports", "88.888.1/fig-04"),
+            v(2003, "prov.wasDerivedFrom", "88.888.1/report"),
+        ],
+    )
+    .unwrap();
+    reg.apply(w(Mutation::Delete {
+        handle: "88.888.1/lab".into(),
+    }))
+    .unwrap();
+}
+
+#[test]
+fn trace_up_and_down() {
+    let (_d, reg) = open();
+    chain(&reg);
+    let all = |_: &HandleValue| true;
+    let up = reg
+        .trace(&TraceQuery::new("88.888.1/report", Direction::Up), &all)
+        .unwrap();
+    let handles: Vec<&str> = up.nodes.iter().map(|n| n.handle.as_str()).collect();
+    assert_eq!(
+        handles,
+        vec![
+            "88.888.1/report",
+            "88.888.1/fig-03",
+            "88.888.1/fig-04",
+            "88.888.1/reading",
+            "88.888.1/meter"
+        ]
+    );
+    assert_eq!(up.nodes[0].kind.as_deref(), Some("annual-report"));
+    assert!(up.edges.iter().any(|e| e.from == "88.888.1/reading"
+        && e.to == "88.888.1/meter"
+        && e.rel == "mrv.measuredBy"));
+    assert!(
+        up.edges
+            .iter()
+            .any(|e| e.from == "88.888.1/report" && e.to == "88.888.1/report"),
+        "the self-cycle is an edge, not a loop"
+    );
+    assert_eq!(up.remote.len(), 1);
+    assert_eq!(up.remote[0].prefix, "88.999.7");
+    assert_eq!(up.dangling.len(), 1);
+    assert_eq!(up.dangling[0].to, "88.888.1/lab");
+    assert!(up.dangling[0].tombstone.is_some());
+    assert!(!up.truncated);
+
+    let down = reg
+        .trace(&TraceQuery::new("88.888.1/meter", Direction::Down), &all)
+        .unwrap();
+    assert!(
+        down.nodes.iter().any(|n| n.handle == "88.888.1/report"),
+        "the meter reaches the report"
+    );
+    // Edges keep the link's direction, dependent -> source.
+    assert!(
+        down.edges
+            .iter()
+            .any(|e| e.from == "88.888.1/reading" && e.to == "88.888.1/meter")
+    );
+
+    // Depth, relation filter, window, limit.
+    let mut q = TraceQuery::new("88.888.1/report", Direction::Up);
+    q.depth = 1;
+    assert_eq!(reg.trace(&q, &all).unwrap().nodes.len(), 3);
+    q.depth = 16;
+    q.rels = vec!["mrv.reports".into()];
+    assert_eq!(reg.trace(&q, &all).unwrap().nodes.len(), 3);
+    let q = TraceQuery::new("88.888.1/report", Direction::Up)
+        .with_window(Some("2025-03"), Some("2025-03"))
+        .unwrap();
+    let t = reg.trace(&q, &all).unwrap();
+    assert!(
+        t.nodes.iter().all(|n| n.handle != "88.888.1/fig-04"),
+        "April is outside March"
+    );
+    assert!(t.nodes.iter().any(|n| n.handle == "88.888.1/meter"));
+    let mut q = TraceQuery::new("88.888.1/report", Direction::Up);
+    q.limit = 2;
+    let t = reg.trace(&q, &all).unwrap();
+    assert!(t.truncated);
+    assert_eq!(t.nodes.len(), 2);
+    // Values the caller may not read are not shown.
+    let public = |v: &HandleValue| v.permissions.public_read();
+    reg.apply(w(Mutation::AddValues {
+        handle: "88.888.1/meter".into(),
+        values: vec![HandleValue {
+            permissions: Permissions(0x0C),
+            ..v(9, "DESC", "secret note")
+        }],
+        overwrite: false,
+    }))
+    .unwrap();
+    let t = reg
+        .trace(&TraceQuery::new("88.888.1/meter", Direction::Up), &public)
+        .unwrap();
+    assert_eq!(t.nodes[0].values.len(), 1);
+    // The answer has the JSON shape of design section 2.
+    let j = serde_json::to_value(&up).unwrap();
+    for k in [
+        "root",
+        "direction",
+        "depth",
+        "nodes",
+        "edges",
+        "truncated",
+        "remote",
+        "dangling",
+    ] {
+        assert!(j.get(k).is_some(), "{k}");
+    }
+    assert_eq!(j["direction"], "up");
+}
+
+#[test]
+fn large_fan_out_is_paged() {
+    let (_d, reg) = open();
+    create(&reg, "88.888.1/busy-meter", vec![v(1, "mrv.kind", "meter")]).unwrap();
+    let writes = (0..5000)
+        .map(|i| {
+            w(Mutation::Create {
+                handle: format!("88.888.1/rd-{i:05}"),
+                values: vec![v(2001, "mrv.measuredBy", "88.888.1/busy-meter")],
+                mode: CreateMode::Plain,
+            })
+        })
+        .collect();
+    assert!(reg.apply_batch(writes).iter().all(Result::is_ok));
+    let mut q = TraceQuery::new("88.888.1/busy-meter", Direction::Down);
+    q.limit = 3000;
+    let t = reg.trace(&q, &|_| true).unwrap();
+    assert!(t.truncated);
+    assert_eq!(t.nodes.len(), 3000);
+    q.limit = 10_000;
+    let t = reg.trace(&q, &|_| true).unwrap();
+    assert_eq!(t.nodes.len(), 5001);
+    assert!(!t.truncated);
+}
+
+#[test]
+fn prefixes_home_and_unhome() {
+    let (_d, reg) = open();
+    let p = reg.prefix("88.888.1").unwrap().unwrap();
+    assert_eq!(p.admins, vec![Identity::new(300, "88.888.1/ADMIN")]);
+    // Homing again with the same admins writes nothing.
+    assert_eq!(
+        reg.apply(w(Mutation::Home {
+            prefix: P.into(),
+            admins: p.admins.clone()
+        }))
+        .unwrap()
+        .seq,
+        None
+    );
+    reg.apply(w(Mutation::Home {
+        prefix: "88.888.2".into(),
+        admins: vec![],
+    }))
+    .unwrap();
+    assert_eq!(reg.prefixes().unwrap().len(), 2);
+    reg.apply(w(Mutation::Unhome {
+        prefix: "88.888.2".into(),
+    }))
+    .unwrap();
+    assert_eq!(
+        code(reg.apply(w(Mutation::Unhome {
+            prefix: "88.888.2".into()
+        }))),
+        rc::HANDLE_NOT_FOUND
+    );
+    assert!(!reg.is_homed("88.888.2").unwrap());
+    assert_eq!(
+        code(reg.apply(w(Mutation::Home {
+            prefix: "a/b".into(),
+            admins: vec![]
+        }))),
+        rc::INVALID_HANDLE
+    );
+}
+
+#[test]
+fn reopening_keeps_everything_and_refuses_newer_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let reg = Registry::open(dir.path()).unwrap();
+        reg.apply(w(Mutation::Home {
+            prefix: P.into(),
+            admins: vec![],
+        }))
+        .unwrap();
+        create(&reg, "88.888.1/kept", vec![v(1, "URL", "x")]).unwrap();
+    }
+    {
+        let reg = Registry::open(dir.path()).unwrap();
+        assert!(reg.get("88.888.1/kept").unwrap().is_some());
+        assert_eq!(reg.last_seq(), 2);
+        create(&reg, "88.888.1/next", vec![v(1, "URL", "x")]).unwrap();
+        assert_eq!(reg.last_seq(), 3, "the sequence continues without a gap");
+    }
+    {
+        let kv = suyuan_registry::kv::open_embedded(dir.path()).unwrap();
+        kv.write(&[Op::Put(
+            table_key(Table::Meta, b"schema"),
+            99u32.to_be_bytes().to_vec(),
+        )])
+        .unwrap();
+    }
+    let e = Registry::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(e, RegistryError::SchemaTooNew { found: 99, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("upgrade"), "{e}");
+}
+
+#[test]
+fn consistent_reads_for_the_cache_and_reindex() {
+    let (_d, reg) = open();
+    create(
+        &reg,
+        "88.888.1/c",
+        vec![v(2001, "mrv.measuredBy", "88.888.1/m")],
+    )
+    .unwrap();
+    let (r, stable) = reg.get_consistent("88.888.1/c").unwrap();
+    assert!(r.is_some() && stable);
+    assert_eq!(reg.reindex().unwrap(), 1);
+    assert_eq!(reg.backlinks("88.888.1/m", None, 10).unwrap().0.len(), 1);
+    let closed = {
+        reg.close();
+        create(&reg, "88.888.1/d", vec![v(1, "URL", "x")])
+    };
+    assert!(matches!(closed, Err(RegistryError::Closed)));
+}
