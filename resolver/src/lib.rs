@@ -10,6 +10,7 @@ pub mod budget;
 pub mod challenge;
 pub mod frontline;
 pub mod listen;
+pub mod node;
 pub mod ops;
 pub mod service;
 pub mod tcp;

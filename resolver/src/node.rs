@@ -1,0 +1,809 @@
+//! The Handle service of a Suyuan node: resolution, site info, and the administrative
+//! operations, authenticated by challenge-response as the reference server does without
+//! sessions (RC 402, then OC 200 with an HS_SECKEY or HS_PUBKEY answer), authorised by the
+//! prefix's administrators, the node's administrators and the handle's HS_ADMIN values with
+//! HS_VLIST groups. Answers are signed with the node's key when a request sets CT.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rand::RngCore;
+use rsa::RsaPrivateKey;
+use suyuan_codec::auth::{PublicKeyAnswer, SecretKeyAnswer, rsa_public_from_hs, sign_message};
+use suyuan_codec::handle::{Handle, key_of};
+use suyuan_codec::message::{Body, Message, flags, negotiate_version, opcode, rc};
+use suyuan_codec::site::SiteInfo;
+use suyuan_codec::value::{
+    AdminRecord, HandleValue, PublicKey, admin_perm, decode_value_list, types,
+};
+use suyuan_registry::{CreateMode, Identity, Mutation, Record, Registry, RegistryError, Write};
+use tracing::{debug, warn};
+
+use crate::challenge::{ChallengeConfig, ChallengeTable, Pending};
+use crate::service::{Reply, Request, Service, Transport, now_secs};
+
+/// How the node answers, besides its store.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The HS_SITE this node publishes.
+    pub site: SiteInfo,
+    /// The node's own key: it signs answers when a request sets CT.
+    pub key: RsaPrivateKey,
+    /// Identities that administer the node itself (home and unhome prefixes, list them).
+    pub node_admins: Vec<Identity>,
+    pub challenges: ChallengeConfig,
+    /// Records held in the resolution cache.
+    pub cache_entries: u64,
+}
+
+/// Handle lists are answered 50 handles a message, as the reference does.
+const LIST_PAGE: usize = 50;
+/// How deep HS_VLIST groups may nest before we stop following them.
+const MAX_GROUP_DEPTH: usize = 5;
+
+/// The node's Handle service (cheap to clone: everything is shared).
+#[derive(Clone)]
+pub struct HandleNode {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HandleNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandleNode").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    registry: Arc<Registry>,
+    cfg: NodeConfig,
+    cache: moka::sync::Cache<String, Arc<Option<Record>>>,
+    challenges: Mutex<ChallengeTable>,
+}
+
+/// What carrying out a request gave.
+enum Outcome {
+    Done(Body),
+    Many(Vec<Body>),
+    Refused(u32, String),
+    /// Only an authenticated administrator may do this: challenge the client.
+    NeedAuth,
+}
+
+fn refused(code: u32, msg: impl Into<String>) -> Outcome {
+    Outcome::Refused(code, msg.into())
+}
+
+impl From<RegistryError> for Outcome {
+    fn from(e: RegistryError) -> Self {
+        if !matches!(e, RegistryError::Refused { .. }) {
+            warn!(error = %e, "registry failure");
+        }
+        Outcome::Refused(e.response_code(), e.to_string())
+    }
+}
+
+impl HandleNode {
+    pub fn new(registry: Arc<Registry>, cfg: NodeConfig) -> Self {
+        let cache = moka::sync::Cache::new(cfg.cache_entries.max(1));
+        let challenges = Mutex::new(ChallengeTable::new(cfg.challenges));
+        HandleNode {
+            inner: Arc::new(Inner {
+                registry,
+                cfg,
+                cache,
+                challenges,
+            }),
+        }
+    }
+}
+
+impl Service for HandleNode {
+    async fn call(&self, request: Request) -> Reply {
+        let inner = self.inner.clone();
+        // The store is synchronous (reads are quick, writes wait for their durable commit).
+        match tokio::task::spawn_blocking(move || inner.handle(&request)).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "request handler failed");
+                Reply::Silence
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn handle(&self, req: &Request) -> Reply {
+        let m = &req.message;
+        if m.header.op_code == opcode::CHALLENGE_RESPONSE {
+            return self.answer_challenge(req);
+        }
+        let outcome = match m.header.op_code {
+            opcode::GET_SITE_INFO => Outcome::Done(Body::SiteInfo(self.cfg.site.clone())),
+            opcode::VERIFY_RESPONSE => self.verify_response(m),
+            opcode::SESSION_SETUP | opcode::SESSION_TERMINATE | opcode::SESSION_EXCHANGEKEY => {
+                refused(
+                    rc::OPERATION_NOT_SUPPORTED,
+                    "sessions are not supported yet: authenticate each request by challenge-response",
+                )
+            }
+            _ => self.execute(m, None),
+        };
+        match outcome {
+            Outcome::NeedAuth => self.challenge(req),
+            o => self.reply(m, m, o),
+        }
+    }
+
+    /// Builds the answer to `request`, on the envelope of `via` (the OC 200 that completed a
+    /// challenge, or the request itself).
+    fn reply(&self, request: &Message, via: &Message, outcome: Outcome) -> Reply {
+        let bodies = match outcome {
+            Outcome::Done(b) => vec![(rc::SUCCESS, b)],
+            Outcome::Many(bs) => bs.into_iter().map(|b| (rc::SUCCESS, b)).collect(),
+            Outcome::Refused(code, msg) => vec![(code, Body::Error { message: Some(msg) })],
+            Outcome::NeedAuth => vec![(
+                rc::AUTHENTICATION_NEEDED,
+                Body::Error {
+                    message: Some(String::new()),
+                },
+            )],
+        };
+        let n = bodies.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, (code, body)) in bodies.into_iter().enumerate() {
+            let mut resp = Message::response_to(request, code, body);
+            resp.envelope.request_id = via.envelope.request_id;
+            resp.envelope.session_id = 0;
+            if request.header.has(flags::RD) || via.header.has(flags::RD) {
+                resp.header.op_flags |= flags::RD;
+                resp.request_digest =
+                    Some(request.digest_as_request(negotiate_version(&request.envelope)));
+            }
+            if i + 1 < n {
+                resp.header.op_flags |= flags::CN;
+            }
+            out.push(self.finish(via, resp));
+        }
+        Reply::Messages(out)
+    }
+
+    /// What every answer gets: AT (this node is the primary), our site serial, and our
+    /// signature when the request asked for one (CT).
+    fn finish(&self, request: &Message, mut resp: Message) -> Message {
+        resp.header.op_flags |= flags::AT;
+        resp.header.site_info_serial = self.cfg.site.serial_number;
+        if request.header.has(flags::CT) {
+            if let Err(e) = sign_message(&mut resp, &self.cfg.key, 0) {
+                warn!(error = %e, "cannot sign an answer");
+            }
+        }
+        resp
+    }
+
+    fn record(&self, handle: &str) -> Result<Arc<Option<Record>>, RegistryError> {
+        let key = key_of(handle);
+        if let Some(r) = self.cache.get(&key) {
+            return Ok(r);
+        }
+        let (rec, stable) = self.registry.get_consistent(handle)?;
+        let rec = Arc::new(rec);
+        // Keep it only if no write committed while it was read: never older than an
+        // acknowledged write.
+        if stable {
+            self.cache.insert(key, rec.clone());
+        }
+        Ok(rec)
+    }
+
+    fn write(
+        &self,
+        handle: &str,
+        who: &Identity,
+        mutation: Mutation,
+    ) -> Result<suyuan_registry::Applied, RegistryError> {
+        let r = self.registry.apply(Write {
+            mutation,
+            actor: who.to_string(),
+            time: u64::from(now_secs()),
+        });
+        self.cache.invalidate(&key_of(handle));
+        r
+    }
+
+    fn homed(&self, prefix: &str) -> Result<bool, RegistryError> {
+        self.registry.is_homed(prefix)
+    }
+
+    fn is_node_admin(&self, who: &Identity) -> bool {
+        self.cfg.node_admins.iter().any(|a| a.same_as(who))
+    }
+
+    fn is_prefix_admin(&self, who: &Identity, prefix: &str) -> Result<bool, RegistryError> {
+        Ok(self.is_node_admin(who)
+            || self
+                .registry
+                .prefix(prefix)?
+                .is_some_and(|p| p.admins.iter().any(|a| a.same_as(who))))
+    }
+
+    /// Whether `who` is `admin_handle:admin_index` or, through HS_VLIST groups, a member.
+    fn in_group(
+        &self,
+        who: &Identity,
+        admin_handle: &str,
+        admin_index: u32,
+        depth: usize,
+    ) -> Result<bool, RegistryError> {
+        if admin_handle.eq_ignore_ascii_case(&who.handle)
+            && (admin_index == 0 || admin_index == who.index)
+        {
+            return Ok(true);
+        }
+        if depth >= MAX_GROUP_DEPTH {
+            return Ok(false);
+        }
+        let rec = self.record(admin_handle)?;
+        let Some(rec) = rec.as_ref() else {
+            return Ok(false);
+        };
+        for v in rec
+            .values
+            .iter()
+            .filter(|v| v.value_type.eq_ignore_ascii_case(types::HS_VLIST))
+        {
+            if admin_index != 0 && v.index != admin_index {
+                continue;
+            }
+            for member in decode_value_list(&v.data).unwrap_or_default() {
+                if self.in_group(who, &member.handle, member.index, depth + 1)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether `who` may do what `perm` names to `handle` (existing record `rec`).
+    fn may(
+        &self,
+        who: &Identity,
+        h: &Handle,
+        rec: Option<&Record>,
+        perm: u16,
+    ) -> Result<bool, RegistryError> {
+        if self.is_prefix_admin(who, h.prefix())? {
+            return Ok(true);
+        }
+        let Some(rec) = rec else { return Ok(false) };
+        for v in rec
+            .values
+            .iter()
+            .filter(|v| v.value_type.eq_ignore_ascii_case(types::HS_ADMIN))
+        {
+            if let Ok(a) = AdminRecord::decode(&v.data) {
+                if a.has(perm) && self.in_group(who, &a.admin_handle, a.admin_index, 0)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Carries out a request as `who` (None: not authenticated).
+    fn execute(&self, m: &Message, who: Option<&Identity>) -> Outcome {
+        match self.try_execute(m, who) {
+            Ok(o) => o,
+            Err(e) => e.into(),
+        }
+    }
+
+    fn try_execute(&self, m: &Message, who: Option<&Identity>) -> Result<Outcome, RegistryError> {
+        let op = m.header.op_code;
+        match (&m.body, op) {
+            (
+                Body::Resolution {
+                    handle,
+                    indexes,
+                    types,
+                },
+                _,
+            ) => self.resolve(m, handle, indexes, types, who),
+            (Body::HandleValues { handle, values }, _) => {
+                let Some(who) = who else {
+                    return Ok(Outcome::NeedAuth);
+                };
+                let h = match parse(handle) {
+                    Ok(h) => h,
+                    Err(o) => return Ok(o),
+                };
+                if !self.homed(h.prefix())? {
+                    return Ok(not_here());
+                }
+                let existing = self.record(h.as_str())?;
+                let existing = existing.as_ref().as_ref();
+                let has_admin = values
+                    .iter()
+                    .any(|v| v.value_type.eq_ignore_ascii_case(types::HS_ADMIN));
+                match op {
+                    opcode::CREATE_HANDLE => {
+                        if !self.is_prefix_admin(who, h.prefix())? {
+                            return Ok(refused(
+                                rc::INVALID_ADMIN,
+                                format!("{who} may not create handles under {}", h.prefix()),
+                            ));
+                        }
+                        let handle = if m.header.has(flags::MINT) {
+                            let mut b = [0u8; 8];
+                            rand::thread_rng().fill_bytes(&mut b);
+                            format!(
+                                "{}{}",
+                                h.as_str(),
+                                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+                            )
+                        } else {
+                            h.as_str().to_string()
+                        };
+                        let mode = if m.header.has(flags::OVRW) {
+                            CreateMode::Overwrite
+                        } else {
+                            CreateMode::Plain
+                        };
+                        self.write(
+                            &handle,
+                            who,
+                            Mutation::Create {
+                                handle: handle.clone(),
+                                values: values.clone(),
+                                mode,
+                            },
+                        )?;
+                        Ok(Outcome::Done(Body::Created {
+                            handle: Some(handle),
+                        }))
+                    }
+                    opcode::ADD_VALUE | opcode::MODIFY_VALUE => {
+                        let (perm, admin_perm_needed) = if op == opcode::ADD_VALUE {
+                            (admin_perm::ADD_VALUE, admin_perm::ADD_ADMIN)
+                        } else {
+                            (admin_perm::MODIFY_VALUE, admin_perm::MODIFY_ADMIN)
+                        };
+                        if existing.is_none() {
+                            return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
+                        }
+                        let need = if has_admin { admin_perm_needed } else { perm };
+                        if !self.may(who, &h, existing, need)? {
+                            return Ok(refused(
+                                rc::INSUFFICIENT_PERMISSIONS,
+                                format!("{who} lacks the permission on {h}"),
+                            ));
+                        }
+                        let mutation = if op == opcode::ADD_VALUE {
+                            Mutation::AddValues {
+                                handle: h.as_str().into(),
+                                values: values.clone(),
+                                overwrite: m.header.has(flags::OVRW),
+                            }
+                        } else {
+                            Mutation::ModifyValues {
+                                handle: h.as_str().into(),
+                                values: values.clone(),
+                            }
+                        };
+                        self.write(h.as_str(), who, mutation)?;
+                        Ok(Outcome::Done(Body::Empty))
+                    }
+                    _ => Ok(refused(
+                        rc::PROTOCOL_ERROR,
+                        "values in a request that takes none",
+                    )),
+                }
+            }
+            (Body::RemoveValue { handle, indexes }, _) => {
+                let Some(who) = who else {
+                    return Ok(Outcome::NeedAuth);
+                };
+                let h = match parse(handle) {
+                    Ok(h) => h,
+                    Err(o) => return Ok(o),
+                };
+                if !self.homed(h.prefix())? {
+                    return Ok(not_here());
+                }
+                let rec = self.record(h.as_str())?;
+                let Some(rec) = rec.as_ref() else {
+                    return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
+                };
+                let removes_admin = rec.values.iter().any(|v| {
+                    indexes.contains(&v.index) && v.value_type.eq_ignore_ascii_case(types::HS_ADMIN)
+                });
+                let need = if removes_admin {
+                    admin_perm::REMOVE_ADMIN
+                } else {
+                    admin_perm::REMOVE_VALUE
+                };
+                if !self.may(who, &h, Some(rec), need)? {
+                    return Ok(refused(
+                        rc::INSUFFICIENT_PERMISSIONS,
+                        format!("{who} lacks the permission on {h}"),
+                    ));
+                }
+                self.write(
+                    h.as_str(),
+                    who,
+                    Mutation::RemoveValues {
+                        handle: h.as_str().into(),
+                        indexes: indexes.clone(),
+                    },
+                )?;
+                Ok(Outcome::Done(Body::Empty))
+            }
+            (Body::Handle { handle }, opcode::DELETE_HANDLE) => {
+                let Some(who) = who else {
+                    return Ok(Outcome::NeedAuth);
+                };
+                let h = match parse(handle) {
+                    Ok(h) => h,
+                    Err(o) => return Ok(o),
+                };
+                if !self.homed(h.prefix())? {
+                    return Ok(not_here());
+                }
+                let rec = self.record(h.as_str())?;
+                let Some(rec) = rec.as_ref() else {
+                    return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
+                };
+                if !self.may(who, &h, Some(rec), admin_perm::DELETE_HANDLE)? {
+                    return Ok(refused(
+                        rc::INSUFFICIENT_PERMISSIONS,
+                        format!("{who} may not delete {h}"),
+                    ));
+                }
+                self.write(
+                    h.as_str(),
+                    who,
+                    Mutation::Delete {
+                        handle: h.as_str().into(),
+                    },
+                )?;
+                Ok(Outcome::Done(Body::Empty))
+            }
+            (Body::Handle { handle }, opcode::LIST_HANDLES) => {
+                let Some(who) = who else {
+                    return Ok(Outcome::NeedAuth);
+                };
+                let prefix = Handle::parse_lenient(handle)
+                    .ok()
+                    .and_then(|h| h.described_prefix().map(str::to_string))
+                    .unwrap_or_else(|| handle.clone());
+                if !self.homed(&prefix)? {
+                    return Ok(not_here());
+                }
+                if !self.is_prefix_admin(who, &prefix)? {
+                    return Ok(refused(
+                        rc::INSUFFICIENT_PERMISSIONS,
+                        format!("{who} may not list {prefix}"),
+                    ));
+                }
+                let mut pages = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = self
+                        .registry
+                        .list_handles(&prefix, after.as_deref(), LIST_PAGE)?;
+                    let done = page.len() < LIST_PAGE;
+                    after = page.last().cloned();
+                    pages.push(Body::HandleList { handles: page });
+                    if done {
+                        break;
+                    }
+                }
+                Ok(Outcome::Many(pages))
+            }
+            (
+                Body::Handle { handle },
+                opcode::HOME_NA | opcode::UNHOME_NA | opcode::LIST_HOMED_NAS,
+            ) => {
+                let Some(who) = who else {
+                    return Ok(Outcome::NeedAuth);
+                };
+                if !self.is_node_admin(who) {
+                    return Ok(refused(
+                        rc::INVALID_ADMIN,
+                        format!("{who} is not an administrator of this node"),
+                    ));
+                }
+                if op == opcode::LIST_HOMED_NAS {
+                    let handles = self
+                        .registry
+                        .prefixes()?
+                        .into_iter()
+                        .map(|p| format!("0.NA/{}", p.prefix))
+                        .collect();
+                    return Ok(Outcome::Done(Body::HandleList { handles }));
+                }
+                let prefix = Handle::parse_lenient(handle)
+                    .ok()
+                    .and_then(|h| h.described_prefix().map(str::to_string))
+                    .ok_or_else(|| {
+                        RegistryError::refused(
+                            rc::INVALID_HANDLE,
+                            format!("{handle:?} is not a prefix handle 0.NA/P"),
+                        )
+                    })?;
+                let mutation = if op == opcode::HOME_NA {
+                    Mutation::Home {
+                        prefix: prefix.clone(),
+                        admins: Vec::new(),
+                    }
+                } else {
+                    Mutation::Unhome {
+                        prefix: prefix.clone(),
+                    }
+                };
+                self.write(handle, who, mutation)?;
+                Ok(Outcome::Done(Body::Empty))
+            }
+            _ => Ok(refused(
+                rc::OPERATION_NOT_SUPPORTED,
+                format!("opcode {op} is not supported"),
+            )),
+        }
+    }
+
+    fn resolve(
+        &self,
+        m: &Message,
+        handle: &str,
+        indexes: &[u32],
+        types_: &[String],
+        who: Option<&Identity>,
+    ) -> Result<Outcome, RegistryError> {
+        let h = match parse(handle) {
+            Ok(h) => h,
+            Err(o) => return Ok(o),
+        };
+        if !self.homed(h.prefix())? {
+            return Ok(not_here());
+        }
+        let rec = self.record(h.as_str())?;
+        let Some(rec) = rec.as_ref() else {
+            return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
+        };
+        let selected: Vec<&HandleValue> = rec
+            .values
+            .iter()
+            .filter(|v| {
+                (indexes.is_empty() && types_.is_empty())
+                    || indexes.contains(&v.index)
+                    || types_.iter().any(|t| v.type_matches(t))
+            })
+            .collect();
+        let public_only = m.header.has(flags::PO);
+        let restricted = selected.iter().any(|v| !v.permissions.public_read());
+        let reader = match who {
+            Some(w) if restricted && !public_only => {
+                if !self.may(w, &h, Some(rec), admin_perm::READ_VALUE)? {
+                    return Ok(refused(
+                        rc::INSUFFICIENT_PERMISSIONS,
+                        format!("{w} may not read {h}"),
+                    ));
+                }
+                true
+            }
+            None if restricted
+                && !public_only
+                && selected.iter().any(|v| v.permissions.admin_read()) =>
+            {
+                return Ok(Outcome::NeedAuth);
+            }
+            _ => false,
+        };
+        let values: Vec<HandleValue> = selected
+            .into_iter()
+            .filter(|v| v.permissions.public_read() || (reader && v.permissions.admin_read()))
+            .cloned()
+            .collect();
+        if values.is_empty() {
+            return Ok(refused(rc::VALUES_NOT_FOUND, String::new()));
+        }
+        // The answer spells the handle as the request did.
+        Ok(Outcome::Done(Body::ResolutionResponse {
+            handle: handle.to_string(),
+            values,
+        }))
+    }
+
+    /// Answers with RC 402 and remembers the request until the client answers the nonce.
+    fn challenge(&self, req: &Request) -> Reply {
+        let m = &req.message;
+        let mut nonce = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let digest = m.digest_as_request(negotiate_version(&m.envelope));
+        let pending = Pending {
+            request: m.clone(),
+            nonce,
+            digest: digest.clone(),
+            source: req.peer.ip(),
+            created: Instant::now(),
+        };
+        let id = match self.challenges.lock() {
+            Ok(mut t) => t.insert(pending, Instant::now(), || rand::thread_rng().next_u32()),
+            Err(_) => return Reply::Silence,
+        };
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => return self.reply(m, m, refused(rc::SERVER_TOO_BUSY, e.to_string())),
+        };
+        let mut resp = Message::response_to(
+            m,
+            rc::AUTHENTICATION_NEEDED,
+            Body::Challenge {
+                nonce: nonce.to_vec(),
+            },
+        );
+        resp.request_digest = Some(digest);
+        resp.header.op_flags = (resp.header.op_flags | flags::RD) & !flags::PO;
+        resp.envelope.session_id = id;
+        Reply::one(self.finish(m, resp))
+    }
+
+    fn answer_challenge(&self, req: &Request) -> Reply {
+        let answer = &req.message;
+        let Body::ChallengeResponse {
+            auth_type,
+            id_handle,
+            id_index,
+            signed_response,
+        } = &answer.body
+        else {
+            return self.reply(
+                answer,
+                answer,
+                refused(rc::PROTOCOL_ERROR, "not a challenge response"),
+            );
+        };
+        let pending = self
+            .challenges
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take(answer.envelope.session_id, Instant::now()));
+        let Some(p) = pending else {
+            return self.reply(
+                answer,
+                answer,
+                refused(rc::AUTHEN_TIMEOUT, "no such challenge, or it expired"),
+            );
+        };
+        let who = Identity::new(*id_index, id_handle.clone());
+        let verified = self.verify_answer(
+            &who,
+            auth_type,
+            signed_response,
+            &p.nonce,
+            &p.digest.digest,
+            p.request.version(),
+        );
+        match verified {
+            Ok(true) => {
+                if req.transport == Transport::Udp
+                    && opcode::is_administrative(p.request.header.op_code)
+                {
+                    return self.reply(
+                        &p.request,
+                        answer,
+                        refused(
+                            rc::PROTOCOL_ERROR,
+                            "Received admin request on non-admin interface",
+                        ),
+                    );
+                }
+                let outcome = self.execute(&p.request, Some(&who));
+                self.reply(&p.request, answer, outcome)
+            }
+            Ok(false) => {
+                debug!(identity = %who, "challenge answer did not verify");
+                self.reply(
+                    &p.request,
+                    answer,
+                    Outcome::Refused(rc::AUTHENTICATION_FAILED, String::new()),
+                )
+            }
+            Err(o) => self.reply(&p.request, answer, o),
+        }
+    }
+
+    /// Checks an answer against the identity's key stored here.
+    fn verify_answer(
+        &self,
+        who: &Identity,
+        auth_type: &str,
+        answer: &[u8],
+        nonce: &[u8],
+        digest: &[u8],
+        version: (u8, u8),
+    ) -> Result<bool, Outcome> {
+        let rec = self.record(&who.handle).map_err(Outcome::from)?;
+        let Some(rec) = rec.as_ref() else {
+            return Err(refused(rc::AUTHENTICATION_FAILED, String::new()));
+        };
+        let candidates = |t: &str| -> Vec<&HandleValue> {
+            rec.values
+                .iter()
+                .filter(|v| {
+                    v.value_type.eq_ignore_ascii_case(t) && (who.index == 0 || v.index == who.index)
+                })
+                .collect()
+        };
+        match auth_type {
+            "HS_SECKEY" => {
+                let a = SecretKeyAnswer::decode(answer, version < (2, 1))
+                    .map_err(|e| refused(rc::INVALID_CREDENTIAL, e.to_string()))?;
+                for v in candidates(types::HS_SECKEY) {
+                    if a.verify(&v.data, nonce, digest)
+                        .map_err(|e| refused(rc::INVALID_CREDENTIAL, e.to_string()))?
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            "HS_PUBKEY" => {
+                let a = PublicKeyAnswer::decode(answer)
+                    .map_err(|e| refused(rc::INVALID_CREDENTIAL, e.to_string()))?;
+                for v in candidates(types::HS_PUBKEY) {
+                    let Ok(key) = PublicKey::decode(&v.data)
+                        .map_err(|_| ())
+                        .and_then(|k| rsa_public_from_hs(&k).map_err(|_| ()))
+                    else {
+                        continue;
+                    };
+                    if a.verify(&key, nonce, digest).unwrap_or(false) {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            other => Err(refused(
+                rc::INVALID_CREDENTIAL,
+                format!("unknown authentication type {other:?}"),
+            )),
+        }
+    }
+
+    /// OC 201: another server asks whether a secret-key answer is right for an identity here.
+    fn verify_response(&self, m: &Message) -> Outcome {
+        let Body::VerifyResponse {
+            handle,
+            index,
+            nonce,
+            request_digest,
+            signed_response,
+        } = &m.body
+        else {
+            return refused(rc::PROTOCOL_ERROR, "not a verify request");
+        };
+        let who = Identity::new(*index, handle.clone());
+        match self.verify_answer(
+            &who,
+            "HS_SECKEY",
+            signed_response,
+            nonce,
+            request_digest,
+            m.version(),
+        ) {
+            Ok(valid) => Outcome::Done(Body::VerifyResult {
+                valid: u8::from(valid),
+            }),
+            Err(o) => o,
+        }
+    }
+}
+
+fn parse(handle: &str) -> Result<Handle, Outcome> {
+    Handle::parse_lenient(handle).map_err(|e| refused(rc::INVALID_HANDLE, e.to_string()))
+}
+
+fn not_here() -> Outcome {
+    // The reference's words.
+    refused(rc::SERVER_NOT_RESP, "That prefix doesn't live here")
+}

@@ -1,0 +1,602 @@
+//! The node's Handle service on real loopback sockets, against the requests captured from the
+//! reference server and a client of our own doing session-less challenge-response with the
+//! fixture keys (the flows of admin/e-python-nosession, with fresh nonces).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use tokio::sync::watch;
+
+use suyuan_codec::auth::{
+    PublicKeyAnswer, SecretKeyAnswer, rsa_private_from_pem, verify_signed_message,
+};
+use suyuan_codec::message::{Body, Message, flags, opcode, rc};
+use suyuan_codec::site::{Interface, ServerInfo, SiteInfo, interface_protocol, interface_type};
+use suyuan_codec::value::{AdminRecord, HandleValue, Permissions};
+use suyuan_federation::{HandleClient, Transport};
+use suyuan_registry::{CreateMode, Identity, Mutation, Registry, Write};
+use suyuan_resolver::budget::BudgetConfig;
+use suyuan_resolver::challenge::ChallengeConfig;
+use suyuan_resolver::listen::bind_handle;
+use suyuan_resolver::node::{HandleNode, NodeConfig};
+use suyuan_resolver::ops::Metrics;
+use suyuan_resolver::{Limits, tcp::serve_tcp, udp::serve_udp};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/reference")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn text(name: &str) -> String {
+    String::from_utf8(fixture(name)).unwrap()
+}
+
+struct Node {
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    server_key: rsa::RsaPublicKey,
+    _stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+/// A node set up like the reference lab: prefix 12345, 12345/ADMIN with HS_ADMIN, the fixture
+/// public key at 300 and secret `secretpw` at 301, 12345/test1 with a URL and an EMAIL.
+async fn start() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::open(dir.path()).unwrap());
+    let admins = vec![
+        Identity::new(300, "12345/ADMIN"),
+        Identity::new(301, "12345/ADMIN"),
+    ];
+    let w = |mutation| Write {
+        mutation,
+        actor: "0:SUYUAN/INIT".into(),
+        time: 1_795_509_286,
+    };
+    registry
+        .apply(w(Mutation::Home {
+            prefix: "12345".into(),
+            admins,
+        }))
+        .unwrap();
+    let seckey = HandleValue {
+        permissions: Permissions(0x0C),
+        ..HandleValue::new(301, "HS_SECKEY", "secretpw")
+    };
+    let admin_values = vec![
+        HandleValue::new(
+            100,
+            "HS_ADMIN",
+            AdminRecord::new(0x0FFF, "12345/ADMIN", 300).encode(),
+        ),
+        HandleValue::new(300, "HS_PUBKEY", fixture("keys/admin-300.hs_pubkey.bin")),
+        seckey,
+    ];
+    registry
+        .apply(w(Mutation::Create {
+            handle: "12345/ADMIN".into(),
+            values: admin_values,
+            mode: CreateMode::Plain,
+        }))
+        .unwrap();
+    let test1 = vec![
+        HandleValue::new(
+            100,
+            "HS_ADMIN",
+            AdminRecord::new(0x0FFF, "12345/ADMIN", 300).encode(),
+        ),
+        HandleValue::new(1, "URL", "https://example.org/test1"),
+        HandleValue::new(2, "EMAIL", "test@example.org"),
+    ];
+    registry
+        .apply(w(Mutation::Create {
+            handle: "12345/test1".into(),
+            values: test1,
+            mode: CreateMode::Plain,
+        }))
+        .unwrap();
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let key = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
+    let server_key = key.to_public_key();
+    let (tcp, udp) = bind_handle("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let site = SiteInfo {
+        data_format_version: 1,
+        protocol_major: 2,
+        protocol_minor: 11,
+        serial_number: 1,
+        flags: suyuan_codec::site::SITE_PRIMARY,
+        hash_option: suyuan_codec::site::HashOption::ByAll,
+        hash_filter: String::new(),
+        attributes: vec![],
+        servers: vec![ServerInfo {
+            server_id: 1,
+            address: ServerInfo::address_of(addr.ip()),
+            public_key: suyuan_codec::auth::hs_from_rsa_public(&server_key).encode(),
+            interfaces: vec![
+                Interface {
+                    kind: interface_type::ADMIN_AND_QUERY,
+                    protocol: interface_protocol::TCP,
+                    port: addr.port() as u32,
+                },
+                Interface {
+                    kind: interface_type::QUERY,
+                    protocol: interface_protocol::UDP,
+                    port: addr.port() as u32,
+                },
+            ],
+        }],
+    };
+    let node = Arc::new(HandleNode::new(
+        registry.clone(),
+        NodeConfig {
+            site,
+            key,
+            node_admins: vec![Identity::new(300, "0.NA/12345")],
+            challenges: ChallengeConfig::default(),
+            cache_entries: 1000,
+        },
+    ));
+    let (stop, rx) = watch::channel(false);
+    let metrics = Metrics::new();
+    tokio::spawn(serve_tcp(
+        tcp,
+        node.clone(),
+        Limits::default(),
+        metrics.clone(),
+        rx.clone(),
+    ));
+    tokio::spawn(serve_udp(
+        udp,
+        node,
+        Limits::default(),
+        BudgetConfig::default(),
+        metrics,
+        rx,
+    ));
+    Node {
+        addr,
+        registry,
+        server_key,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+async fn udp(node: &Node, m: &Message) -> Message {
+    HandleClient::new(node.addr, Transport::Udp)
+        .send(m)
+        .await
+        .unwrap()
+}
+
+async fn tcp(node: &Node, m: &Message) -> Vec<Message> {
+    HandleClient::new(node.addr, Transport::Tcp)
+        .send_tcp(m)
+        .await
+        .unwrap()
+}
+
+fn request(op: u32, op_flags: u32, body: Body) -> Message {
+    Message::request(
+        op,
+        op_flags,
+        rand::random::<u32>() >> 1,
+        1_795_554_056,
+        body,
+    )
+}
+
+enum Cred {
+    Secret(&'static str),
+    PubKey,
+}
+
+/// Sends an administrative request, answers the 402 as identity 300 (public key) or 301
+/// (secret), and returns the final answer.
+async fn authenticated(node: &Node, m: &Message, cred: Cred) -> Message {
+    let challenge = tcp(node, m).await.remove(0);
+    assert_eq!(
+        challenge.header.response_code,
+        rc::AUTHENTICATION_NEEDED,
+        "{:?}",
+        challenge.body
+    );
+    let Body::Challenge { nonce } = &challenge.body else {
+        panic!()
+    };
+    let digest = challenge.request_digest.as_ref().unwrap();
+    // The digest is of our own request, as the client checks before signing.
+    assert_eq!(digest, &m.digest_as_request((2, 11)));
+    let (auth_type, index, signed_response) = match cred {
+        Cred::Secret(s) => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+            (
+                "HS_SECKEY",
+                301,
+                SecretKeyAnswer::for_version(
+                    s.as_bytes(),
+                    nonce,
+                    &digest.digest,
+                    (2, 11),
+                    &mut rng,
+                )
+                .encode(),
+            )
+        }
+        Cred::PubKey => {
+            let key = rsa_private_from_pem(&text("keys/admin-300.priv.pem")).unwrap();
+            (
+                "HS_PUBKEY",
+                300,
+                PublicKeyAnswer::sign(&key, nonce, &digest.digest, (2, 11))
+                    .unwrap()
+                    .encode(),
+            )
+        }
+    };
+    let mut answer = request(
+        opcode::CHALLENGE_RESPONSE,
+        flags::CLIENT_DEFAULT,
+        Body::ChallengeResponse {
+            auth_type: auth_type.into(),
+            id_handle: "12345/ADMIN".into(),
+            id_index: index,
+            signed_response,
+        },
+    );
+    answer.envelope.session_id = challenge.envelope.session_id;
+    let out = tcp(node, &answer).await.remove(0);
+    assert_eq!(
+        out.header.op_code, m.header.op_code,
+        "the answer is the original operation's"
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_resolutions_get_the_reference_answers() {
+    let node = start().await;
+    for (file, code) in [
+        ("udp/01-resolve-all.req.bin", rc::SUCCESS),
+        ("udp/02-resolve-type-url.req.bin", rc::SUCCESS),
+        ("udp/03-resolve-index-2.req.bin", rc::SUCCESS),
+        ("udp/04-resolve-rd-v2.11.req.bin", rc::SUCCESS),
+        ("udp/05-resolve-rd-v2.1.req.bin", rc::SUCCESS),
+        ("udp/07-resolve-v2.1.req.bin", rc::SUCCESS),
+        ("udp/08-resolve-v2.15.req.bin", rc::SUCCESS),
+        ("udp/09-resolve-nonexistent.req.bin", rc::HANDLE_NOT_FOUND),
+        ("udp/10-resolve-not-homed.req.bin", rc::SERVER_NOT_RESP),
+        ("udp/11-resolve-0.NA-12345.req.bin", rc::SERVER_NOT_RESP),
+        ("udp/12-get-site-info.req.bin", rc::SUCCESS),
+        ("udp/13-resolve-admin-public.req.bin", rc::SUCCESS),
+        (
+            "udp/14-resolve-admin-no-po.req.bin",
+            rc::AUTHENTICATION_NEEDED,
+        ),
+        ("udp/16-resolve-uppercase.req.bin", rc::SUCCESS),
+    ] {
+        let req = Message::decode(&fixture(file)).unwrap();
+        let ours = udp(&node, &req).await;
+        assert_eq!(ours.header.response_code, code, "{file}: {:?}", ours.body);
+        let theirs = Message::decode(&fixture(&file.replace(".req.", ".resp."))).unwrap();
+        assert_eq!(
+            ours.header.response_code, theirs.header.response_code,
+            "{file}"
+        );
+        assert_eq!(
+            ours.envelope.version(),
+            theirs.envelope.version(),
+            "{file}: version"
+        );
+        assert_eq!(
+            ours.request_digest.as_ref().map(|d| d.alg),
+            theirs.request_digest.as_ref().map(|d| d.alg),
+            "{file}: digest"
+        );
+        match (&ours.body, &theirs.body) {
+            (
+                Body::ResolutionResponse {
+                    handle: a,
+                    values: va,
+                },
+                Body::ResolutionResponse {
+                    handle: b,
+                    values: vb,
+                },
+            ) => {
+                assert_eq!(a, b, "{file}: handle spelled as requested");
+                let strip = |v: &[HandleValue]| {
+                    v.iter()
+                        .map(|x| (x.index, x.value_type.clone(), x.data.clone(), x.permissions))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(strip(va), strip(vb), "{file}: same values");
+            }
+            (Body::Error { message: a }, Body::Error { message: b }) => {
+                assert_eq!(a, b, "{file}: same message")
+            }
+            (Body::Challenge { nonce }, Body::Challenge { .. }) => assert_eq!(nonce.len(), 16),
+            (Body::SiteInfo(s), Body::SiteInfo(_)) => assert_eq!(s.servers[0].ip(), node.addr.ip()),
+            (a, b) => panic!("{file}: {a:?} vs {b:?}"),
+        }
+        // Without signing asked for, the byte-identical parts of the reference answer match.
+        if code == rc::SUCCESS && file.contains("resolve") {
+            assert_eq!(
+                ours.header.op_flags, theirs.header.op_flags,
+                "{file}: op flags"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrative_requests_are_challenged_and_udp_is_query_only() {
+    let node = start().await;
+    let create = request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: "12345/x".into(),
+            values: vec![HandleValue::new(1, "URL", "https://x")],
+        },
+    );
+    let over_udp = udp(&node, &create).await;
+    assert_eq!(over_udp.header.response_code, rc::PROTOCOL_ERROR);
+    let challenge = tcp(&node, &create).await.remove(0);
+    assert_eq!(challenge.header.response_code, rc::AUTHENTICATION_NEEDED);
+    assert_ne!(challenge.envelope.session_id, 0);
+    assert!(challenge.header.has(flags::RD) && !challenge.header.has(flags::PO));
+    assert!(node.registry.get("12345/x").unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_and_public_key_flows_write_through_every_opcode() {
+    let node = start().await;
+    let h = "12345/fx-py";
+    let create = request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: h.into(),
+            values: vec![
+                HandleValue::new(
+                    100,
+                    "HS_ADMIN",
+                    AdminRecord::new(0x0FFF, "12345/ADMIN", 300).encode(),
+                ),
+                HandleValue::new(1, "URL", "https://example.org/fx-py"),
+            ],
+        },
+    );
+    let out = authenticated(&node, &create, Cred::PubKey).await;
+    assert_eq!(out.header.response_code, rc::SUCCESS, "{:?}", out.body);
+    assert_eq!(
+        out.body,
+        Body::Created {
+            handle: Some(h.into())
+        },
+        "the reference names the created handle"
+    );
+    // Again: RC 101, as every Handle client expects.
+    let again = authenticated(&node, &create, Cred::Secret("secretpw")).await;
+    assert_eq!(again.header.response_code, rc::HANDLE_ALREADY_EXISTS);
+
+    let add = request(
+        opcode::ADD_VALUE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: h.into(),
+            values: vec![HandleValue::new(2, "EMAIL", "fx@example.org")],
+        },
+    );
+    assert_eq!(
+        authenticated(&node, &add, Cred::Secret("secretpw"))
+            .await
+            .header
+            .response_code,
+        rc::SUCCESS
+    );
+    let modify = request(
+        opcode::MODIFY_VALUE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: h.into(),
+            values: vec![HandleValue::new(1, "URL", "https://example.org/mod")],
+        },
+    );
+    assert_eq!(
+        authenticated(&node, &modify, Cred::PubKey)
+            .await
+            .header
+            .response_code,
+        rc::SUCCESS
+    );
+    let remove = request(
+        opcode::REMOVE_VALUE,
+        flags::CLIENT_DEFAULT,
+        Body::RemoveValue {
+            handle: h.into(),
+            indexes: vec![2],
+        },
+    );
+    assert_eq!(
+        authenticated(&node, &remove, Cred::Secret("secretpw"))
+            .await
+            .header
+            .response_code,
+        rc::SUCCESS
+    );
+    let rec = node.registry.get(h).unwrap().unwrap();
+    assert_eq!(rec.values.len(), 2);
+    assert!(
+        rec.values
+            .iter()
+            .any(|v| v.data == b"https://example.org/mod")
+    );
+    // Resolution sees the write at once (the cache never serves an older value).
+    let r = udp(
+        &node,
+        &request(
+            opcode::RESOLUTION,
+            flags::CLIENT_DEFAULT,
+            Body::Resolution {
+                handle: h.into(),
+                indexes: vec![1],
+                types: vec![],
+            },
+        ),
+    )
+    .await;
+    let Body::ResolutionResponse { values, .. } = r.body else {
+        panic!()
+    };
+    assert_eq!(values[0].data, b"https://example.org/mod");
+
+    let list = request(
+        opcode::LIST_HANDLES,
+        flags::CLIENT_DEFAULT,
+        Body::Handle {
+            handle: "0.NA/12345".into(),
+        },
+    );
+    let listed = authenticated(&node, &list, Cred::Secret("secretpw")).await;
+    let Body::HandleList { handles } = listed.body else {
+        panic!("{:?}", listed.body)
+    };
+    assert!(handles.contains(&h.to_string()));
+
+    let delete = request(
+        opcode::DELETE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::Handle { handle: h.into() },
+    );
+    assert_eq!(
+        authenticated(&node, &delete, Cred::PubKey)
+            .await
+            .header
+            .response_code,
+        rc::SUCCESS
+    );
+    assert!(node.registry.get(h).unwrap().is_none());
+    assert!(node.registry.tombstone(h).unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_refused_and_changes_nothing() {
+    let node = start().await;
+    let before = node.registry.last_seq();
+    let create = request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: "12345/fx-bad".into(),
+            values: vec![HandleValue::new(1, "URL", "https://x")],
+        },
+    );
+    let out = authenticated(&node, &create, Cred::Secret("wrongpw")).await;
+    assert_eq!(out.header.response_code, rc::AUTHENTICATION_FAILED);
+    assert_eq!(
+        out.body,
+        Body::Error {
+            message: Some(String::new())
+        },
+        "RC 403 with an empty message, as the reference"
+    );
+    assert_eq!(node.registry.last_seq(), before);
+    // A handle outside the homed prefixes: RC 301 even for an administrator.
+    let outside = request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: "99999/x".into(),
+            values: vec![HandleValue::new(1, "URL", "https://x")],
+        },
+    );
+    assert_eq!(
+        authenticated(&node, &outside, Cred::Secret("secretpw"))
+            .await
+            .header
+            .response_code,
+        rc::SERVER_NOT_RESP
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_read_values_need_authentication_and_ct_answers_are_signed() {
+    let node = start().await;
+    // Without PO, 12345/ADMIN's secret (admin read only) needs a challenge, even over UDP.
+    let read = request(
+        opcode::RESOLUTION,
+        flags::REC | flags::CA,
+        Body::Resolution {
+            handle: "12345/ADMIN".into(),
+            indexes: vec![],
+            types: vec![],
+        },
+    );
+    let out = authenticated(&node, &read, Cred::PubKey).await;
+    let Body::ResolutionResponse { values, .. } = out.body else {
+        panic!("{:?}", out.body)
+    };
+    assert!(
+        values.iter().any(|v| v.value_type == "HS_SECKEY"),
+        "the administrator reads it"
+    );
+    // With PO only public values, never the secret.
+    let public = request(
+        opcode::RESOLUTION,
+        flags::CLIENT_DEFAULT,
+        Body::Resolution {
+            handle: "12345/ADMIN".into(),
+            indexes: vec![],
+            types: vec![],
+        },
+    );
+    let Body::ResolutionResponse { values, .. } = udp(&node, &public).await.body else {
+        panic!()
+    };
+    assert!(values.iter().all(|v| v.value_type != "HS_SECKEY"));
+    // CT: the answer carries our HS_SIGNED credential, verifiable with the key in our HS_SITE.
+    let signed = request(
+        opcode::RESOLUTION,
+        flags::CLIENT_DEFAULT | flags::CT,
+        Body::Resolution {
+            handle: "12345/test1".into(),
+            indexes: vec![],
+            types: vec![],
+        },
+    );
+    let ans = udp(&node, &signed).await;
+    assert!(verify_signed_message(&ans, &node.server_key).unwrap());
+    // OC 201: verify a secret-key answer for an identity stored here.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let a = SecretKeyAnswer::for_version(b"secretpw", b"nonce", b"digest", (2, 11), &mut rng);
+    let verify = |sr: Vec<u8>| {
+        request(
+            opcode::VERIFY_RESPONSE,
+            flags::CLIENT_DEFAULT,
+            Body::VerifyResponse {
+                handle: "12345/ADMIN".into(),
+                index: 301,
+                nonce: b"nonce".to_vec(),
+                request_digest: b"digest".to_vec(),
+                signed_response: sr,
+            },
+        )
+    };
+    assert_eq!(
+        tcp(&node, &verify(a.encode())).await[0].body,
+        Body::VerifyResult { valid: 1 }
+    );
+    let wrong = SecretKeyAnswer::for_version(b"wrongpw", b"nonce", b"digest", (2, 11), &mut rng);
+    assert_eq!(
+        tcp(&node, &verify(wrong.encode())).await[0].body,
+        Body::VerifyResult { valid: 0 }
+    );
+}
