@@ -9,7 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod config;
+mod datadir;
+mod init;
 mod resolve;
+mod serve;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,6 +28,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create a node's store for a prefix, with its administrator and the node's key.
+    Init(init::InitArgs),
+    /// Run the node.
+    Serve(serve::ServeArgs),
     /// Resolve a handle over the Handle wire protocol.
     Resolve(resolve::ResolveArgs),
 }
@@ -38,6 +46,14 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr, never stdout (stdout carries the ready line and command output).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,6 +66,8 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
+            Command::Init(a) => init::run(a),
+            Command::Serve(a) => serve::run(a).await,
             Command::Resolve(a) => resolve::run(a).await,
         }
     });

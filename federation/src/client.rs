@@ -45,6 +45,37 @@ pub enum ClientError {
         expected: u32,
         got: u32,
     },
+    #[error("cannot answer the challenge from {addr}: {why}")]
+    Auth { addr: SocketAddr, why: String },
+}
+
+/// Who a client authenticates as, and with what.
+#[derive(Clone)]
+pub enum Credentials {
+    /// HS_SECKEY: the secret stored at `index:handle`.
+    Secret {
+        index: u32,
+        handle: String,
+        secret: Vec<u8>,
+    },
+    /// HS_PUBKEY: the private half of the key stored at `index:handle`.
+    PublicKey {
+        index: u32,
+        handle: String,
+        key: Box<rsa::RsaPrivateKey>,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret or the key.
+        match self {
+            Credentials::Secret { index, handle, .. } => write!(f, "Secret({index}:{handle})"),
+            Credentials::PublicKey { index, handle, .. } => {
+                write!(f, "PublicKey({index}:{handle})")
+            }
+        }
+    }
 }
 
 /// UDP retry schedule of the reference client.
@@ -181,6 +212,77 @@ impl HandleClient {
             check_id(addr, request, m)?;
         }
         Ok(answers)
+    }
+}
+
+impl HandleClient {
+    /// Sends a request over TCP and, if the server challenges it (RC 402), answers the
+    /// challenge as `creds` on a new connection (as the reference client does), returning the
+    /// final answer(s). The challenge's digest is checked against our own request first: we
+    /// never sign for a request we did not send.
+    pub async fn send_authenticated(
+        &self,
+        request: &Message,
+        creds: &Credentials,
+    ) -> Result<Vec<Message>, ClientError> {
+        let addr = self.server;
+        let first = self.send_tcp(request).await?;
+        let Some(challenge) = first
+            .first()
+            .filter(|m| m.header.response_code == suyuan_codec::message::rc::AUTHENTICATION_NEEDED)
+        else {
+            return Ok(first);
+        };
+        let auth = |why: String| ClientError::Auth { addr, why };
+        let Body::Challenge { nonce } = &challenge.body else {
+            return Err(auth("a 402 without a nonce".into()));
+        };
+        let digest = challenge
+            .request_digest
+            .as_ref()
+            .ok_or_else(|| auth("a 402 without the request digest".into()))?;
+        let version = (challenge.envelope.major, challenge.envelope.minor);
+        let ours =
+            suyuan_codec::message::RequestDigest::compute(digest.alg, &request.header_and_body());
+        if &ours != digest {
+            return Err(auth("the challenge is not for our request".into()));
+        }
+        let (auth_type, index, handle, answer) = match creds {
+            Credentials::Secret {
+                index,
+                handle,
+                secret,
+            } => {
+                let a = suyuan_codec::auth::SecretKeyAnswer::for_version(
+                    secret,
+                    nonce,
+                    &digest.digest,
+                    version,
+                    &mut rand::rngs::OsRng,
+                );
+                ("HS_SECKEY", *index, handle, a.encode())
+            }
+            Credentials::PublicKey { index, handle, key } => {
+                let a =
+                    suyuan_codec::auth::PublicKeyAnswer::sign(key, nonce, &digest.digest, version)
+                        .map_err(|e| auth(e.to_string()))?;
+                ("HS_PUBKEY", *index, handle, a.encode())
+            }
+        };
+        let mut reply = Message::request(
+            opcode::CHALLENGE_RESPONSE,
+            request.header.op_flags & !(flags::KC | flags::CN),
+            self.next_request_id(),
+            request.header.expiration,
+            Body::ChallengeResponse {
+                auth_type: auth_type.into(),
+                id_handle: handle.clone(),
+                id_index: index,
+                signed_response: answer,
+            },
+        );
+        reply.envelope.session_id = challenge.envelope.session_id;
+        self.send_tcp(&reply).await
     }
 }
 

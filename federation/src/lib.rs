@@ -7,4 +7,4 @@
 
 pub mod client;
 
-pub use client::{ClientError, HandleClient, Transport};
+pub use client::{ClientError, Credentials, HandleClient, Transport};

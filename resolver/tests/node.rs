@@ -9,13 +9,11 @@ use std::sync::Arc;
 use rand::SeedableRng;
 use tokio::sync::watch;
 
-use suyuan_codec::auth::{
-    PublicKeyAnswer, SecretKeyAnswer, rsa_private_from_pem, verify_signed_message,
-};
+use suyuan_codec::auth::{SecretKeyAnswer, rsa_private_from_pem, verify_signed_message};
 use suyuan_codec::message::{Body, Message, flags, opcode, rc};
 use suyuan_codec::site::{Interface, ServerInfo, SiteInfo, interface_protocol, interface_type};
 use suyuan_codec::value::{AdminRecord, HandleValue, Permissions};
-use suyuan_federation::{HandleClient, Transport};
+use suyuan_federation::{Credentials, HandleClient, Transport};
 use suyuan_registry::{CreateMode, Identity, Mutation, Registry, Write};
 use suyuan_resolver::budget::BudgetConfig;
 use suyuan_resolver::challenge::ChallengeConfig;
@@ -198,60 +196,25 @@ enum Cred {
 }
 
 /// Sends an administrative request, answers the 402 as identity 300 (public key) or 301
-/// (secret), and returns the final answer.
+/// (secret) with our own client, and returns the final answer.
 async fn authenticated(node: &Node, m: &Message, cred: Cred) -> Message {
-    let challenge = tcp(node, m).await.remove(0);
-    assert_eq!(
-        challenge.header.response_code,
-        rc::AUTHENTICATION_NEEDED,
-        "{:?}",
-        challenge.body
-    );
-    let Body::Challenge { nonce } = &challenge.body else {
-        panic!()
-    };
-    let digest = challenge.request_digest.as_ref().unwrap();
-    // The digest is of our own request, as the client checks before signing.
-    assert_eq!(digest, &m.digest_as_request((2, 11)));
-    let (auth_type, index, signed_response) = match cred {
-        Cred::Secret(s) => {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-            (
-                "HS_SECKEY",
-                301,
-                SecretKeyAnswer::for_version(
-                    s.as_bytes(),
-                    nonce,
-                    &digest.digest,
-                    (2, 11),
-                    &mut rng,
-                )
-                .encode(),
-            )
-        }
-        Cred::PubKey => {
-            let key = rsa_private_from_pem(&text("keys/admin-300.priv.pem")).unwrap();
-            (
-                "HS_PUBKEY",
-                300,
-                PublicKeyAnswer::sign(&key, nonce, &digest.digest, (2, 11))
-                    .unwrap()
-                    .encode(),
-            )
-        }
-    };
-    let mut answer = request(
-        opcode::CHALLENGE_RESPONSE,
-        flags::CLIENT_DEFAULT,
-        Body::ChallengeResponse {
-            auth_type: auth_type.into(),
-            id_handle: "12345/ADMIN".into(),
-            id_index: index,
-            signed_response,
+    let creds = match cred {
+        Cred::Secret(s) => Credentials::Secret {
+            index: 301,
+            handle: "12345/ADMIN".into(),
+            secret: s.as_bytes().to_vec(),
         },
-    );
-    answer.envelope.session_id = challenge.envelope.session_id;
-    let out = tcp(node, &answer).await.remove(0);
+        Cred::PubKey => Credentials::PublicKey {
+            index: 300,
+            handle: "12345/ADMIN".into(),
+            key: Box::new(rsa_private_from_pem(&text("keys/admin-300.priv.pem")).unwrap()),
+        },
+    };
+    let out = HandleClient::new(node.addr, Transport::Tcp)
+        .send_authenticated(m, &creds)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(
         out.header.op_code, m.header.op_code,
         "the answer is the original operation's"

@@ -1,0 +1,169 @@
+//! `suyuan serve` configuration: embedded defaults, overridden by a TOML file (`--config`),
+//! overridden by flags. The file's keys are the flags' names with `_` for `-`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything `serve` needs, after defaults, file and flags are merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub handle_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    /// The address published in HS_SITE and siteinfo.json (default: the handle address).
+    pub public_address: Option<std::net::IpAddr>,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+    /// UDP answer bytes per second per source (0: no budget).
+    pub udp_bytes_per_sec: u64,
+    pub udp_burst_bytes: u64,
+    /// Apply the UDP budget to loopback sources too (off by default so benchmarks measure the node).
+    pub udp_budget_loopback: bool,
+    pub max_pending_challenges: usize,
+    pub max_pending_challenges_per_source: usize,
+    pub auth_timeout: Duration,
+    /// Entries in the resolution cache.
+    pub cache_entries: u64,
+    /// Node administrators besides those `init` recorded (`index:handle`).
+    pub node_admins: Vec<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            data_dir: PathBuf::from("./suyuan-data"),
+            handle_addr: "127.0.0.1:2641".parse().expect("literal"),
+            ops_addr: "127.0.0.1:9641".parse().expect("literal"),
+            public_address: None,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            udp_bytes_per_sec: 256 * 1024,
+            udp_burst_bytes: 512 * 1024,
+            udp_budget_loopback: false,
+            max_pending_challenges: 65_536,
+            max_pending_challenges_per_source: 256,
+            auth_timeout: Duration::from_secs(60),
+            cache_entries: 100_000,
+            node_admins: Vec::new(),
+        }
+    }
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    pub handle_addr: Option<SocketAddr>,
+    pub ops_addr: Option<SocketAddr>,
+    pub public_address: Option<std::net::IpAddr>,
+    pub max_connections: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub udp_bytes_per_sec: Option<u64>,
+    pub udp_burst_bytes: Option<u64>,
+    pub udp_budget_loopback: Option<bool>,
+    pub max_pending_challenges: Option<usize>,
+    pub max_pending_challenges_per_source: Option<usize>,
+    pub auth_timeout_secs: Option<u64>,
+    pub cache_entries: Option<u64>,
+    pub node_admins: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Lays the file over `base`.
+    pub fn apply(self, mut c: ServeConfig) -> Result<ServeConfig, ConfigError> {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        }
+        set!(
+            data_dir,
+            handle_addr,
+            ops_addr,
+            max_connections,
+            udp_bytes_per_sec,
+            udp_burst_bytes,
+            udp_budget_loopback,
+            max_pending_challenges,
+            max_pending_challenges_per_source,
+            cache_entries,
+            node_admins
+        );
+        if self.public_address.is_some() {
+            c.public_address = self.public_address;
+        }
+        for (secs, slot) in [
+            (self.idle_timeout_secs, &mut c.idle_timeout),
+            (self.request_timeout_secs, &mut c.request_timeout),
+            (self.auth_timeout_secs, &mut c.auth_timeout),
+        ] {
+            if let Some(s) = secs {
+                *slot = Duration::from_secs(s);
+            }
+        }
+        if c.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults() {
+        let f: ConfigFile = toml::from_str(
+            "handle_addr = \"127.0.0.1:0\"\nrequest_timeout_secs = 5\nudp_budget_loopback = true\n",
+        )
+        .unwrap();
+        let c = f.apply(ServeConfig::default()).unwrap();
+        assert_eq!(c.handle_addr.port(), 0);
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert!(c.udp_budget_loopback);
+        assert_eq!(c.ops_addr, ServeConfig::default().ops_addr);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<ConfigFile>("handel_addr = \"x\"").is_err());
+        assert!(toml::from_str::<ConfigFile>("handle_addr = \"not an address\"").is_err());
+        let f: ConfigFile = toml::from_str("max_connections = 0").unwrap();
+        assert!(f.apply(ServeConfig::default()).is_err());
+    }
+}

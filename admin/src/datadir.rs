@@ -1,0 +1,172 @@
+//! The data directory's layout: the store, the node's key, its site file and its
+//! administrators. One place names these paths, so `init` and `serve` agree.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rsa::RsaPrivateKey;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use suyuan_codec::auth::{hs_from_rsa_public, rsa_private_from_pem};
+use suyuan_codec::site::{
+    Interface, ServerInfo, SiteAttribute, SiteInfo, interface_protocol, interface_type,
+};
+use suyuan_registry::Identity;
+
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: &Path) -> Self {
+        DataDir {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    pub fn key(&self) -> PathBuf {
+        self.root.join("node-key.pem")
+    }
+    pub fn siteinfo(&self) -> PathBuf {
+        self.root.join("siteinfo.json")
+    }
+    pub fn admins(&self) -> PathBuf {
+        self.root.join("node-admins")
+    }
+    /// Whether `init` has run here.
+    pub fn initialised(&self) -> bool {
+        self.store().exists() && self.key().exists()
+    }
+
+    /// Writes a secret file readable by the owner only.
+    pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    pub fn generate_key(&self) -> Result<RsaPrivateKey> {
+        let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+            .context("cannot generate the node key")?;
+        let pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .context("cannot encode the node key")?;
+        Self::write_private(&self.key(), pem.as_bytes())?;
+        Ok(key)
+    }
+
+    pub fn load_key(&self) -> Result<RsaPrivateKey> {
+        let pem = std::fs::read_to_string(self.key())
+            .with_context(|| format!("cannot read {}", self.key().display()))?;
+        Ok(rsa_private_from_pem(&pem)?)
+    }
+
+    pub fn load_admins(&self) -> Result<Vec<Identity>> {
+        let Ok(text) = std::fs::read_to_string(self.admins()) else {
+            return Ok(Vec::new());
+        };
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                Identity::parse(l)
+                    .with_context(|| format!("{}: bad identity {l:?}", self.admins().display()))
+            })
+            .collect()
+    }
+
+    pub fn write_admins(&self, admins: &[Identity]) -> Result<()> {
+        let mut text =
+            String::from("# Identities that administer this node (index:handle), one a line.\n");
+        for a in admins {
+            text.push_str(&format!("{a}\n"));
+        }
+        std::fs::write(self.admins(), text)
+            .with_context(|| format!("cannot write {}", self.admins().display()))
+    }
+
+    /// Refuses a directory that already holds a node.
+    pub fn ensure_fresh(&self) -> Result<()> {
+        if self.store().exists() || self.key().exists() {
+            bail!(
+                "{} already holds a node (remove it, or use `suyuan serve` on it)",
+                self.root.display()
+            );
+        }
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))
+    }
+}
+
+/// The node's HS_SITE: one primary server at `public` with TCP (admin and query) and UDP
+/// (query only) on the handle port and HTTP on the http port.
+pub fn site_info(
+    key: &RsaPrivateKey,
+    public: std::net::IpAddr,
+    handle_port: u16,
+    http_port: Option<u16>,
+    serial: u16,
+) -> SiteInfo {
+    let mut interfaces = vec![
+        Interface {
+            kind: interface_type::ADMIN_AND_QUERY,
+            protocol: interface_protocol::TCP,
+            port: u32::from(handle_port),
+        },
+        Interface {
+            kind: interface_type::QUERY,
+            protocol: interface_protocol::UDP,
+            port: u32::from(handle_port),
+        },
+    ];
+    if let Some(p) = http_port {
+        interfaces.push(Interface {
+            kind: interface_type::ADMIN_AND_QUERY,
+            protocol: interface_protocol::HTTP,
+            port: u32::from(p),
+        });
+    }
+    SiteInfo {
+        data_format_version: 1,
+        protocol_major: 2,
+        protocol_minor: 10,
+        serial_number: serial,
+        flags: suyuan_codec::site::SITE_PRIMARY,
+        hash_option: suyuan_codec::site::HashOption::ByAll,
+        hash_filter: String::new(),
+        attributes: vec![SiteAttribute {
+            name: "desc".into(),
+            value: "Suyuan secondary node".into(),
+        }],
+        servers: vec![ServerInfo {
+            server_id: 1,
+            address: ServerInfo::address_of(public),
+            public_key: hs_from_rsa_public(&key.to_public_key()).encode(),
+            interfaces,
+        }],
+    }
+}
+
+pub fn write_siteinfo(dir: &DataDir, site: &SiteInfo) -> Result<()> {
+    let text = serde_json::to_string_pretty(&suyuan_codec::json::site_to_json(site))?;
+    std::fs::write(dir.siteinfo(), text + "\n")
+        .with_context(|| format!("cannot write {}", dir.siteinfo().display()))
+}
+
+/// The serial of the site file already there (so a change raises it).
+pub fn siteinfo_serial(dir: &DataDir) -> Option<u16> {
+    let text = std::fs::read_to_string(dir.siteinfo()).ok()?;
+    let j: serde_json::Value = serde_json::from_str(&text).ok()?;
+    j.get("serialNumber")?
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+}

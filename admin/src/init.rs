@@ -1,0 +1,135 @@
+//! `suyuan init`: create the store, home the prefix, write `P/ADMIN` (design section 5), the
+//! node's key pair and `siteinfo.json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use suyuan_codec::auth::{hs_from_rsa_public, rsa_public_from_pem};
+use suyuan_codec::value::{AdminRecord, HandleValue, Permissions, PublicKey, admin_perm};
+use suyuan_registry::{CreateMode, Identity, Mutation, Registry, Write};
+
+use crate::datadir::{DataDir, site_info, write_siteinfo};
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The prefix this node serves, e.g. 88.888.1.
+    #[arg(long)]
+    prefix: String,
+    #[arg(long, default_value = "./suyuan-data")]
+    data_dir: PathBuf,
+    /// The administrator's secret (HS_SECKEY at 301); or set SUYUAN_ADMIN_SECRET, which keeps
+    /// it out of the process list.
+    #[arg(long)]
+    admin_secret: Option<String>,
+    /// The administrator's public key (HS_PUBKEY at 300): the reference's admpub.bin, or PEM.
+    #[arg(long)]
+    admin_pubkey: Option<PathBuf>,
+    /// The address published in siteinfo.json (default 127.0.0.1).
+    #[arg(long, default_value = "127.0.0.1")]
+    public_address: std::net::IpAddr,
+    /// The Handle port published in siteinfo.json.
+    #[arg(long, default_value_t = 2641)]
+    handle_port: u16,
+}
+
+/// What `init` and `serve --demo` share: a node for `prefix` with its administrator.
+pub fn initialise(
+    dir: &DataDir,
+    prefix: &str,
+    secret: &str,
+    pubkey: Option<PublicKey>,
+    public: std::net::IpAddr,
+    port: u16,
+) -> Result<()> {
+    if prefix.is_empty() || prefix.contains('/') || prefix.chars().any(char::is_control) {
+        bail!("{prefix:?} is not a prefix (expected something like 88.888.1)");
+    }
+    dir.ensure_fresh()?;
+    let key = dir.generate_key()?;
+    let registry = Registry::open(&dir.store())?;
+    let admin = format!("{prefix}/ADMIN");
+    let mut admins = vec![Identity::new(301, admin.clone())];
+    if pubkey.is_some() {
+        admins.insert(0, Identity::new(300, admin.clone()));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let w = |mutation| Write {
+        mutation,
+        actor: "0:SUYUAN/INIT".into(),
+        time: now,
+    };
+    registry.apply(w(Mutation::Home {
+        prefix: prefix.to_string(),
+        admins: admins.clone(),
+    }))?;
+    let mut values = vec![HandleValue::new(
+        100,
+        "HS_ADMIN",
+        AdminRecord::new(admin_perm::ALL, admin.clone(), 300).encode(),
+    )];
+    if let Some(k) = pubkey {
+        values.push(HandleValue::new(300, "HS_PUBKEY", k.encode()));
+    }
+    // Admin read and write only: a public resolution of P/ADMIN never shows it.
+    values.push(HandleValue {
+        permissions: Permissions(0x0C),
+        ..HandleValue::new(301, "HS_SECKEY", secret.as_bytes().to_vec())
+    });
+    registry.apply(w(Mutation::Create {
+        handle: admin.clone(),
+        values,
+        mode: CreateMode::Plain,
+    }))?;
+    registry.close();
+    dir.write_admins(&admins)?;
+    write_siteinfo(dir, &site_info(&key, public, port, None, 1))?;
+    Ok(())
+}
+
+fn read_pubkey(path: &PathBuf) -> Result<PublicKey> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        let pem = String::from_utf8(bytes).context("PEM must be text")?;
+        return Ok(hs_from_rsa_public(&rsa_public_from_pem(&pem)?));
+    }
+    let key = PublicKey::decode(&bytes).with_context(|| {
+        format!(
+            "{}: not a key in the reference format or PEM",
+            path.display()
+        )
+    })?;
+    suyuan_codec::auth::rsa_public_from_hs(&key)
+        .with_context(|| format!("{}: not a usable RSA key", path.display()))?;
+    Ok(key)
+}
+
+pub fn run(a: InitArgs) -> Result<ExitCode> {
+    let secret = match a
+        .admin_secret
+        .or_else(|| std::env::var("SUYUAN_ADMIN_SECRET").ok())
+    {
+        Some(s) if !s.is_empty() => s,
+        _ => bail!("an administrator secret is required: --admin-secret S or SUYUAN_ADMIN_SECRET"),
+    };
+    let pubkey = a.admin_pubkey.as_ref().map(read_pubkey).transpose()?;
+    let dir = DataDir::new(&a.data_dir);
+    initialise(
+        &dir,
+        &a.prefix,
+        &secret,
+        pubkey,
+        a.public_address,
+        a.handle_port,
+    )?;
+    eprintln!(
+        "initialised {} for prefix {} (administrator {}/ADMIN)",
+        a.data_dir.display(),
+        a.prefix,
+        a.prefix
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,171 @@
+//! `suyuan serve`: run the node. Binds the Handle address (TCP and UDP on one port) and the
+//! operations address, prints the ready line naming what it bound, and on SIGTERM or SIGINT
+//! stops taking requests, lets those in flight finish and closes the store (queued writes are
+//! committed first).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use suyuan_registry::{Identity, Registry};
+use suyuan_resolver::budget::BudgetConfig;
+use suyuan_resolver::challenge::ChallengeConfig;
+use suyuan_resolver::node::{HandleNode, NodeConfig};
+use suyuan_resolver::ops::{Metrics, serve_ops};
+use suyuan_resolver::{Limits, listen::bind_handle, tcp::serve_tcp, udp::serve_udp};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::config::{ConfigFile, ServeConfig};
+use crate::datadir::{DataDir, site_info, siteinfo_serial, write_siteinfo};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A TOML file whose keys are these flags' names (with `_`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Handle TCP and UDP, one address (port 0: any free port).
+    #[arg(long)]
+    handle_addr: Option<std::net::SocketAddr>,
+    /// Operations endpoint: /healthz, /readyz, /metrics (loopback by default).
+    #[arg(long)]
+    ops_addr: Option<std::net::SocketAddr>,
+}
+
+fn merge(a: &ServeArgs) -> Result<ServeConfig> {
+    let mut c = ServeConfig::default();
+    if let Some(path) = &a.config {
+        c = ConfigFile::load(path)?.apply(c)?;
+    }
+    if let Some(d) = &a.data_dir {
+        c.data_dir = d.clone();
+    }
+    if let Some(h) = a.handle_addr {
+        c.handle_addr = h;
+    }
+    if let Some(o) = a.ops_addr {
+        c.ops_addr = o;
+    }
+    Ok(c)
+}
+
+pub async fn run(a: ServeArgs) -> Result<ExitCode> {
+    let cfg = merge(&a)?;
+    let dir = DataDir::new(&cfg.data_dir);
+    if !dir.initialised() {
+        bail!(
+            "{} is not an initialised node: run `suyuan init --prefix P --data-dir {}` first",
+            cfg.data_dir.display(),
+            cfg.data_dir.display()
+        );
+    }
+    let key = dir.load_key()?;
+    let registry = Arc::new(
+        Registry::open(&dir.store())
+            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?,
+    );
+    let mut node_admins = dir.load_admins()?;
+    for s in &cfg.node_admins {
+        node_admins.push(Identity::parse(s).with_context(|| format!("config node_admins: {s:?}"))?);
+    }
+
+    let (tcp, udp) = bind_handle(cfg.handle_addr)
+        .await
+        .with_context(|| format!("cannot bind the Handle address {}", cfg.handle_addr))?;
+    let handle_addr = tcp.local_addr()?;
+    let ops = tokio::net::TcpListener::bind(cfg.ops_addr)
+        .await
+        .with_context(|| format!("cannot bind the operations address {}", cfg.ops_addr))?;
+    let ops_addr = ops.local_addr()?;
+
+    // The site this node publishes: its real address, port and key; the serial goes up
+    // whenever that changes, so clients refresh what they cached.
+    let public = cfg.public_address.unwrap_or(handle_addr.ip());
+    let old_serial = siteinfo_serial(&dir).unwrap_or(1);
+    let mut site = site_info(&key, public, handle_addr.port(), None, old_serial);
+    let current = std::fs::read_to_string(dir.siteinfo()).ok();
+    let fresh = serde_json::to_string_pretty(&suyuan_codec::json::site_to_json(&site))? + "\n";
+    if current.as_deref() != Some(fresh.as_str()) {
+        site.serial_number = old_serial.wrapping_add(u16::from(current.is_some()));
+        write_siteinfo(&dir, &site)?;
+    }
+
+    let node = Arc::new(HandleNode::new(
+        registry.clone(),
+        NodeConfig {
+            site,
+            key,
+            node_admins,
+            challenges: ChallengeConfig {
+                max_pending: cfg.max_pending_challenges,
+                max_per_source: cfg.max_pending_challenges_per_source,
+                ttl: cfg.auth_timeout,
+            },
+            cache_entries: cfg.cache_entries,
+        },
+    ));
+    let limits = Limits {
+        max_connections: cfg.max_connections,
+        idle_timeout: cfg.idle_timeout,
+        request_timeout: cfg.request_timeout,
+        ..Limits::default()
+    };
+    let budget = BudgetConfig {
+        bytes_per_sec: cfg.udp_bytes_per_sec,
+        burst_bytes: cfg.udp_burst_bytes,
+        exempt_loopback: !cfg.udp_budget_loopback,
+        ..BudgetConfig::default()
+    };
+    let metrics = Metrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop, rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(serve_tcp(
+            tcp,
+            node.clone(),
+            limits,
+            metrics.clone(),
+            rx.clone(),
+        )),
+        tokio::spawn(serve_udp(
+            udp,
+            node,
+            limits,
+            budget,
+            metrics.clone(),
+            rx.clone(),
+        )),
+    ];
+    let ops_task = tokio::spawn(serve_ops(ops, metrics, ready.clone(), rx));
+    ready.store(true, Ordering::Release);
+    // The ready line: tests and operators read the real ports from it. Logs go to stderr.
+    println!("listening handle={handle_addr} ops={ops_addr}");
+    info!(%handle_addr, %ops_addr, backend = registry.backend(), "serving");
+
+    wait_for_signal().await;
+    info!("shutting down: finishing requests in flight");
+    ready.store(false, Ordering::Release);
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = ops_task.await;
+    registry.close();
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
