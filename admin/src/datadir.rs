@@ -96,7 +96,7 @@ impl DataDir {
 
     /// Refuses a directory that already holds a node.
     pub fn ensure_fresh(&self) -> Result<()> {
-        if self.store().exists() || self.key().exists() {
+        if self.store().exists() || self.key().exists() || self.siteinfo().exists() {
             bail!(
                 "{} already holds a node (remove it, or use `suyuan serve` on it)",
                 self.root.display()

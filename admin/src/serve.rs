@@ -35,6 +35,42 @@ pub struct ServeArgs {
     /// Operations endpoint: /healthz, /readyz, /metrics (loopback by default).
     #[arg(long)]
     ops_addr: Option<std::net::SocketAddr>,
+    /// Initialise the data dir for the demo prefix 88.888.1 if it is missing or empty (the
+    /// administrator secret from SUYUAN_ADMIN_SECRET, or generated into DIR/admin-secret);
+    /// otherwise serve what is there. (The MRV demo records arrive with the trace issue.)
+    #[arg(long)]
+    demo: bool,
+}
+
+/// The prefix `--demo` serves.
+pub const DEMO_PREFIX: &str = "88.888.1";
+
+fn demo_init(dir: &DataDir) -> Result<()> {
+    let empty = std::fs::read_dir(&dir.root)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    if !empty {
+        return Ok(());
+    }
+    let secret = match std::env::var("SUYUAN_ADMIN_SECRET") {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            use rand::RngCore;
+            let mut b = [0u8; 18];
+            rand::rngs::OsRng.fill_bytes(&mut b);
+            let s: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            std::fs::create_dir_all(&dir.root)?;
+            let path = dir.root.join("admin-secret");
+            DataDir::write_private(&path, format!("{s}\n").as_bytes())?;
+            eprintln!(
+                "demo: administrator 301:{DEMO_PREFIX}/ADMIN, secret written to {}",
+                path.display()
+            );
+            s
+        }
+    };
+    std::fs::create_dir_all(&dir.root)?;
+    crate::init::initialise(dir, DEMO_PREFIX, &secret, None, "127.0.0.1".parse()?, 2641)
 }
 
 fn merge(a: &ServeArgs) -> Result<ServeConfig> {
@@ -57,9 +93,12 @@ fn merge(a: &ServeArgs) -> Result<ServeConfig> {
 pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     let cfg = merge(&a)?;
     let dir = DataDir::new(&cfg.data_dir);
+    if a.demo {
+        demo_init(&dir)?;
+    }
     if !dir.initialised() {
         bail!(
-            "{} is not an initialised node: run `suyuan init --prefix P --data-dir {}` first",
+            "{} is not an initialised node: run `suyuan init --prefix P --data-dir {}` first, or use --demo",
             cfg.data_dir.display(),
             cfg.data_dir.display()
         );

@@ -269,3 +269,56 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
             .success()
     );
 }
+
+#[test]
+fn demo_initialises_an_empty_data_dir_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--demo",
+                "--data-dir",
+                d.to_str().unwrap(),
+                "--handle-addr",
+                "127.0.0.1:0",
+                "--ops-addr",
+                "127.0.0.1:0",
+            ])
+            .env_remove("SUYUAN_ADMIN_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening handle="), "{line}");
+        child
+    };
+    let mut first = start();
+    signal(&first, 15);
+    assert!(
+        wait_exit(&mut first, Duration::from_secs(20))
+            .unwrap()
+            .success()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let secret = d.join("admin-secret");
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let before = std::fs::read(&secret).unwrap();
+    // The second run serves what is there: same secret, same node.
+    let mut second = start();
+    signal(&second, 15);
+    assert!(
+        wait_exit(&mut second, Duration::from_secs(20))
+            .unwrap()
+            .success()
+    );
+    assert_eq!(std::fs::read(&secret).unwrap(), before);
+}
