@@ -97,6 +97,28 @@ impl HandleNode {
     }
 }
 
+impl HandleNode {
+    /// Checks a challenge answer (`signedResponse` of OC 200) for `identity` against its key
+    /// or secret stored here: the verifier behind OC 200 and OC 201. `Err` carries the
+    /// response code and message of an answer that cannot be checked at all.
+    pub fn verify_challenge_answer(
+        &self,
+        identity: &Identity,
+        auth_type: &str,
+        answer: &[u8],
+        nonce: &[u8],
+        digest: &[u8],
+        version: (u8, u8),
+    ) -> Result<bool, (u32, String)> {
+        self.inner
+            .verify_answer(identity, auth_type, answer, nonce, digest, version)
+            .map_err(|o| match o {
+                Outcome::Refused(code, msg) => (code, msg),
+                _ => (rc::ERROR, String::new()),
+            })
+    }
+}
+
 impl Service for HandleNode {
     async fn call(&self, request: Request) -> Reply {
         let inner = self.inner.clone();

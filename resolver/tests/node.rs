@@ -35,6 +35,7 @@ fn text(name: &str) -> String {
 
 struct Node {
     addr: SocketAddr,
+    service: Arc<HandleNode>,
     registry: Arc<Registry>,
     server_key: rsa::RsaPublicKey,
     _stop: watch::Sender<bool>,
@@ -44,6 +45,10 @@ struct Node {
 /// A node set up like the reference lab: prefix 12345, 12345/ADMIN with HS_ADMIN, the fixture
 /// public key at 300 and secret `secretpw` at 301, 12345/test1 with a URL and an EMAIL.
 async fn start() -> Node {
+    start_with(BudgetConfig::default()).await
+}
+
+async fn start_with(budget: BudgetConfig) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::open(dir.path()).unwrap());
     let admins = vec![
@@ -151,14 +156,15 @@ async fn start() -> Node {
     ));
     tokio::spawn(serve_udp(
         udp,
-        node,
+        node.clone(),
         Limits::default(),
-        BudgetConfig::default(),
+        budget,
         metrics,
         rx,
     ));
     Node {
         addr,
+        service: node,
         registry,
         server_key,
         _stop: stop,
@@ -561,5 +567,435 @@ async fn admin_read_values_need_authentication_and_ct_answers_are_signed() {
     assert_eq!(
         tcp(&node, &verify(wrong.encode())).await[0].body,
         Body::VerifyResult { valid: 0 }
+    );
+}
+
+/// The nonce and digest of a recorded 402, and the recorded OC 200 answering it.
+fn recorded(
+    flow: &str,
+    challenge: &str,
+    answer: &str,
+) -> (Vec<u8>, Vec<u8>, String, Identity, Vec<u8>) {
+    let c = Message::decode(&fixture(&format!("admin/{flow}/{challenge}"))).unwrap();
+    let Body::Challenge { nonce } = c.body else {
+        panic!()
+    };
+    let a = Message::decode(&fixture(&format!("admin/{flow}/{answer}"))).unwrap();
+    let Body::ChallengeResponse {
+        auth_type,
+        id_handle,
+        id_index,
+        signed_response,
+    } = a.body
+    else {
+        panic!()
+    };
+    (
+        nonce,
+        c.request_digest.unwrap().digest,
+        auth_type,
+        Identity::new(id_index, id_handle),
+        signed_response,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_genericbatch_answers_check_out_in_the_node_verifier() {
+    let node = start().await;
+    let n = node.service.clone();
+    for (flow, ch, ans, ok) in [
+        (
+            "a-genericbatch-pubkey",
+            "04-s2c-conn2-CREATE_HANDLE-AUTHENTICATION_NEEDED.bin",
+            "05-c2s-conn3-CHALLENGE_RESPONSE.bin",
+            true,
+        ),
+        (
+            "b-genericbatch-seckey",
+            "04-s2c-conn2-CREATE_HANDLE-AUTHENTICATION_NEEDED.bin",
+            "05-c2s-conn3-CHALLENGE_RESPONSE.bin",
+            true,
+        ),
+        (
+            "c-genericbatch-wrong-seckey",
+            "04-s2c-conn2-CREATE_HANDLE-AUTHENTICATION_NEEDED.bin",
+            "05-c2s-conn3-CHALLENGE_RESPONSE.bin",
+            false,
+        ),
+        (
+            "e-python-nosession",
+            "02-s2c-CREATE_HANDLE-AUTHENTICATION_NEEDED.bin",
+            "03-c2s-CHALLENGE_RESPONSE.bin",
+            true,
+        ),
+        (
+            "e-python-nosession",
+            "06-s2c-DELETE_HANDLE-AUTHENTICATION_NEEDED.bin",
+            "07-c2s-CHALLENGE_RESPONSE.bin",
+            true,
+        ),
+    ] {
+        let (nonce, digest, auth_type, who, answer) = recorded(flow, ch, ans);
+        let verdict = n
+            .verify_challenge_answer(&who, &auth_type, &answer, &nonce, &digest, (2, 11))
+            .unwrap();
+        assert_eq!(verdict, ok, "{flow}/{ans}");
+        // The same answer to any other nonce is refused.
+        assert!(
+            !n.verify_challenge_answer(&who, &auth_type, &answer, &[0; 16], &digest, (2, 11))
+                .unwrap(),
+            "{flow}: replay"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_tcp_requests_get_the_reference_codes() {
+    let node = start().await;
+    for f in [
+        "01-resolve-all",
+        "02-resolve-type-url",
+        "03-resolve-index-2",
+        "04-resolve-rd-v2.11",
+        "05-resolve-nonexistent",
+        "06-resolve-not-homed",
+        "07-resolve-0.NA-12345",
+        "08-get-site-info",
+        "09-resolve-kc",
+        "12-resolve-admin-no-po",
+    ] {
+        let req = Message::decode(&fixture(&format!("tcp/{f}.req.bin"))).unwrap();
+        let theirs = Message::decode(&fixture(&format!("tcp/{f}.resp.bin"))).unwrap();
+        let ours = tcp(&node, &req).await.remove(0);
+        assert_eq!(
+            ours.header.response_code, theirs.header.response_code,
+            "tcp/{f}"
+        );
+    }
+    // Truncated and oversized messages: the reference's codes, and the node keeps serving.
+    for (f, code) in [
+        ("20-malformed-msglen-gt-sent", rc::PROTOCOL_ERROR),
+        ("21-malformed-msglen-too-big", rc::ERROR),
+        ("22-malformed-bodylen-4000", rc::ERROR),
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+        s.write_all(&fixture(&format!("tcp/{f}.req.bin")))
+            .await
+            .unwrap();
+        s.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        assert_eq!(
+            Message::decode(&out).unwrap().header.response_code,
+            code,
+            "tcp/{f}"
+        );
+    }
+    let again = Message::decode(&fixture("tcp/01-resolve-all.req.bin")).unwrap();
+    assert_eq!(
+        tcp(&node, &again).await[0].header.response_code,
+        rc::SUCCESS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovrw_mint_prefixes_and_groups() {
+    let node = start().await;
+    let secret = Cred::Secret("secretpw");
+    // MINT: the node picks the suffix and names the handle it created.
+    let mint = request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT | flags::MINT,
+        Body::HandleValues {
+            handle: "12345/m-".into(),
+            values: vec![HandleValue::new(1, "URL", "https://m")],
+        },
+    );
+    let out = authenticated(&node, &mint, Cred::Secret("secretpw")).await;
+    let Body::Created {
+        handle: Some(minted),
+    } = out.body
+    else {
+        panic!("{:?}", out.body)
+    };
+    assert!(minted.starts_with("12345/m-") && minted.len() > "12345/m-".len());
+    assert!(node.registry.get(&minted).unwrap().is_some());
+    // OVRW replaces an existing handle instead of RC 101.
+    let ovrw = request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT | flags::OVRW,
+        Body::HandleValues {
+            handle: minted.clone(),
+            values: vec![HandleValue::new(1, "URL", "https://n")],
+        },
+    );
+    assert_eq!(
+        authenticated(&node, &ovrw, secret)
+            .await
+            .header
+            .response_code,
+        rc::SUCCESS
+    );
+    assert_eq!(
+        node.registry.get(&minted).unwrap().unwrap().values[0].data,
+        b"https://n"
+    );
+
+    // Home, list and unhome prefixes: node administrators only (300:0.NA/12345 here).
+    let home = request(
+        opcode::HOME_NA,
+        flags::CLIENT_DEFAULT,
+        Body::Handle {
+            handle: "0.NA/12345.7".into(),
+        },
+    );
+    assert_eq!(
+        authenticated(&node, &home, Cred::Secret("secretpw"))
+            .await
+            .header
+            .response_code,
+        rc::INVALID_ADMIN,
+        "a prefix administrator is not a node administrator"
+    );
+    node.registry
+        .apply(Write {
+            mutation: Mutation::Create {
+                handle: "12345/ops".into(),
+                values: vec![HandleValue {
+                    permissions: Permissions(0x0C),
+                    ..HandleValue::new(301, "HS_SECKEY", "opspw")
+                }],
+                mode: CreateMode::Plain,
+            },
+            actor: "0:T".into(),
+            time: 1,
+        })
+        .unwrap();
+    let group = HandleValue::new(
+        200,
+        "HS_VLIST",
+        suyuan_codec::value::encode_value_list(&[suyuan_codec::value::ValueReference {
+            handle: "12345/ops".into(),
+            index: 301,
+        }]),
+    );
+    node.registry
+        .apply(Write {
+            mutation: Mutation::Create {
+                handle: "12345/group".into(),
+                values: vec![group],
+                mode: CreateMode::Plain,
+            },
+            actor: "0:T".into(),
+            time: 1,
+        })
+        .unwrap();
+    // A record administered by the group 200:12345/group (ADD_VALUE and MODIFY_VALUE only).
+    let perms =
+        suyuan_codec::value::admin_perm::ADD_VALUE | suyuan_codec::value::admin_perm::MODIFY_VALUE;
+    node.registry
+        .apply(Write {
+            mutation: Mutation::Create {
+                handle: "12345/managed".into(),
+                values: vec![
+                    HandleValue::new(
+                        100,
+                        "HS_ADMIN",
+                        AdminRecord::new(perms, "12345/group", 200).encode(),
+                    ),
+                    HandleValue::new(1, "URL", "https://a"),
+                ],
+                mode: CreateMode::Plain,
+            },
+            actor: "0:T".into(),
+            time: 1,
+        })
+        .unwrap();
+    let ops = Credentials::Secret {
+        index: 301,
+        handle: "12345/ops".into(),
+        secret: b"opspw".to_vec(),
+    };
+    let client = HandleClient::new(node.addr, Transport::Tcp);
+    let modify = request(
+        opcode::MODIFY_VALUE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: "12345/managed".into(),
+            values: vec![HandleValue::new(1, "URL", "https://b")],
+        },
+    );
+    assert_eq!(
+        client.send_authenticated(&modify, &ops).await.unwrap()[0]
+            .header
+            .response_code,
+        rc::SUCCESS,
+        "a member of the HS_VLIST group may modify"
+    );
+    let delete = request(
+        opcode::DELETE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::Handle {
+            handle: "12345/managed".into(),
+        },
+    );
+    assert_eq!(
+        client.send_authenticated(&delete, &ops).await.unwrap()[0]
+            .header
+            .response_code,
+        rc::INSUFFICIENT_PERMISSIONS,
+        "but not delete"
+    );
+    let other = request(
+        opcode::MODIFY_VALUE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: "12345/test1".into(),
+            values: vec![HandleValue::new(1, "URL", "https://c")],
+        },
+    );
+    assert_eq!(
+        client.send_authenticated(&other, &ops).await.unwrap()[0]
+            .header
+            .response_code,
+        rc::INSUFFICIENT_PERMISSIONS,
+        "nor touch what it does not administer"
+    );
+    let create = request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: "12345/new".into(),
+            values: vec![HandleValue::new(1, "URL", "https://c")],
+        },
+    );
+    assert_eq!(
+        client.send_authenticated(&create, &ops).await.unwrap()[0]
+            .header
+            .response_code,
+        rc::INVALID_ADMIN,
+        "nor create under the prefix"
+    );
+    assert!(node.registry.get("12345/managed").unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_administrators_home_and_unhome_prefixes() {
+    let node = start().await;
+    // 300:0.NA/12345 is this node's administrator: give it a key to answer with.
+    node.registry
+        .apply(Write {
+            mutation: Mutation::Home {
+                prefix: "0.NA".into(),
+                admins: vec![],
+            },
+            actor: "0:T".into(),
+            time: 1,
+        })
+        .unwrap();
+    node.registry
+        .apply(Write {
+            mutation: Mutation::Create {
+                handle: "0.NA/12345".into(),
+                values: vec![HandleValue::new(
+                    300,
+                    "HS_PUBKEY",
+                    fixture("keys/admin-300.hs_pubkey.bin"),
+                )],
+                mode: CreateMode::Plain,
+            },
+            actor: "0:T".into(),
+            time: 1,
+        })
+        .unwrap();
+    let creds = Credentials::PublicKey {
+        index: 300,
+        handle: "0.NA/12345".into(),
+        key: Box::new(rsa_private_from_pem(&text("keys/admin-300.priv.pem")).unwrap()),
+    };
+    let client = HandleClient::new(node.addr, Transport::Tcp);
+    let home = request(
+        opcode::HOME_NA,
+        flags::CLIENT_DEFAULT,
+        Body::Handle {
+            handle: "0.NA/88.888.1".into(),
+        },
+    );
+    assert_eq!(
+        client.send_authenticated(&home, &creds).await.unwrap()[0]
+            .header
+            .response_code,
+        rc::SUCCESS
+    );
+    assert!(node.registry.is_homed("88.888.1").unwrap());
+    let list = request(
+        opcode::LIST_HOMED_NAS,
+        flags::CLIENT_DEFAULT,
+        Body::Handle { handle: "/".into() },
+    );
+    let Body::HandleList { handles } = client
+        .send_authenticated(&list, &creds)
+        .await
+        .unwrap()
+        .remove(0)
+        .body
+    else {
+        panic!()
+    };
+    assert!(
+        handles.contains(&"0.NA/88.888.1".to_string())
+            && handles.contains(&"0.NA/12345".to_string()),
+        "{handles:?}"
+    );
+    let unhome = request(
+        opcode::UNHOME_NA,
+        flags::CLIENT_DEFAULT,
+        Body::Handle {
+            handle: "0.NA/88.888.1".into(),
+        },
+    );
+    assert_eq!(
+        client.send_authenticated(&unhome, &creds).await.unwrap()[0]
+            .header
+            .response_code,
+        rc::SUCCESS
+    );
+    assert!(!node.registry.is_homed("88.888.1").unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_flood_from_one_source_gets_silence_and_the_node_keeps_serving() {
+    let node = start_with(BudgetConfig {
+        bytes_per_sec: 2000,
+        burst_bytes: 4000,
+        max_sources: 1024,
+        exempt_loopback: false,
+    })
+    .await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let req = Message::decode(&fixture("udp/01-resolve-all.req.bin"))
+        .unwrap()
+        .encode();
+    for _ in 0..300 {
+        sock.send_to(&req, node.addr).await.unwrap();
+    }
+    let mut answers = 0;
+    let mut buf = [0u8; 1024];
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), sock.recv(&mut buf)).await
+    {
+        answers += 1;
+    }
+    assert!(
+        answers > 0 && answers < 60,
+        "{answers} answers: the budget (4000 bytes, 2000/s) must cut the flood short"
+    );
+    // TCP is not budgeted, so the reference client's fallback works.
+    assert_eq!(
+        tcp(&node, &Message::decode(&req).unwrap()).await[0]
+            .header
+            .response_code,
+        rc::SUCCESS
     );
 }
