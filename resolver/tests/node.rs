@@ -102,6 +102,24 @@ async fn start_with(budget: BudgetConfig) -> Node {
             mode: CreateMode::Plain,
         }))
         .unwrap();
+    // 12345/fx-big as the reference served it (a 1400-byte DESC: a multi-datagram answer).
+    let big = Message::decode(&fixture(
+        "udp/15-resolve-big-multipacket.resp.reassembled.bin",
+    ))
+    .unwrap();
+    let Body::ResolutionResponse {
+        values: big_values, ..
+    } = big.body
+    else {
+        panic!()
+    };
+    registry
+        .apply(w(Mutation::Create {
+            handle: "12345/fx-big".into(),
+            values: big_values,
+            mode: CreateMode::Plain,
+        }))
+        .unwrap();
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let key = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
@@ -249,6 +267,11 @@ async fn captured_resolutions_get_the_reference_answers() {
             rc::AUTHENTICATION_NEEDED,
         ),
         ("udp/16-resolve-uppercase.req.bin", rc::SUCCESS),
+        ("udp/17-resolve-types-and-index.req.bin", rc::SUCCESS),
+        (
+            "udp/18-resolve-no-matching-values.req.bin",
+            rc::VALUES_NOT_FOUND,
+        ),
     ] {
         let req = Message::decode(&fixture(file)).unwrap();
         let ours = udp(&node, &req).await;
@@ -998,4 +1021,57 @@ async fn a_udp_flood_from_one_source_gets_silence_and_the_node_keeps_serving() {
             .response_code,
         rc::SUCCESS
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_answers_and_old_digests() {
+    let node = start().await;
+    // udp/15: the answer is split into 512-byte datagrams like the reference's four.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(
+        &fixture("udp/15-resolve-big-multipacket.req.bin"),
+        node.addr,
+    )
+    .await
+    .unwrap();
+    let mut r = suyuan_codec::framing::UdpReassembler::new();
+    let mut buf = [0u8; 1024];
+    let mut n = 0;
+    let whole = loop {
+        let len = sock.recv(&mut buf).await.unwrap();
+        assert!(len <= 512);
+        n += 1;
+        if let suyuan_codec::framing::Reassembly::Complete(m) = r.push(&buf[..len]).unwrap() {
+            break Message::decode(&m).unwrap();
+        }
+    };
+    assert_eq!(n, 4, "as many datagrams as the reference sent");
+    let theirs = Message::decode(&fixture(
+        "udp/15-resolve-big-multipacket.resp.reassembled.bin",
+    ))
+    .unwrap();
+    let Body::ResolutionResponse { values: ours, .. } = &whole.body else {
+        panic!()
+    };
+    let Body::ResolutionResponse {
+        values: ref_values, ..
+    } = &theirs.body
+    else {
+        panic!()
+    };
+    assert!(
+        ours.iter().zip(ref_values).all(|(a, b)| a.same_content(b))
+            && ours.len() == ref_values.len()
+    );
+    // tcp/11: the same over TCP, one message.
+    let req = Message::decode(&fixture("tcp/11-resolve-big.req.bin")).unwrap();
+    assert_eq!(tcp(&node, &req).await[0].header.response_code, rc::SUCCESS);
+    // udp/06: a 2.0 request with RD gets RD and the pre-2.1 digest form (u8 0, u32 16, MD5),
+    // which the reference garbles (README, "Matching these bytes").
+    let req = Message::decode(&fixture("udp/06-resolve-rd-v2.0.req.bin")).unwrap();
+    let ours = udp(&node, &req).await;
+    assert!(ours.header.has(flags::RD));
+    let d = ours.request_digest.unwrap();
+    assert_eq!((d.alg, d.digest.len()), (0, 16));
+    assert_eq!(ours.envelope.version(), (2, 0));
 }
