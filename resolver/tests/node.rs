@@ -49,6 +49,10 @@ async fn start() -> Node {
 }
 
 async fn start_with(budget: BudgetConfig) -> Node {
+    start_cfg(budget, ChallengeConfig::default()).await
+}
+
+async fn start_cfg(budget: BudgetConfig, challenges: ChallengeConfig) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::open(dir.path()).unwrap());
     let admins = vec![
@@ -159,7 +163,7 @@ async fn start_with(budget: BudgetConfig) -> Node {
             site,
             key,
             node_admins: vec![Identity::new(300, "0.NA/12345")],
-            challenges: ChallengeConfig::default(),
+            challenges,
             cache_entries: 1000,
         },
     ));
@@ -1074,4 +1078,36 @@ async fn big_answers_and_old_digests() {
     let d = ours.request_digest.unwrap();
     assert_eq!((d.alg, d.digest.len()), (0, 16));
     assert_eq!(ours.envelope.version(), (2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_challenge_table_answers_server_too_busy() {
+    let cfg = ChallengeConfig {
+        max_pending: 1000,
+        max_per_source: 3,
+        ttl: std::time::Duration::from_secs(60),
+    };
+    let node = start_cfg(BudgetConfig::default(), cfg).await;
+    let create = request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: "12345/x".into(),
+            values: vec![HandleValue::new(1, "URL", "https://x")],
+        },
+    );
+    let codes: Vec<u32> = futures_codes(&node, &create, 5).await;
+    assert_eq!(
+        codes,
+        vec![402, 402, 402, 3, 3],
+        "three pending challenges per source, then RC 3"
+    );
+}
+
+async fn futures_codes(node: &Node, m: &Message, n: usize) -> Vec<u32> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(tcp(node, m).await[0].header.response_code);
+    }
+    out
 }
