@@ -47,8 +47,11 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr, never stdout (stdout carries the ready line and command output).
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
