@@ -22,5 +22,5 @@ pub mod trace;
 
 pub use error::RegistryError;
 pub use model::{Change, ChangeOp, Identity, PrefixEntry, Record, Tombstone};
-pub use store::{Applied, CreateMode, Mutation, Registry, Ticket, Write};
+pub use store::{Applied, CreateMode, Mutation, Registry, Ticket, Write, select_values};
 pub use trace::{Direction, Trace, TraceQuery};

@@ -243,6 +243,22 @@ impl Registry {
         get_record(self.kv(), &key_of(handle))
     }
 
+    /// Resolution: the record's values at `indexes` or of `types` (see [`select_values`]), or
+    /// `None` when the handle does not exist.
+    pub fn resolve(
+        &self,
+        handle: &str,
+        indexes: &[u32],
+        types: &[String],
+    ) -> Result<Option<Vec<HandleValue>>, RegistryError> {
+        Ok(self.get(handle)?.map(|r| {
+            select_values(&r.values, indexes, types)
+                .into_iter()
+                .cloned()
+                .collect()
+        }))
+    }
+
     /// A read a cache may keep: the record and whether no write committed while it was read
     /// (if one did, the value may be older than an acknowledged write and must not be cached).
     pub fn get_consistent(&self, handle: &str) -> Result<(Option<Record>, bool), RegistryError> {
@@ -428,6 +444,23 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The values a resolution selects: those at `indexes` or of `types` (OR-ed; a type ending in
+/// `.` also matches its subtypes, ASCII case ignored), all of them when both are empty.
+pub fn select_values<'a>(
+    values: &'a [HandleValue],
+    indexes: &[u32],
+    types: &[String],
+) -> Vec<&'a HandleValue> {
+    values
+        .iter()
+        .filter(|v| {
+            (indexes.is_empty() && types.is_empty())
+                || indexes.contains(&v.index)
+                || types.iter().any(|t| v.type_matches(t))
+        })
+        .collect()
 }
 
 fn get_record(kv: &dyn Kv, key: &str) -> Result<Option<Record>, RegistryError> {

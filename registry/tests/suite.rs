@@ -181,6 +181,49 @@ fn reference_validation_rules() {
 }
 
 #[test]
+fn resolution_filters() {
+    let (_d, reg) = open();
+    create(
+        &reg,
+        "88.888.1/f",
+        vec![
+            v(1, "URL", "a"),
+            v(2, "URL.mirror", "b"),
+            v(3, "EMAIL", "c"),
+            v(4, "DESC", "d"),
+        ],
+    )
+    .unwrap();
+    let got = |i: &[u32], t: &[&str]| -> Vec<u32> {
+        let t: Vec<String> = t.iter().map(|s| s.to_string()).collect();
+        reg.resolve("88.888.1/F", i, &t)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|v| v.index)
+            .collect()
+    };
+    assert_eq!(got(&[], &[]), vec![1, 2, 3, 4]);
+    assert_eq!(
+        got(&[], &["url"]),
+        vec![1],
+        "types match ignoring ASCII case, exactly"
+    );
+    assert_eq!(
+        got(&[], &["URL."]),
+        vec![2],
+        "a type ending in '.' matches its subtypes"
+    );
+    assert_eq!(
+        got(&[4], &["EMAIL"]),
+        vec![3, 4],
+        "indexes and types are OR-ed"
+    );
+    assert_eq!(got(&[9], &[]), Vec::<u32>::new());
+    assert!(reg.resolve("88.888.1/none", &[], &[]).unwrap().is_none());
+}
+
+#[test]
 fn value_operations() {
     let (_d, reg) = open();
     let h = "88.888.1/v";

@@ -591,15 +591,7 @@ impl Inner {
         let Some(rec) = rec.as_ref() else {
             return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
         };
-        let selected: Vec<&HandleValue> = rec
-            .values
-            .iter()
-            .filter(|v| {
-                (indexes.is_empty() && types_.is_empty())
-                    || indexes.contains(&v.index)
-                    || types_.iter().any(|t| v.type_matches(t))
-            })
-            .collect();
+        let selected = suyuan_registry::select_values(&rec.values, indexes, types_);
         let public_only = m.header.has(flags::PO);
         let restricted = selected.iter().any(|v| !v.permissions.public_read());
         let reader = match who {
