@@ -41,8 +41,8 @@ struct Server {
     ops: SocketAddr,
 }
 
-/// Starts `suyuan serve` on free ports and reads the ready line.
-fn serve(dir: &std::path::Path) -> Server {
+/// Starts `suyuan serve` on free ports with `extra` arguments and reads the ready line.
+fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -53,6 +53,8 @@ fn serve(dir: &std::path::Path) -> Server {
             "--ops-addr",
             "127.0.0.1:0",
         ])
+        .args(extra)
+        .env_remove("SUYUAN_ADMIN_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -72,6 +74,10 @@ fn serve(dir: &std::path::Path) -> Server {
     let (handle, ops) = (field("handle="), field("ops="));
     assert!(line.starts_with("listening "), "{line}");
     Server { child, handle, ops }
+}
+
+fn serve(dir: &std::path::Path) -> Server {
+    serve_with(dir, &[])
 }
 
 fn signal(child: &Child, sig: i32) {
@@ -274,30 +280,7 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
 fn demo_initialises_an_empty_data_dir_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("demo");
-    let start = || {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--demo",
-                "--data-dir",
-                d.to_str().unwrap(),
-                "--handle-addr",
-                "127.0.0.1:0",
-                "--ops-addr",
-                "127.0.0.1:0",
-            ])
-            .env_remove("SUYUAN_ADMIN_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("listening handle="), "{line}");
-        child
-    };
+    let start = || serve_with(&d, &["--demo"]).child;
     let mut first = start();
     signal(&first, 15);
     assert!(

@@ -518,21 +518,32 @@ pub fn rsa_private_to_reference(key: &RsaPrivateKey) -> Result<Vec<u8>, AuthErro
     Ok(out)
 }
 
-/// Signs a message with the node's key as HS_SIGNED (what a CT request asks for), over
-/// [`Message::signed_bytes`] with `counter` in the credential's signer index.
-pub fn sign_message(msg: &mut Message, key: &RsaPrivateKey, counter: u32) -> Result<(), AuthError> {
-    let hash = SigHash::for_version(msg.version());
-    let signature = rsa_sign(key, hash, &msg.signed_bytes(counter))?;
-    msg.credential = Some(Credential {
+/// A credential as the reference writes one: version 0, no signer handle, the session counter
+/// in the signer index.
+fn credential(cred_type: &str, digest_alg: &str, counter: u32, signature: Vec<u8>) -> Credential {
+    Credential {
         version: 0,
         reserved: 0,
         options: 0,
         signer_handle: String::new(),
         signer_index: counter,
-        cred_type: credential_type::HS_SIGNED.into(),
-        digest_alg: hash.name().into(),
+        cred_type: cred_type.into(),
+        digest_alg: digest_alg.into(),
         signature,
-    });
+    }
+}
+
+/// Signs a message with the node's key as HS_SIGNED (what a CT request asks for), over
+/// [`Message::signed_bytes`] with `counter` in the credential's signer index.
+pub fn sign_message(msg: &mut Message, key: &RsaPrivateKey, counter: u32) -> Result<(), AuthError> {
+    let hash = SigHash::for_version(msg.version());
+    let signature = rsa_sign(key, hash, &msg.signed_bytes(counter))?;
+    msg.credential = Some(credential(
+        credential_type::HS_SIGNED,
+        hash.name(),
+        counter,
+        signature,
+    ));
     Ok(())
 }
 
@@ -573,16 +584,7 @@ fn session_mac(
 /// Puts an HS_MAC credential on a message (a session's messages carry one each).
 pub fn mac_message(msg: &mut Message, session_key: &[u8], counter: u32) -> Result<(), AuthError> {
     let (alg, mac) = session_mac(msg.version(), session_key, &msg.signed_bytes(counter))?;
-    msg.credential = Some(Credential {
-        version: 0,
-        reserved: 0,
-        options: 0,
-        signer_handle: String::new(),
-        signer_index: counter,
-        cred_type: credential_type::HS_MAC.into(),
-        digest_alg: alg.into(),
-        signature: mac,
-    });
+    msg.credential = Some(credential(credential_type::HS_MAC, alg, counter, mac));
     Ok(())
 }
 

@@ -266,6 +266,21 @@ impl Envelope {
         }
     }
 
+    /// The envelope of an answer: at `version`, suggesting ours, for `request_id`.
+    pub fn reply(version: (u8, u8), session_id: u32, request_id: u32) -> Self {
+        Envelope {
+            major: version.0,
+            minor: version.1,
+            flags: 0,
+            suggested_major: PROTOCOL_MAJOR,
+            suggested_minor: PROTOCOL_MINOR,
+            session_id,
+            request_id,
+            sequence: 0,
+            message_length: 0,
+        }
+    }
+
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(b);
         let major = r.u8("envelope")?;
@@ -1233,17 +1248,11 @@ impl Message {
                 None
             };
         Message {
-            envelope: Envelope {
-                major,
-                minor,
-                flags: 0,
-                suggested_major: PROTOCOL_MAJOR,
-                suggested_minor: PROTOCOL_MINOR,
-                session_id: request.envelope.session_id,
-                request_id: request.envelope.request_id,
-                sequence: 0,
-                message_length: 0,
-            },
+            envelope: Envelope::reply(
+                (major, minor),
+                request.envelope.session_id,
+                request.envelope.request_id,
+            ),
             header,
             request_digest,
             body,

@@ -50,17 +50,7 @@ fn reject(known: Known, response_code: u32, message: String, now: u32) -> Messag
         (major, minor)
     };
     Message {
-        envelope: Envelope {
-            major,
-            minor,
-            flags: 0,
-            suggested_major: PROTOCOL_MAJOR,
-            suggested_minor: PROTOCOL_MINOR,
-            session_id: 0,
-            request_id,
-            sequence: 0,
-            message_length: 0,
-        },
+        envelope: Envelope::reply((major, minor), 0, request_id),
         header: Header {
             op_code: known.op_code,
             response_code,

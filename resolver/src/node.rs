@@ -236,6 +236,24 @@ impl Inner {
         self.registry.is_homed(prefix)
     }
 
+    /// The handle a request names, checked to be ours, with its record (if any): or the
+    /// answer to give instead (RC 102 for bad syntax, RC 301 for a prefix not homed here).
+    #[allow(clippy::type_complexity)]
+    fn target(
+        &self,
+        handle: &str,
+    ) -> Result<Result<(Handle, Arc<Option<Record>>), Outcome>, RegistryError> {
+        let h = match parse(handle) {
+            Ok(h) => h,
+            Err(o) => return Ok(Err(o)),
+        };
+        if !self.homed(h.prefix())? {
+            return Ok(Err(not_here()));
+        }
+        let rec = self.record(h.as_str())?;
+        Ok(Ok((h, rec)))
+    }
+
     fn is_node_admin(&self, who: &Identity) -> bool {
         self.cfg.node_admins.iter().any(|a| a.same_as(who))
     }
@@ -334,14 +352,10 @@ impl Inner {
                 let Some(who) = who else {
                     return Ok(Outcome::NeedAuth);
                 };
-                let h = match parse(handle) {
-                    Ok(h) => h,
+                let (h, existing) = match self.target(handle)? {
+                    Ok(t) => t,
                     Err(o) => return Ok(o),
                 };
-                if !self.homed(h.prefix())? {
-                    return Ok(not_here());
-                }
-                let existing = self.record(h.as_str())?;
                 let existing = existing.as_ref().as_ref();
                 let has_admin = values
                     .iter()
@@ -390,7 +404,7 @@ impl Inner {
                             (admin_perm::MODIFY_VALUE, admin_perm::MODIFY_ADMIN)
                         };
                         if existing.is_none() {
-                            return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
+                            return Ok(not_found());
                         }
                         let need = if has_admin { admin_perm_needed } else { perm };
                         if !self.may(who, &h, existing, need)? {
@@ -424,16 +438,12 @@ impl Inner {
                 let Some(who) = who else {
                     return Ok(Outcome::NeedAuth);
                 };
-                let h = match parse(handle) {
-                    Ok(h) => h,
+                let (h, rec) = match self.target(handle)? {
+                    Ok(t) => t,
                     Err(o) => return Ok(o),
                 };
-                if !self.homed(h.prefix())? {
-                    return Ok(not_here());
-                }
-                let rec = self.record(h.as_str())?;
                 let Some(rec) = rec.as_ref() else {
-                    return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
+                    return Ok(not_found());
                 };
                 let removes_admin = rec.values.iter().any(|v| {
                     indexes.contains(&v.index) && v.value_type.eq_ignore_ascii_case(types::HS_ADMIN)
@@ -463,16 +473,12 @@ impl Inner {
                 let Some(who) = who else {
                     return Ok(Outcome::NeedAuth);
                 };
-                let h = match parse(handle) {
-                    Ok(h) => h,
+                let (h, rec) = match self.target(handle)? {
+                    Ok(t) => t,
                     Err(o) => return Ok(o),
                 };
-                if !self.homed(h.prefix())? {
-                    return Ok(not_here());
-                }
-                let rec = self.record(h.as_str())?;
                 let Some(rec) = rec.as_ref() else {
-                    return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
+                    return Ok(not_found());
                 };
                 if !self.may(who, &h, Some(rec), admin_perm::DELETE_HANDLE)? {
                     return Ok(refused(
@@ -580,16 +586,12 @@ impl Inner {
         types_: &[String],
         who: Option<&Identity>,
     ) -> Result<Outcome, RegistryError> {
-        let h = match parse(handle) {
-            Ok(h) => h,
+        let (h, rec) = match self.target(handle)? {
+            Ok(t) => t,
             Err(o) => return Ok(o),
         };
-        if !self.homed(h.prefix())? {
-            return Ok(not_here());
-        }
-        let rec = self.record(h.as_str())?;
         let Some(rec) = rec.as_ref() else {
-            return Ok(refused(rc::HANDLE_NOT_FOUND, String::new()));
+            return Ok(not_found());
         };
         let selected = suyuan_registry::select_values(&rec.values, indexes, types_);
         let public_only = m.header.has(flags::PO);
@@ -815,6 +817,11 @@ impl Inner {
 
 fn parse(handle: &str) -> Result<Handle, Outcome> {
     Handle::parse_lenient(handle).map_err(|e| refused(rc::INVALID_HANDLE, e.to_string()))
+}
+
+fn not_found() -> Outcome {
+    // The reference's 100 carries an empty message.
+    refused(rc::HANDLE_NOT_FOUND, String::new())
 }
 
 fn not_here() -> Outcome {

@@ -597,6 +597,17 @@ async fn admin_read_values_need_authentication_and_ct_answers_are_signed() {
     );
 }
 
+/// Writes straight into the node's store (setup that needs no protocol).
+fn admin_write(node: &Node, mutation: Mutation) {
+    node.registry
+        .apply(Write {
+            mutation,
+            actor: "0:SUYUAN/TEST".into(),
+            time: 1,
+        })
+        .unwrap();
+}
+
 /// The nonce and digest of a recorded 402, and the recorded OC 200 answering it.
 fn recorded(
     flow: &str,
@@ -785,20 +796,17 @@ async fn ovrw_mint_prefixes_and_groups() {
         rc::INVALID_ADMIN,
         "a prefix administrator is not a node administrator"
     );
-    node.registry
-        .apply(Write {
-            mutation: Mutation::Create {
-                handle: "12345/ops".into(),
-                values: vec![HandleValue {
-                    permissions: Permissions(0x0C),
-                    ..HandleValue::new(301, "HS_SECKEY", "opspw")
-                }],
-                mode: CreateMode::Plain,
-            },
-            actor: "0:T".into(),
-            time: 1,
-        })
-        .unwrap();
+    admin_write(
+        &node,
+        Mutation::Create {
+            handle: "12345/ops".into(),
+            values: vec![HandleValue {
+                permissions: Permissions(0x0C),
+                ..HandleValue::new(301, "HS_SECKEY", "opspw")
+            }],
+            mode: CreateMode::Plain,
+        },
+    );
     let group = HandleValue::new(
         200,
         "HS_VLIST",
@@ -807,38 +815,32 @@ async fn ovrw_mint_prefixes_and_groups() {
             index: 301,
         }]),
     );
-    node.registry
-        .apply(Write {
-            mutation: Mutation::Create {
-                handle: "12345/group".into(),
-                values: vec![group],
-                mode: CreateMode::Plain,
-            },
-            actor: "0:T".into(),
-            time: 1,
-        })
-        .unwrap();
+    admin_write(
+        &node,
+        Mutation::Create {
+            handle: "12345/group".into(),
+            values: vec![group],
+            mode: CreateMode::Plain,
+        },
+    );
     // A record administered by the group 200:12345/group (ADD_VALUE and MODIFY_VALUE only).
     let perms =
         suyuan_codec::value::admin_perm::ADD_VALUE | suyuan_codec::value::admin_perm::MODIFY_VALUE;
-    node.registry
-        .apply(Write {
-            mutation: Mutation::Create {
-                handle: "12345/managed".into(),
-                values: vec![
-                    HandleValue::new(
-                        100,
-                        "HS_ADMIN",
-                        AdminRecord::new(perms, "12345/group", 200).encode(),
-                    ),
-                    HandleValue::new(1, "URL", "https://a"),
-                ],
-                mode: CreateMode::Plain,
-            },
-            actor: "0:T".into(),
-            time: 1,
-        })
-        .unwrap();
+    admin_write(
+        &node,
+        Mutation::Create {
+            handle: "12345/managed".into(),
+            values: vec![
+                HandleValue::new(
+                    100,
+                    "HS_ADMIN",
+                    AdminRecord::new(perms, "12345/group", 200).encode(),
+                ),
+                HandleValue::new(1, "URL", "https://a"),
+            ],
+            mode: CreateMode::Plain,
+        },
+    );
     let ops = Credentials::Secret {
         index: 301,
         handle: "12345/ops".into(),
@@ -911,31 +913,25 @@ async fn ovrw_mint_prefixes_and_groups() {
 async fn node_administrators_home_and_unhome_prefixes() {
     let node = start().await;
     // 300:0.NA/12345 is this node's administrator: give it a key to answer with.
-    node.registry
-        .apply(Write {
-            mutation: Mutation::Home {
-                prefix: "0.NA".into(),
-                admins: vec![],
-            },
-            actor: "0:T".into(),
-            time: 1,
-        })
-        .unwrap();
-    node.registry
-        .apply(Write {
-            mutation: Mutation::Create {
-                handle: "0.NA/12345".into(),
-                values: vec![HandleValue::new(
-                    300,
-                    "HS_PUBKEY",
-                    fixture("keys/admin-300.hs_pubkey.bin"),
-                )],
-                mode: CreateMode::Plain,
-            },
-            actor: "0:T".into(),
-            time: 1,
-        })
-        .unwrap();
+    admin_write(
+        &node,
+        Mutation::Home {
+            prefix: "0.NA".into(),
+            admins: vec![],
+        },
+    );
+    admin_write(
+        &node,
+        Mutation::Create {
+            handle: "0.NA/12345".into(),
+            values: vec![HandleValue::new(
+                300,
+                "HS_PUBKEY",
+                fixture("keys/admin-300.hs_pubkey.bin"),
+            )],
+            mode: CreateMode::Plain,
+        },
+    );
     let creds = Credentials::PublicKey {
         index: 300,
         handle: "0.NA/12345".into(),
