@@ -145,6 +145,7 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
                 max_per_source: cfg.max_pending_challenges_per_source,
                 ttl: cfg.auth_timeout,
             },
+            sessions: suyuan_resolver::session::SessionConfig::default(),
             cache_entries: cfg.cache_entries,
         },
     ));

@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub mod handle;
 pub mod json;
 pub mod message;
+pub mod session;
 pub mod site;
 pub mod time;
 pub mod value;

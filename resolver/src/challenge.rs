@@ -92,6 +92,34 @@ impl ChallengeTable {
         Ok(id)
     }
 
+    /// Stores the challenge of a session under the session's own id (the reference answers a
+    /// request in a session with a 402 carrying the session id); a newer one replaces it.
+    pub fn insert_for_session(
+        &mut self,
+        id: u32,
+        challenge: Pending,
+        now: Instant,
+    ) -> Result<(), ChallengeError> {
+        self.expire(now);
+        if let Some(old) = self.pending.remove(&id) {
+            self.release(old.source);
+        }
+        if self.pending.len() >= self.config.max_pending {
+            return Err(ChallengeError::Full);
+        }
+        let n = self.per_source.get(&challenge.source).copied().unwrap_or(0);
+        if n >= self.config.max_per_source {
+            return Err(ChallengeError::SourceFull);
+        }
+        *self.per_source.entry(challenge.source).or_insert(0) += 1;
+        self.pending.insert(id, challenge);
+        Ok(())
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.pending.contains_key(&id)
+    }
+
     /// Takes the challenge with this id, if it exists and has not expired. A challenge is
     /// answered once: whatever the outcome, it is gone.
     pub fn take(&mut self, id: u32, now: Instant) -> Option<Pending> {

@@ -13,6 +13,7 @@ pub mod listen;
 pub mod node;
 pub mod ops;
 pub mod service;
+pub mod session;
 pub mod tcp;
 pub mod udp;
 

@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 
 use crate::challenge::{ChallengeConfig, ChallengeTable, Pending};
 use crate::service::{Reply, Request, Service, Transport, now_secs};
+use crate::session::{Lookup, Session, SessionConfig, SessionTable};
 
 /// How the node answers, besides its store.
 #[derive(Debug, Clone)]
@@ -32,9 +33,13 @@ pub struct NodeConfig {
     /// Identities that administer the node itself (home and unhome prefixes, list them).
     pub node_admins: Vec<Identity>,
     pub challenges: ChallengeConfig,
+    pub sessions: SessionConfig,
     /// Records held in the resolution cache.
     pub cache_entries: u64,
 }
+
+/// Set in every session id, clear in every pending-challenge id.
+const SESSION_ID_BIT: u32 = 0x8000_0000;
 
 /// Handle lists are answered 50 handles a message, as the reference does.
 const LIST_PAGE: usize = 50;
@@ -58,6 +63,7 @@ struct Inner {
     cfg: NodeConfig,
     cache: moka::sync::Cache<String, Arc<Option<Record>>>,
     challenges: Mutex<ChallengeTable>,
+    sessions: Mutex<SessionTable>,
 }
 
 /// What carrying out a request gave.
@@ -86,12 +92,14 @@ impl HandleNode {
     pub fn new(registry: Arc<Registry>, cfg: NodeConfig) -> Self {
         let cache = moka::sync::Cache::new(cfg.cache_entries.max(1));
         let challenges = Mutex::new(ChallengeTable::new(cfg.challenges));
+        let sessions = Mutex::new(SessionTable::new(cfg.sessions));
         HandleNode {
             inner: Arc::new(Inner {
                 registry,
                 cfg,
                 cache,
                 challenges,
+                sessions,
             }),
         }
     }
@@ -136,24 +144,272 @@ impl Service for HandleNode {
 impl Inner {
     fn handle(&self, req: &Request) -> Reply {
         let m = &req.message;
-        if m.header.op_code == opcode::CHALLENGE_RESPONSE {
-            return self.answer_challenge(req);
+        match m.header.op_code {
+            opcode::CHALLENGE_RESPONSE => return self.answer_challenge(req),
+            opcode::SESSION_SETUP => return self.setup_session(req),
+            opcode::SESSION_EXCHANGEKEY => return self.exchange_key(req),
+            _ => {}
+        }
+        // A request in a session speaks for the session's identity once a challenge proved it,
+        // and must carry a fresh, valid HS_MAC.
+        let mut who = None;
+        let mut session_key = None;
+        if m.envelope.session_id != 0 {
+            match self.check_session(m) {
+                Ok((id, key)) => {
+                    who = id;
+                    session_key = Some(key);
+                }
+                Err(o) => return self.reply(m, m, o),
+            }
         }
         let outcome = match m.header.op_code {
             opcode::GET_SITE_INFO => Outcome::Done(Body::SiteInfo(self.cfg.site.clone())),
             opcode::VERIFY_RESPONSE => self.verify_response(m),
-            opcode::SESSION_SETUP | opcode::SESSION_TERMINATE | opcode::SESSION_EXCHANGEKEY => {
-                refused(
-                    rc::OPERATION_NOT_SUPPORTED,
-                    "sessions are not supported yet: authenticate each request by challenge-response",
-                )
+            opcode::SESSION_TERMINATE => {
+                let gone = self
+                    .sessions
+                    .lock()
+                    .map(|mut t| t.remove(m.envelope.session_id))
+                    .unwrap_or(false);
+                if gone {
+                    Outcome::Done(Body::Empty)
+                } else {
+                    refused(
+                        rc::SESSION_TIMEOUT,
+                        "Invalid session id or session time out",
+                    )
+                }
             }
-            _ => self.execute(m, None),
+            _ => self.execute(m, who.as_ref()),
         };
-        match outcome {
+        let reply = match outcome {
             Outcome::NeedAuth => self.challenge(req),
             o => self.reply(m, m, o),
+        };
+        self.mac_reply(m, reply, session_key.as_deref())
+    }
+
+    /// The session a request names: its authenticated identity (if any) and its key.
+    fn check_session(&self, m: &Message) -> Result<(Option<Identity>, Vec<u8>), Outcome> {
+        let mut table = self
+            .sessions
+            .lock()
+            .map_err(|_| refused(rc::ERROR, "session table poisoned"))?;
+        let s = match table.get_mut(m.envelope.session_id, Instant::now()) {
+            Ok(s) => s,
+            Err(Lookup::Unknown | Lookup::Expired) => {
+                return Err(refused(
+                    rc::SESSION_TIMEOUT,
+                    "Invalid session id or session time out",
+                ));
+            }
+        };
+        if s.key.is_empty() {
+            return Err(refused(
+                rc::SESSION_FAILED,
+                "the session's key exchange is not complete",
+            ));
         }
+        match &m.credential {
+            Some(c) if c.cred_type == suyuan_codec::message::credential_type::HS_MAC => {
+                if !suyuan_codec::auth::verify_mac(m, &s.key).unwrap_or(false) {
+                    return Err(refused(
+                        rc::INVALID_CREDENTIAL,
+                        "HS_MAC does not verify with the session key",
+                    ));
+                }
+                if !s.accept_counter(c.signer_index) {
+                    return Err(refused(
+                        rc::SESSION_MESSAGE_REJECTED,
+                        format!("session counter {} was used before", c.signer_index),
+                    ));
+                }
+                Ok((s.authenticated.clone(), s.key.clone()))
+            }
+            // Without a MAC nothing proves the message comes from the session's client.
+            _ => Ok((None, s.key.clone())),
+        }
+    }
+
+    /// In a session, a request with CT gets its answers MAC'd with the session key rather
+    /// than signed with the node's key.
+    fn mac_reply(&self, request: &Message, reply: Reply, key: Option<&[u8]>) -> Reply {
+        let (Some(key), true, Reply::Messages(ms)) = (key, request.header.has(flags::CT), &reply)
+        else {
+            return reply;
+        };
+        let counter = request.credential.as_ref().map_or(0, |c| c.signer_index);
+        Reply::Messages(
+            ms.iter()
+                .cloned()
+                .map(|mut r| {
+                    if let Err(e) = suyuan_codec::auth::mac_message(&mut r, key, counter) {
+                        warn!(error = %e, "cannot MAC an answer");
+                    }
+                    r
+                })
+                .collect(),
+        )
+    }
+
+    /// OC 400: agree a session key with the client.
+    fn setup_session(&self, req: &Request) -> Reply {
+        let m = &req.message;
+        let Body::SessionSetup(s) = &m.body else {
+            return self.reply(
+                m,
+                m,
+                refused(rc::INVALID_SESSIONSETUP_REQUEST, "not a session setup"),
+            );
+        };
+        if m.envelope.suggested_version() < (2, 4) {
+            return self.reply(
+                m,
+                m,
+                refused(rc::SESSION_FAILED, "sessions need protocol 2.4 or newer"),
+            );
+        }
+        let mut rng = rand::rngs::OsRng;
+        use suyuan_codec::message::{KeyExchange, session_mode};
+        use suyuan_codec::session::{DhKeyPair, alg, dh_response_data, wrap_session_key};
+        let aes_key = || {
+            let mut k = vec![0u8; 16];
+            rand::thread_rng().fill_bytes(&mut k);
+            k
+        };
+        let client_rsa = |bytes: &[u8]| -> Result<rsa::RsaPublicKey, Outcome> {
+            PublicKey::decode(bytes)
+                .ok()
+                .and_then(|k| rsa_public_from_hs(&k).ok())
+                .ok_or_else(|| {
+                    refused(
+                        rc::NEED_RSAKEY_FOR_SESSIONEXCHANGE,
+                        "an RSA public key is needed for this key exchange",
+                    )
+                })
+        };
+        let made: Result<(Vec<u8>, Vec<u8>), Outcome> = match (s.mode, &s.exchange) {
+            (session_mode::DIFFIE_HELLMAN, KeyExchange::PublicKey(k)) => PublicKey::decode(k)
+                .map_err(|e| refused(rc::INVALID_SESSIONSETUP_REQUEST, e.to_string()))
+                .and_then(|client| {
+                    let mine = DhKeyPair::in_group_of(&client, &mut rng)
+                        .map_err(|e| refused(rc::SESSION_FAILED, e.to_string()))?;
+                    let key = mine
+                        .session_key(&client)
+                        .map_err(|e| refused(rc::SESSION_FAILED, e.to_string()))?;
+                    Ok((key, dh_response_data(alg::AES, &mine.public)))
+                }),
+            (session_mode::CIPHER_CLIENT, KeyExchange::PublicKey(k)) => {
+                client_rsa(k).and_then(|pk| {
+                    let key = aes_key();
+                    let data = wrap_session_key(&pk, alg::AES, &key, &mut rng)
+                        .map_err(|e| refused(rc::SESSION_FAILED, e.to_string()))?;
+                    Ok((key, data))
+                })
+            }
+            (session_mode::CIPHER_HDL, KeyExchange::KeyRef { handle, index }) => {
+                let rec = self.record(handle).map_err(Outcome::from).and_then(|r| {
+                    r.as_ref()
+                        .as_ref()
+                        .and_then(|r| {
+                            r.values
+                                .iter()
+                                .find(|v| {
+                                    v.index == *index
+                                        && v.value_type.eq_ignore_ascii_case(types::HS_PUBKEY)
+                                })
+                                .map(|v| v.data.clone())
+                        })
+                        .ok_or_else(|| {
+                            refused(rc::SESSION_FAILED, "No key found in key exchange handle.")
+                        })
+                });
+                rec.and_then(|bytes| client_rsa(&bytes)).and_then(|pk| {
+                    let key = aes_key();
+                    let data = wrap_session_key(&pk, alg::AES, &key, &mut rng)
+                        .map_err(|e| refused(rc::SESSION_FAILED, e.to_string()))?;
+                    Ok((key, data))
+                })
+            }
+            // The client will send the key, wrapped for our key, with OC 402.
+            (session_mode::CIPHER_SERVER, _) => Ok((
+                Vec::new(),
+                suyuan_codec::auth::hs_from_rsa_public(&self.cfg.key.to_public_key()).encode(),
+            )),
+            _ => Err(refused(
+                rc::INVALID_SESSIONSETUP_REQUEST,
+                "Unrecognized key exchange mode",
+            )),
+        };
+        let (key, data) = match made {
+            Ok(x) => x,
+            Err(o) => return self.reply(m, m, o),
+        };
+        let mut table = match self.sessions.lock() {
+            Ok(t) => t,
+            Err(_) => return Reply::Silence,
+        };
+        let timeout =
+            std::time::Duration::from_secs(u64::from(s.timeout.max(1))).min(table.max_timeout());
+        let session = Session::new(
+            key,
+            suyuan_codec::session::alg::AES,
+            s.mode,
+            Identity::new(s.id_index, s.id_handle.clone()),
+            timeout,
+            Instant::now(),
+        );
+        // Session ids have the top bit set, pending-challenge ids do not: they share the
+        // envelope's one field and must never collide.
+        let id = table.insert(session, Instant::now(), || {
+            rand::thread_rng().next_u32() | SESSION_ID_BIT
+        });
+        drop(table);
+        let Some(id) = id else {
+            return self.reply(m, m, refused(rc::SERVER_TOO_BUSY, "too many sessions"));
+        };
+        let mut resp = Message::response_to(
+            m,
+            rc::SUCCESS,
+            Body::SessionSetupResponse { mode: s.mode, data },
+        );
+        // Java sizes the mode as four bytes: the reference's answers end in two zero bytes.
+        resp.trailing = vec![0, 0];
+        resp.envelope.session_id = id;
+        Reply::one(self.finish(m, resp))
+    }
+
+    /// OC 402: the client's session key for a server-cipher session, wrapped for our key.
+    fn exchange_key(&self, req: &Request) -> Reply {
+        let m = &req.message;
+        let Body::SessionExchangeKey { encrypted_key } = &m.body else {
+            return self.reply(m, m, refused(rc::PROTOCOL_ERROR, "not a key exchange"));
+        };
+        let outcome = match self.sessions.lock() {
+            Ok(mut t) => match t.get_mut(m.envelope.session_id, Instant::now()) {
+                Ok(s)
+                    if s.mode == suyuan_codec::message::session_mode::CIPHER_SERVER
+                        && s.key.is_empty() =>
+                {
+                    match suyuan_codec::session::unwrap_session_key(&self.cfg.key, encrypted_key) {
+                        Ok((alg, key)) if !key.is_empty() => {
+                            s.key = key;
+                            s.algorithm = alg;
+                            Outcome::Done(Body::Empty)
+                        }
+                        _ => refused(rc::SESSION_FAILED, "Can't decrypt client session key."),
+                    }
+                }
+                Ok(_) => refused(rc::SESSION_FAILED, "Invalid session id. Session failed."),
+                Err(_) => refused(
+                    rc::SESSION_TIMEOUT,
+                    "Invalid session id or session time out",
+                ),
+            },
+            Err(_) => return Reply::Silence,
+        };
+        self.reply(m, m, outcome)
     }
 
     /// Builds the answer to `request`, on the envelope of `via` (the OC 200 that completed a
@@ -175,7 +431,12 @@ impl Inner {
         for (i, (code, body)) in bodies.into_iter().enumerate() {
             let mut resp = Message::response_to(request, code, body);
             resp.envelope.request_id = via.envelope.request_id;
-            resp.envelope.session_id = 0;
+            // Answers in a session carry its id; session-less ones 0 (not the pending id).
+            resp.envelope.session_id = if via.envelope.session_id & SESSION_ID_BIT != 0 {
+                via.envelope.session_id
+            } else {
+                0
+            };
             if request.header.has(flags::RD) || via.header.has(flags::RD) {
                 resp.header.op_flags |= flags::RD;
                 resp.request_digest =
@@ -642,8 +903,14 @@ impl Inner {
             source: req.peer.ip(),
             created: Instant::now(),
         };
+        let session = m.envelope.session_id;
         let id = match self.challenges.lock() {
-            Ok(mut t) => t.insert(pending, Instant::now(), || rand::thread_rng().next_u32()),
+            Ok(mut t) if session != 0 => t
+                .insert_for_session(session, pending, Instant::now())
+                .map(|()| session),
+            Ok(mut t) => t.insert(pending, Instant::now(), || {
+                rand::thread_rng().next_u32() & !SESSION_ID_BIT
+            }),
             Err(_) => return Reply::Silence,
         };
         let id = match id {
@@ -701,6 +968,11 @@ impl Inner {
         );
         match verified {
             Ok(true) => {
+                if let Ok(mut t) = self.sessions.lock() {
+                    if let Ok(s) = t.get_mut(answer.envelope.session_id, Instant::now()) {
+                        s.authenticated = Some(who.clone());
+                    }
+                }
                 if req.transport == Transport::Udp
                     && opcode::is_administrative(p.request.header.op_code)
                 {

@@ -164,6 +164,7 @@ async fn start_cfg(budget: BudgetConfig, challenges: ChallengeConfig) -> Node {
             key,
             node_admins: vec![Identity::new(300, "0.NA/12345")],
             challenges,
+            sessions: suyuan_resolver::session::SessionConfig::default(),
             cache_entries: 1000,
         },
     ));

@@ -1,0 +1,207 @@
+//! Server-side sessions (OC 400): the key each one shares with its client, who it has been
+//! authenticated as, when it expires and which message counters it has seen (a repeated
+//! counter is a replay: RC 505). Bounded in number (a full table answers RC 3). Time is passed
+//! in.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use suyuan_registry::Identity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub max_sessions: usize,
+    /// The longest a session may live, whatever the client asks.
+    pub max_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_sessions: 65_536,
+            max_timeout: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Counters remembered per session; older ones below the window are refused as replays.
+const COUNTER_WINDOW: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The shared key (HMAC-SHA256 key of HS_MAC); empty until a server-cipher exchange
+    /// (mode 2) delivers it.
+    pub key: Vec<u8>,
+    pub algorithm: u32,
+    pub mode: u16,
+    /// The identity the setup named; the session speaks for it only once a challenge proved it.
+    pub claimed: Identity,
+    pub authenticated: Option<Identity>,
+    expires: Instant,
+    seen: BTreeSet<u32>,
+}
+
+impl Session {
+    pub fn new(
+        key: Vec<u8>,
+        algorithm: u32,
+        mode: u16,
+        claimed: Identity,
+        timeout: Duration,
+        now: Instant,
+    ) -> Self {
+        Session {
+            key,
+            algorithm,
+            mode,
+            claimed,
+            authenticated: None,
+            expires: now + timeout,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Records a message counter; false when it was seen before (or is older than the window).
+    pub fn accept_counter(&mut self, counter: u32) -> bool {
+        if self.seen.len() >= COUNTER_WINDOW {
+            if let Some(&lowest) = self.seen.first() {
+                if counter <= lowest {
+                    return false;
+                }
+                self.seen.remove(&lowest);
+            }
+        }
+        self.seen.insert(counter)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Unknown,
+    Expired,
+}
+
+#[derive(Debug)]
+pub struct SessionTable {
+    cfg: SessionConfig,
+    sessions: HashMap<u32, Session>,
+}
+
+impl SessionTable {
+    pub fn new(cfg: SessionConfig) -> Self {
+        SessionTable {
+            cfg,
+            sessions: HashMap::new(),
+        }
+    }
+
+    pub fn max_timeout(&self) -> Duration {
+        self.cfg.max_timeout
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.sessions.contains_key(&id)
+    }
+
+    /// Stores a session under a fresh id from `next_id` (0 and ids in use are skipped);
+    /// `None` when the table is full even after dropping expired sessions.
+    pub fn insert(
+        &mut self,
+        s: Session,
+        now: Instant,
+        mut next_id: impl FnMut() -> u32,
+    ) -> Option<u32> {
+        if self.sessions.len() >= self.cfg.max_sessions {
+            self.sessions.retain(|_, s| s.expires > now);
+            if self.sessions.len() >= self.cfg.max_sessions {
+                return None;
+            }
+        }
+        let id = loop {
+            let id = next_id();
+            if id != 0 && !self.sessions.contains_key(&id) {
+                break id;
+            }
+        };
+        self.sessions.insert(id, s);
+        Some(id)
+    }
+
+    pub fn get_mut(&mut self, id: u32, now: Instant) -> Result<&mut Session, Lookup> {
+        match self.sessions.get(&id) {
+            None => Err(Lookup::Unknown),
+            Some(s) if s.expires <= now => {
+                self.sessions.remove(&id);
+                Err(Lookup::Expired)
+            }
+            Some(_) => self.sessions.get_mut(&id).ok_or(Lookup::Unknown),
+        }
+    }
+
+    pub fn remove(&mut self, id: u32) -> bool {
+        self.sessions.remove(&id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(now: Instant) -> Session {
+        Session::new(
+            vec![1; 32],
+            3,
+            4,
+            Identity::new(300, "12345/ADMIN"),
+            Duration::from_secs(10),
+            now,
+        )
+    }
+
+    #[test]
+    fn counters_are_used_once() {
+        let mut x = s(Instant::now());
+        assert!(x.accept_counter(1));
+        assert!(x.accept_counter(3));
+        assert!(!x.accept_counter(1));
+        assert!(x.accept_counter(2));
+        for c in 10..(10 + COUNTER_WINDOW as u32) {
+            assert!(x.accept_counter(c));
+        }
+        assert!(!x.accept_counter(4), "below the window counts as a replay");
+    }
+
+    #[test]
+    fn expiry_and_capacity() {
+        let cfg = SessionConfig {
+            max_sessions: 2,
+            max_timeout: Duration::from_secs(60),
+        };
+        let mut t = SessionTable::new(cfg);
+        let t0 = Instant::now();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let a = t.insert(s(t0), t0, &mut next).unwrap();
+        t.insert(s(t0), t0, &mut next).unwrap();
+        assert!(t.insert(s(t0), t0, &mut next).is_none(), "full");
+        assert!(t.get_mut(a, t0).is_ok());
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(t.get_mut(a, later).unwrap_err(), Lookup::Expired);
+        assert!(
+            t.insert(s(later), later, &mut next).is_some(),
+            "expired sessions make room"
+        );
+        assert_eq!(t.get_mut(999, later).unwrap_err(), Lookup::Unknown);
+    }
+}
