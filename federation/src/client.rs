@@ -225,6 +225,19 @@ impl HandleClient {
         request: &Message,
         creds: &Credentials,
     ) -> Result<Vec<Message>, ClientError> {
+        self.answer_if_challenged(request, creds).await
+    }
+
+    /// The server this client talks to.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    pub(crate) async fn answer_if_challenged(
+        &self,
+        request: &Message,
+        creds: &Credentials,
+    ) -> Result<Vec<Message>, ClientError> {
         let addr = self.server;
         let first = self.send_tcp(request).await?;
         let Some(challenge) = first

@@ -6,5 +6,7 @@
 //! It never contacts a server it was not given: there is no built-in root or top-level node.
 
 pub mod client;
+pub mod session;
 
 pub use client::{ClientError, Credentials, HandleClient, Transport};
+pub use session::{ClientSession, Exchange};

@@ -1108,3 +1108,236 @@ async fn futures_codes(node: &Node, m: &Message, n: usize) -> Vec<u32> {
     }
     out
 }
+
+fn admin_key() -> rsa::RsaPrivateKey {
+    rsa_private_from_pem(&text("keys/admin-300.priv.pem")).unwrap()
+}
+
+fn seckey() -> Credentials {
+    Credentials::Secret {
+        index: 301,
+        handle: "12345/ADMIN".into(),
+        secret: b"secretpw".to_vec(),
+    }
+}
+
+fn create_req(h: &str) -> Message {
+    request(
+        opcode::CREATE_HANDLE,
+        flags::CLIENT_DEFAULT,
+        Body::HandleValues {
+            handle: h.into(),
+            values: vec![HandleValue::new(1, "URL", "https://s")],
+        },
+    )
+}
+
+/// A request MAC'd in `session` with the next counter.
+fn in_session(session: &suyuan_federation::ClientSession, m: &Message) -> Message {
+    let mut m = m.clone();
+    m.envelope.session_id = session.id;
+    suyuan_codec::auth::mac_message(&mut m, session.key(), session.next_counter()).unwrap();
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diffie_hellman_session_like_genericbatch() {
+    let node = start().await;
+    let client = HandleClient::new(node.addr, Transport::Tcp);
+    let s = client
+        .open_session(
+            301,
+            "12345/ADMIN",
+            suyuan_federation::Exchange::DiffieHellman,
+            86400,
+        )
+        .await
+        .unwrap();
+    assert_ne!(s.id & 0x8000_0000, 0);
+    // The first administrative request is challenged and answered as without sessions.
+    let first = in_session(&s, &create_req("12345/fx-dh"));
+    let challenge = tcp(&node, &first).await.remove(0);
+    assert_eq!(challenge.header.response_code, rc::AUTHENTICATION_NEEDED);
+    assert_eq!(
+        challenge.envelope.session_id, s.id,
+        "the 402 carries the session id"
+    );
+    let out = client
+        .send_in_session(&s, &create_req("12345/fx-dh"), &seckey())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(out.header.response_code, rc::SUCCESS, "{:?}", out.body);
+    assert_eq!(out.envelope.session_id, s.id);
+    // Later ones are accepted on the session's HS_MAC alone: no challenge.
+    let add = in_session(
+        &s,
+        &request(
+            opcode::ADD_VALUE,
+            flags::CLIENT_DEFAULT,
+            Body::HandleValues {
+                handle: "12345/fx-dh".into(),
+                values: vec![HandleValue::new(2, "EMAIL", "a@b")],
+            },
+        ),
+    );
+    assert_eq!(tcp(&node, &add).await[0].header.response_code, rc::SUCCESS);
+    // The same message again is a replay.
+    assert_eq!(
+        tcp(&node, &add).await[0].header.response_code,
+        rc::SESSION_MESSAGE_REJECTED
+    );
+    // A MAC that does not verify is refused.
+    let mut forged = in_session(
+        &s,
+        &request(
+            opcode::DELETE_HANDLE,
+            flags::CLIENT_DEFAULT,
+            Body::Handle {
+                handle: "12345/fx-dh".into(),
+            },
+        ),
+    );
+    forged.credential.as_mut().unwrap().signature[0] ^= 1;
+    assert_eq!(
+        tcp(&node, &forged).await[0].header.response_code,
+        rc::INVALID_CREDENTIAL
+    );
+    assert!(node.registry.get("12345/fx-dh").unwrap().is_some());
+    // CT in a session: the answer carries an HS_MAC with the session key.
+    let ct = in_session(
+        &s,
+        &request(
+            opcode::RESOLUTION,
+            flags::CLIENT_DEFAULT | flags::CT,
+            Body::Resolution {
+                handle: "12345/fx-dh".into(),
+                indexes: vec![],
+                types: vec![],
+            },
+        ),
+    );
+    let ans = tcp(&node, &ct).await.remove(0);
+    assert!(suyuan_codec::auth::verify_mac(&ans, s.key()).unwrap());
+    // OC 401 ends the session; it is gone afterwards.
+    let end = in_session(
+        &s,
+        &request(
+            opcode::SESSION_TERMINATE,
+            flags::CLIENT_DEFAULT,
+            Body::Handle { handle: "/".into() },
+        ),
+    );
+    assert_eq!(tcp(&node, &end).await[0].header.response_code, rc::SUCCESS);
+    let after = in_session(
+        &s,
+        &request(
+            opcode::DELETE_HANDLE,
+            flags::CLIENT_DEFAULT,
+            Body::Handle {
+                handle: "12345/fx-dh".into(),
+            },
+        ),
+    );
+    assert_eq!(
+        tcp(&node, &after).await[0].header.response_code,
+        rc::SESSION_TIMEOUT
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rsa_session_mode_completes() {
+    let node = start().await;
+    let client = HandleClient::new(node.addr, Transport::Tcp);
+    let key = admin_key();
+    let pubkey = Credentials::PublicKey {
+        index: 300,
+        handle: "12345/ADMIN".into(),
+        key: Box::new(admin_key()),
+    };
+    for (n, exchange) in [
+        suyuan_federation::Exchange::ClientCipher(&key),
+        suyuan_federation::Exchange::HandleCipher {
+            handle: "12345/ADMIN",
+            index: 300,
+            key: &key,
+        },
+        suyuan_federation::Exchange::ServerCipher,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = client
+            .open_session(300, "12345/ADMIN", exchange, 600)
+            .await
+            .unwrap_or_else(|e| panic!("mode #{n}: {e}"));
+        let h = format!("12345/fx-rsa-{n}");
+        let out = client
+            .send_in_session(&s, &create_req(&h), &pubkey)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            out.header.response_code,
+            rc::SUCCESS,
+            "mode #{n}: {:?}",
+            out.body
+        );
+        let del = in_session(
+            &s,
+            &request(
+                opcode::DELETE_HANDLE,
+                flags::CLIENT_DEFAULT,
+                Body::Handle { handle: h.clone() },
+            ),
+        );
+        assert_eq!(
+            tcp(&node, &del).await[0].header.response_code,
+            rc::SUCCESS,
+            "mode #{n}: MAC only"
+        );
+    }
+    // A handle-cipher session whose handle holds no key fails cleanly.
+    let e = client
+        .open_session(
+            300,
+            "12345/ADMIN",
+            suyuan_federation::Exchange::HandleCipher {
+                handle: "12345/test1",
+                index: 300,
+                key: &key,
+            },
+            600,
+        )
+        .await;
+    assert!(e.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_answers_session_timeout() {
+    let node = start().await;
+    let client = HandleClient::new(node.addr, Transport::Tcp);
+    let s = client
+        .open_session(
+            301,
+            "12345/ADMIN",
+            suyuan_federation::Exchange::DiffieHellman,
+            1,
+        )
+        .await
+        .unwrap();
+    // The server's clock is the real one: wait out the one-second session.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let m = in_session(&s, &create_req("12345/late"));
+    assert_eq!(
+        tcp(&node, &m).await[0].header.response_code,
+        rc::SESSION_TIMEOUT
+    );
+    // An unknown session id likewise.
+    let mut bogus = create_req("12345/late");
+    bogus.envelope.session_id = 0x8000_1234;
+    assert_eq!(
+        tcp(&node, &bogus).await[0].header.response_code,
+        rc::SESSION_TIMEOUT
+    );
+}
