@@ -169,6 +169,45 @@ pub fn unwrap_session_key(
     Ok((a, plain[4..].to_vec()))
 }
 
+/// AES block and IV size.
+pub const AES_IV_LEN: usize = 16;
+
+/// Encrypts a message's bytes after the envelope for an encrypted session (EC), as the
+/// reference's `SessionInfo.encryptBuffer` does from 2.4: AES-128-CBC with PKCS#5 padding
+/// under the first 16 bytes of the session key, the IV in front of the ciphertext.
+pub fn encrypt_message(
+    session_key: &[u8],
+    plain: &[u8],
+    iv: [u8; AES_IV_LEN],
+) -> Result<Vec<u8>, SessionError> {
+    use cbc::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
+    let key = aes_key(session_key)?;
+    let enc = cbc::Encryptor::<aes::Aes128>::new(key.into(), &iv.into());
+    let mut out = iv.to_vec();
+    out.extend_from_slice(&enc.encrypt_padded_vec_mut::<Pkcs7>(plain));
+    Ok(out)
+}
+
+/// The inverse of [`encrypt_message`]; a wrong key or damaged bytes are an error, not garbage.
+pub fn decrypt_message(session_key: &[u8], data: &[u8]) -> Result<Vec<u8>, SessionError> {
+    use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
+    let key = aes_key(session_key)?;
+    if data.len() < 2 * AES_IV_LEN || data.len() % AES_IV_LEN != 0 {
+        return Err(SessionError::Malformed("encrypted message length".into()));
+    }
+    let (iv, ct) = data.split_at(AES_IV_LEN);
+    let dec = cbc::Decryptor::<aes::Aes128>::new(key.into(), iv.into());
+    dec.decrypt_padded_vec_mut::<Pkcs7>(ct)
+        .map_err(|_| SessionError::Malformed("cannot decrypt with the session key".into()))
+}
+
+fn aes_key(session_key: &[u8]) -> Result<&[u8; 16], SessionError> {
+    session_key
+        .get(..16)
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| SessionError::Malformed("session key shorter than 16 bytes".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +259,24 @@ mod tests {
             vec![0, 1],
             "keeps enough bytes"
         );
+    }
+
+    #[test]
+    fn message_encryption_round_trips_and_detects_a_wrong_key() {
+        let key = [7u8; 32];
+        for len in [0, 1, 15, 16, 17, 300] {
+            let plain: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let c = encrypt_message(&key, &plain, [3; 16]).unwrap();
+            assert_eq!(c.len(), 16 + (len / 16 + 1) * 16);
+            assert_eq!(decrypt_message(&key, &c).unwrap(), plain);
+        }
+        let c = encrypt_message(&key, b"hello", [3; 16]).unwrap();
+        assert!(
+            decrypt_message(&[8u8; 32], &c).is_err()
+                || decrypt_message(&[8u8; 32], &c).unwrap() != b"hello"
+        );
+        assert!(decrypt_message(&key, &c[..20]).is_err());
+        assert!(encrypt_message(&[1; 8], b"x", [0; 16]).is_err());
     }
 
     #[test]

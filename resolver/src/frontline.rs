@@ -172,3 +172,68 @@ pub fn classify(bytes: &[u8], transport: Transport, now: u32) -> Inbound {
         )),
     }
 }
+
+/// A request's bytes in the clear, and the session key its answers are sealed with (when it
+/// came encrypted).
+pub type Opened = (Vec<u8>, Option<Vec<u8>>);
+
+/// Opens a request sent encrypted in a session (envelope flag EC): the bytes with the message
+/// decrypted and EC cleared, and the key to seal the answers with. Requests that are not
+/// encrypted pass through unchanged. An encrypted request the service cannot open is answered
+/// RC 501, as the reference does.
+pub fn open_encrypted<S: crate::service::Service>(
+    service: &S,
+    bytes: Vec<u8>,
+    now: u32,
+) -> Result<Opened, Box<Message>> {
+    let Some(mut env) = (bytes.len() >= ENVELOPE_LEN)
+        .then(|| Envelope::decode(&bytes[..ENVELOPE_LEN]).ok())
+        .flatten()
+        .filter(Envelope::encrypted)
+    else {
+        return Ok((bytes, None));
+    };
+    let fail =
+        |why: &str| reject_with_envelope(Some(env), rc::SESSION_FAILED, why.to_string(), now);
+    let key = service
+        .session_key(env.session_id)
+        .ok_or_else(|| fail("Invalid session id. Unable to decrypt request message."))?;
+    let plain =
+        suyuan_codec::session::decrypt_message(&key, &bytes[ENVELOPE_LEN..]).map_err(|e| {
+            fail(&format!(
+                "Exception decrypting request with session key: {e}"
+            ))
+        })?;
+    env.flags &= !suyuan_codec::message::envelope_flags::EC;
+    env.message_length = suyuan_codec::wire::len_u32(plain.len());
+    let mut out = env.encode().to_vec();
+    out.extend_from_slice(&plain);
+    Ok((out, Some(key)))
+}
+
+/// The wire bytes of each answer, sealed with `key` (fresh random IV each) when the request
+/// came encrypted.
+pub fn encode_reply(messages: &[Message], key: Option<&[u8]>) -> Vec<Vec<u8>> {
+    messages
+        .iter()
+        .map(|m| {
+            let plain = m.encode();
+            let Some(key) = key else { return plain };
+            let mut iv = [0u8; suyuan_codec::session::AES_IV_LEN];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut iv);
+            match suyuan_codec::session::encrypt_message(key, &plain[ENVELOPE_LEN..], iv) {
+                Ok(sealed) => {
+                    let mut env = m.envelope;
+                    env.flags |= suyuan_codec::message::envelope_flags::EC;
+                    env.message_length = suyuan_codec::wire::len_u32(sealed.len());
+                    let mut out = env.encode().to_vec();
+                    out.extend_from_slice(&sealed);
+                    out
+                }
+                // A session key shorter than AES needs cannot happen for sessions we made;
+                // answer in the clear rather than not at all.
+                Err(_) => plain,
+            }
+        })
+        .collect()
+}

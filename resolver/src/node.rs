@@ -128,6 +128,12 @@ impl HandleNode {
 }
 
 impl Service for HandleNode {
+    fn session_key(&self, session_id: u32) -> Option<Vec<u8>> {
+        let mut t = self.inner.sessions.lock().ok()?;
+        let s = t.get_mut(session_id, Instant::now()).ok()?;
+        (!s.key.is_empty()).then(|| s.key.clone())
+    }
+
     async fn call(&self, request: Request) -> Reply {
         let inner = self.inner.clone();
         // The store is synchronous (reads are quick, writes wait for their durable commit).

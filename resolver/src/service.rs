@@ -36,6 +36,12 @@ impl Reply {
 /// `spawn_blocking` or behind an async handle.
 pub trait Service: Send + Sync + 'static {
     fn call(&self, request: Request) -> impl Future<Output = Reply> + Send;
+
+    /// The key of a live session, to open requests sent encrypted (EC) in it and seal the
+    /// answers; none by default (a service without sessions cannot read them).
+    fn session_key(&self, _session_id: u32) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Limits every transport applies, whatever the service.

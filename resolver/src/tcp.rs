@@ -14,7 +14,9 @@ use tracing::{debug, warn};
 use suyuan_codec::framing::tcp_frame_len;
 use suyuan_codec::message::{ENVELOPE_LEN, Envelope, flags, rc};
 
-use crate::frontline::{Inbound, Transport, classify, reject_with_envelope};
+use crate::frontline::{
+    Inbound, Transport, classify, encode_reply, open_encrypted, reject_with_envelope,
+};
 use crate::ops::Metrics;
 use crate::service::{Limits, Reply, Request, Service, now_secs, observe};
 
@@ -181,9 +183,16 @@ async fn connection<S: Service>(
                 now_secs(),
             )),
             Ok(Ok(Frame::Message(bytes))) => {
+                let (bytes, key) = match open_encrypted(&*service, bytes, now_secs()) {
+                    Ok(x) => x,
+                    Err(m) => {
+                        write_reply(&mut stream, Reply::one(*m), None).await;
+                        return;
+                    }
+                };
                 let keep = match classify(&bytes, Transport::Tcp, now_secs()) {
                     Inbound::Reject(m) => {
-                        write_reply(&mut stream, Reply::one(m)).await;
+                        write_reply(&mut stream, Reply::one(m), None).await;
                         return;
                     }
                     Inbound::Request(m) => {
@@ -197,7 +206,7 @@ async fn connection<S: Service>(
                         match timeout(limits.request_timeout, service.call(request)).await {
                             Ok(reply) => {
                                 observe(metrics, Transport::Tcp, &reply, started);
-                                if !write_reply(&mut stream, reply).await {
+                                if !write_reply(&mut stream, reply, key.as_deref()).await {
                                     return;
                                 }
                             }
@@ -216,7 +225,7 @@ async fn connection<S: Service>(
                 return;
             }
         };
-        write_reply(&mut stream, reply).await;
+        write_reply(&mut stream, reply, None).await;
         let _ = stream.shutdown().await;
         return;
     }
@@ -235,14 +244,12 @@ fn short_reply(
     )
 }
 
-/// Writes every message of a reply; false when the connection is gone.
-async fn write_reply(stream: &mut TcpStream, reply: Reply) -> bool {
+/// Writes every message of a reply (sealed with `key` for an encrypted request); false when
+/// the connection is gone.
+async fn write_reply(stream: &mut TcpStream, reply: Reply, key: Option<&[u8]>) -> bool {
     let Reply::Messages(messages) = reply else {
         return true;
     };
-    let mut out = Vec::new();
-    for m in &messages {
-        out.extend_from_slice(&m.encode());
-    }
+    let out: Vec<u8> = encode_reply(&messages, key).concat();
     stream.write_all(&out).await.is_ok()
 }

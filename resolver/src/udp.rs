@@ -16,7 +16,9 @@ use suyuan_codec::framing::{Reassembly, UdpReassembler, udp_split};
 use suyuan_codec::message::{ENVELOPE_LEN, Envelope, rc};
 
 use crate::budget::{BudgetConfig, BudgetTable};
-use crate::frontline::{Inbound, Transport, classify, reject_with_envelope};
+use crate::frontline::{
+    Inbound, Transport, classify, encode_reply, open_encrypted, reject_with_envelope,
+};
 use crate::ops::Metrics;
 use crate::service::{Limits, Reply, Request, Service, now_secs, observe};
 
@@ -76,9 +78,16 @@ pub async fn serve_udp<S: Service>(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let inbound = match early {
-                Ok(bytes) => classify(&bytes, Transport::Udp, now_secs()),
-                Err(m) => Inbound::Reject(m),
+            let mut key = None;
+            let inbound = match early
+                .map_err(Box::new)
+                .and_then(|b| open_encrypted(&*service, b, now_secs()))
+            {
+                Ok((bytes, k)) => {
+                    key = k;
+                    classify(&bytes, Transport::Udp, now_secs())
+                }
+                Err(m) => Inbound::Reject(*m),
             };
             let reply = match inbound {
                 Inbound::Reject(m) => Reply::one(m),
@@ -95,7 +104,7 @@ pub async fn serve_udp<S: Service>(
                 }
             };
             observe(&metrics, Transport::Udp, &reply, started);
-            if !send_reply(&socket, peer, reply, &budget).await {
+            if !send_reply(&socket, peer, reply, key.as_deref(), &budget).await {
                 metrics.dropped.with_label_values(&["budget"]).inc();
             }
             drop(permit);
@@ -169,14 +178,15 @@ async fn send_reply(
     socket: &UdpSocket,
     peer: SocketAddr,
     reply: Reply,
+    key: Option<&[u8]>,
     budget: &Mutex<BudgetTable>,
 ) -> bool {
     let Reply::Messages(messages) = reply else {
         return true;
     };
-    let datagrams: Vec<Vec<u8>> = messages
+    let datagrams: Vec<Vec<u8>> = encode_reply(&messages, key)
         .iter()
-        .flat_map(|m| udp_split(&m.encode()))
+        .flat_map(|m| udp_split(m))
         .collect();
     let total: usize = datagrams.iter().map(Vec::len).sum();
     let allowed = budget

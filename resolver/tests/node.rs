@@ -1341,3 +1341,103 @@ async fn an_expired_session_answers_session_timeout() {
         rc::SESSION_TIMEOUT
     );
 }
+
+/// Seals a message for an encrypted session: EC set, everything after the envelope encrypted.
+fn seal(m: &Message, key: &[u8]) -> Vec<u8> {
+    let plain = m.encode();
+    let body = suyuan_codec::session::encrypt_message(key, &plain[20..], [5; 16]).unwrap();
+    let mut env = m.envelope;
+    env.flags |= suyuan_codec::message::envelope_flags::EC;
+    env.message_length = body.len() as u32;
+    let mut out = env.encode().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+async fn raw_tcp(node: &Node, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_messages_are_opened_and_answered_encrypted() {
+    let node = start().await;
+    let client = HandleClient::new(node.addr, Transport::Tcp);
+    let s = client
+        .open_session(
+            301,
+            "12345/ADMIN",
+            suyuan_federation::Exchange::DiffieHellman,
+            600,
+        )
+        .await
+        .unwrap();
+    let out = client
+        .send_in_session(&s, &create_req("12345/fx-ec"), &seckey())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(out.header.response_code, rc::SUCCESS);
+    // An encrypted, MAC'd administrative request in the authenticated session.
+    let add = in_session(
+        &s,
+        &request(
+            opcode::ADD_VALUE,
+            flags::CLIENT_DEFAULT,
+            Body::HandleValues {
+                handle: "12345/fx-ec".into(),
+                values: vec![HandleValue::new(2, "EMAIL", "ec@example.org")],
+            },
+        ),
+    );
+    let answer = raw_tcp(&node, &seal(&add, s.key())).await;
+    let env = suyuan_codec::message::Envelope::decode(&answer[..20]).unwrap();
+    assert!(env.encrypted(), "the answer is encrypted too");
+    let plain = suyuan_codec::session::decrypt_message(s.key(), &answer[20..]).unwrap();
+    let mut whole = answer[..20].to_vec();
+    whole.extend_from_slice(&plain);
+    whole[2] &= !suyuan_codec::message::envelope_flags::EC;
+    whole[16..20].copy_from_slice(&(plain.len() as u32).to_be_bytes());
+    let m = Message::decode(&whole).unwrap();
+    assert_eq!(m.header.response_code, rc::SUCCESS, "{:?}", m.body);
+    assert_eq!(
+        node.registry
+            .get("12345/fx-ec")
+            .unwrap()
+            .unwrap()
+            .values
+            .len(),
+        2
+    );
+    // Encrypted for a session the node does not know: RC 501, in the clear.
+    let mut stray = add.clone();
+    stray.envelope.session_id = 0x8000_0042;
+    let answer = raw_tcp(&node, &seal(&stray, s.key())).await;
+    assert_eq!(
+        Message::decode(&answer).unwrap().header.response_code,
+        rc::SESSION_FAILED
+    );
+    // Encrypted with the wrong key: refused, nothing written. (Usually RC 501; when the
+    // garbage happens to unpad, whatever it decodes to is refused with RC 2 or 4.)
+    let bad = in_session(
+        &s,
+        &request(
+            opcode::DELETE_HANDLE,
+            flags::CLIENT_DEFAULT,
+            Body::Handle {
+                handle: "12345/fx-ec".into(),
+            },
+        ),
+    );
+    let answer = raw_tcp(&node, &seal(&bad, &[9u8; 32])).await;
+    let code = Message::decode(&answer).unwrap().header.response_code;
+    assert!(
+        [rc::SESSION_FAILED, rc::ERROR, rc::PROTOCOL_ERROR].contains(&code),
+        "RC {code}"
+    );
+    assert!(node.registry.get("12345/fx-ec").unwrap().is_some());
+}
