@@ -160,6 +160,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../deploy/suyuan.toml");
+        let f: ConfigFile = toml::from_str(text).unwrap();
+        let c = f.apply(ServeConfig::default()).unwrap();
+        assert_eq!(c.handle_addr.port(), 2641);
+        assert_eq!(c.public_address, Some("192.0.2.10".parse().unwrap()));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(toml::from_str::<ConfigFile>("handel_addr = \"x\"").is_err());
         assert!(toml::from_str::<ConfigFile>("handle_addr = \"not an address\"").is_err());
