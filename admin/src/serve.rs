@@ -91,6 +91,9 @@ fn merge(a: &ServeArgs) -> Result<ServeConfig> {
 }
 
 pub async fn run(a: ServeArgs) -> Result<ExitCode> {
+    // Handlers first: a SIGTERM that arrives right after the ready line must shut down
+    // gracefully, not kill the process.
+    let signals = Signals::install()?;
     let cfg = merge(&a)?;
     let dir = DataDir::new(&cfg.data_dir);
     if a.demo {
@@ -187,7 +190,7 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     println!("listening handle={handle_addr} ops={ops_addr}");
     info!(%handle_addr, %ops_addr, backend = registry.backend(), "serving");
 
-    wait_for_signal().await;
+    signals.wait().await;
     info!("shutting down: finishing requests in flight");
     ready.store(false, Ordering::Release);
     let _ = stop.send(true);
@@ -200,12 +203,24 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

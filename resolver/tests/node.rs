@@ -1012,7 +1012,7 @@ async fn a_udp_flood_from_one_source_gets_silence_and_the_node_keeps_serving() {
         answers += 1;
     }
     assert!(
-        answers > 0 && answers < 60,
+        answers > 0 && answers < 150,
         "{answers} answers: the budget (4000 bytes, 2000/s) must cut the flood short"
     );
     // TCP is not budgeted, so the reference client's fallback works.

@@ -24,6 +24,8 @@ use suyuan_resolver::{Limits, Reply, Request, Service};
 /// anything else; `12345/slow` waits for `gate` first.
 struct Toy {
     gate: Arc<Notify>,
+    /// Told when a `12345/slow` request has reached the service.
+    entered: Arc<Notify>,
 }
 
 impl Service for Toy {
@@ -40,6 +42,7 @@ impl Service for Toy {
             "12345/TEST1" => vec![HandleValue::new(1, "URL", "https://example.org/test1")],
             "12345/BIG" => vec![HandleValue::new(1, "DESC", vec![b'x'; 1400])],
             "12345/SLOW" => {
+                self.entered.notify_one();
                 self.gate.notified().await;
                 vec![HandleValue::new(1, "URL", "https://example.org/slow")]
             }
@@ -68,6 +71,7 @@ struct Node {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     gate: Arc<Notify>,
+    entered: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     metrics: Metrics,
 }
@@ -77,7 +81,11 @@ async fn start(limits: Limits, budget: BudgetConfig) -> Node {
     let addr = tcp.local_addr().unwrap();
     assert_eq!(udp.local_addr().unwrap().port(), addr.port());
     let gate = Arc::new(Notify::new());
-    let service = Arc::new(Toy { gate: gate.clone() });
+    let entered = Arc::new(Notify::new());
+    let service = Arc::new(Toy {
+        gate: gate.clone(),
+        entered: entered.clone(),
+    });
     let (stop, rx) = watch::channel(false);
     let metrics = Metrics::new();
     let tasks = vec![
@@ -94,6 +102,7 @@ async fn start(limits: Limits, budget: BudgetConfig) -> Node {
         addr,
         stop,
         gate,
+        entered,
         tasks,
         metrics,
     }
@@ -376,7 +385,8 @@ async fn shutdown_lets_in_flight_requests_finish() {
     s.write_all(&resolve("12345/slow", 1, flags::CLIENT_DEFAULT).encode())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Stop only once the request is being answered: it must still get its answer.
+    node.entered.notified().await;
     node.stop.send(true).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     node.gate.notify_one();
