@@ -152,13 +152,23 @@ pub mod sled_backend {
 
     impl SledKv {
         pub fn open(path: &Path) -> Result<Self, RegistryError> {
-            let db = sled::open(path).map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    RegistryError::Locked(path.display().to_string())
+            // sled's flusher thread can hold the file lock for a moment after the last handle
+            // in this process is dropped: a reopen waits for it (up to two seconds) rather than
+            // fail. Another process holding the store is reported as such.
+            let mut tries = 0;
+            loop {
+                match sled::open(path) {
+                    Ok(db) => return Ok(SledKv { db }),
+                    Err(e) if e.to_string().contains("could not acquire lock") => {
+                        tries += 1;
+                        if tries >= 40 {
+                            return Err(RegistryError::Locked(path.display().to_string()));
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(storage(format!("{}: {e}", path.display()))),
                 }
-                other => storage(format!("{}: {other}", path.display())),
-            })?;
-            Ok(SledKv { db })
+            }
         }
     }
 
