@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub handle_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub ops_addr: SocketAddr,
     /// The address published in HS_SITE and siteinfo.json (default: the handle address).
     pub public_address: Option<std::net::IpAddr>,
@@ -37,6 +38,7 @@ impl Default for ServeConfig {
         ServeConfig {
             data_dir: PathBuf::from("./suyuan-data"),
             handle_addr: "127.0.0.1:2641".parse().expect("literal"),
+            http_addr: "127.0.0.1:8000".parse().expect("literal"),
             ops_addr: "127.0.0.1:9641".parse().expect("literal"),
             public_address: None,
             max_connections: 1024,
@@ -60,6 +62,7 @@ impl Default for ServeConfig {
 pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     pub handle_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
     pub ops_addr: Option<SocketAddr>,
     pub public_address: Option<std::net::IpAddr>,
     pub max_connections: Option<usize>,
@@ -111,6 +114,7 @@ impl ConfigFile {
         set!(
             data_dir,
             handle_addr,
+            http_addr,
             ops_addr,
             max_connections,
             udp_bytes_per_sec,

@@ -14,6 +14,7 @@ mod datadir;
 mod init;
 mod resolve;
 mod serve;
+mod trace;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +35,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Resolve a handle over the Handle wire protocol.
     Resolve(resolve::ResolveArgs),
+    /// Trace a record's provenance through a running node's trace API.
+    Trace(trace::TraceArgs),
+    /// Rebuild the link and alias indexes of a stopped node's store.
+    Reindex(trace::ReindexArgs),
 }
 
 /// Default Handle address of a node on this machine.
@@ -72,6 +77,8 @@ fn main() -> ExitCode {
             Command::Init(a) => init::run(a),
             Command::Serve(a) => serve::run(a).await,
             Command::Resolve(a) => resolve::run(a).await,
+            Command::Trace(a) => trace::run(a).await,
+            Command::Reindex(a) => trace::reindex(a),
         }
     });
     match result {

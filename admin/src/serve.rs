@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Handle TCP and UDP, one address (port 0: any free port).
     #[arg(long)]
     handle_addr: Option<std::net::SocketAddr>,
+    /// HTTP: the trace API, GET /api/trace/{handle}.
+    #[arg(long)]
+    http_addr: Option<std::net::SocketAddr>,
     /// Operations endpoint: /healthz, /readyz, /metrics (loopback by default).
     #[arg(long)]
     ops_addr: Option<std::net::SocketAddr>,
@@ -87,6 +90,9 @@ fn merge(a: &ServeArgs) -> Result<ServeConfig> {
     if let Some(o) = a.ops_addr {
         c.ops_addr = o;
     }
+    if let Some(h) = a.http_addr {
+        c.http_addr = h;
+    }
     Ok(c)
 }
 
@@ -120,6 +126,10 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot bind the Handle address {}", cfg.handle_addr))?;
     let handle_addr = tcp.local_addr()?;
+    let http = tokio::net::TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("cannot bind the HTTP address {}", cfg.http_addr))?;
+    let http_addr = http.local_addr()?;
     let ops = tokio::net::TcpListener::bind(cfg.ops_addr)
         .await
         .with_context(|| format!("cannot bind the operations address {}", cfg.ops_addr))?;
@@ -130,6 +140,7 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     let public = cfg.public_address.unwrap_or(handle_addr.ip());
     let old_serial = siteinfo_serial(&dir).unwrap_or(1);
     let mut site = site_info(&key, public, handle_addr.port(), None, old_serial);
+    // (HTTP is not published in HS_SITE yet: it serves the trace API, not the Handle tunnel.)
     let current = std::fs::read_to_string(dir.siteinfo()).ok();
     let fresh = serde_json::to_string_pretty(&suyuan_codec::json::site_to_json(&site))? + "\n";
     if current.as_deref() != Some(fresh.as_str()) {
@@ -184,11 +195,16 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
             rx.clone(),
         )),
     ];
+    let http_task = tokio::spawn(suyuan_resolver::http::serve_http(
+        http,
+        registry.clone(),
+        rx.clone(),
+    ));
     let ops_task = tokio::spawn(serve_ops(ops, metrics, ready.clone(), rx));
     ready.store(true, Ordering::Release);
     // The ready line: tests and operators read the real ports from it. Logs go to stderr.
-    println!("listening handle={handle_addr} ops={ops_addr}");
-    info!(%handle_addr, %ops_addr, backend = registry.backend(), "serving");
+    println!("listening handle={handle_addr} http={http_addr} ops={ops_addr}");
+    info!(%handle_addr, %http_addr, %ops_addr, backend = registry.backend(), "serving");
 
     signals.wait().await;
     info!("shutting down: finishing requests in flight");
@@ -197,6 +213,7 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     for t in tasks {
         let _ = t.await;
     }
+    let _ = http_task.await;
     let _ = ops_task.await;
     registry.close();
     info!("stopped");

@@ -38,6 +38,7 @@ fn init(dir: &std::path::Path) {
 struct Server {
     child: Child,
     handle: SocketAddr,
+    http: SocketAddr,
     ops: SocketAddr,
 }
 
@@ -49,6 +50,8 @@ fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
             "--data-dir",
             dir.to_str().unwrap(),
             "--handle-addr",
+            "127.0.0.1:0",
+            "--http-addr",
             "127.0.0.1:0",
             "--ops-addr",
             "127.0.0.1:0",
@@ -71,9 +74,14 @@ fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
             .parse()
             .unwrap()
     };
-    let (handle, ops) = (field("handle="), field("ops="));
+    let (handle, http, ops) = (field("handle="), field("http="), field("ops="));
     assert!(line.starts_with("listening "), "{line}");
-    Server { child, handle, ops }
+    Server {
+        child,
+        handle,
+        http,
+        ops,
+    }
 }
 
 fn serve(dir: &std::path::Path) -> Server {
@@ -304,4 +312,161 @@ fn demo_initialises_an_empty_data_dir_once() {
             .success()
     );
     assert_eq!(std::fs::read(&secret).unwrap(), before);
+}
+
+#[test]
+fn trace_through_the_http_api_and_reindex() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let mut s = serve(dir.path());
+    let addr = s.handle;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let creds = Credentials::Secret {
+            index: 301,
+            handle: "88.888.1/ADMIN".into(),
+            secret: b"secretpw".to_vec(),
+        };
+        let client = HandleClient::new(addr, Transport::Tcp);
+        let records: [(&str, Vec<HandleValue>); 4] = [
+            (
+                "88.888.1/meter",
+                vec![HandleValue::new(1, "mrv.kind", "meter")],
+            ),
+            (
+                "88.888.1/reading",
+                vec![
+                    HandleValue::new(1, "mrv.kind", "reading"),
+                    HandleValue::new(2, "mrv.value", "12.5"),
+                    HandleValue::new(3, "mrv.time", "2025-03-02T08:00:00Z"),
+                    HandleValue::new(2001, "mrv.measuredBy", "88.888.1/meter"),
+                ],
+            ),
+            (
+                "88.888.1/figure",
+                vec![
+                    HandleValue::new(1, "mrv.kind", "figure"),
+                    HandleValue::new(2, "mrv.period", "2025-03"),
+                    HandleValue::new(2001, "prov.wasDerivedFrom", "88.888.1/reading"),
+                ],
+            ),
+            (
+                "88.888.1/report",
+                vec![
+                    HandleValue::new(1, "mrv.kind", "annual-report"),
+                    HandleValue::new(2001, "mrv.reports", "88.888.1/figure"),
+                    HandleValue::new(2002, "mrv.usesFactor", "88.999.7/factor-2025"),
+                ],
+            ),
+        ];
+        for (h, values) in records {
+            let m = Message::request(
+                opcode::CREATE_HANDLE,
+                flags::CLIENT_DEFAULT,
+                client.next_request_id(),
+                0,
+                Body::HandleValues {
+                    handle: h.into(),
+                    values,
+                },
+            );
+            assert_eq!(
+                client.send_authenticated(&m, &creds).await.unwrap()[0]
+                    .header
+                    .response_code,
+                rc::SUCCESS,
+                "{h}"
+            );
+        }
+    });
+    let node = format!("http://{}", s.http);
+    let out = suyuan(&["trace", "88.888.1/report", "--node", &node, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["direction"], "up");
+    assert!(
+        j["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["rel"] == "mrv.measuredBy" && e["to"] == "88.888.1/meter")
+    );
+    assert_eq!(j["remote"][0]["prefix"], "88.999.7");
+    let tree = suyuan(&["trace", "88.888.1/report", "--node", &node]);
+    let text = String::from_utf8_lossy(&tree.stdout);
+    assert!(
+        text.starts_with("88.888.1/report (annual-report)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mrv.measuredBy → 88.888.1/meter (meter)"),
+        "{text}"
+    );
+    assert!(text.contains("value=12.5"), "{text}");
+    assert!(text.contains("remote: 88.999.7/factor-2025"), "{text}");
+    let down = suyuan(&[
+        "trace",
+        "88.888.1/meter",
+        "--down",
+        "--node",
+        &node,
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&down.stdout).unwrap();
+    assert!(
+        j["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["handle"] == "88.888.1/report"),
+        "the meter reaches the report"
+    );
+    // A window outside March drops the reading and the figure.
+    let april = suyuan(&[
+        "trace",
+        "88.888.1/report",
+        "--from",
+        "2025-04",
+        "--to",
+        "2025-04",
+        "--node",
+        &node,
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&april.stdout).unwrap();
+    assert_eq!(j["nodes"].as_array().unwrap().len(), 1);
+    // Clear errors.
+    let missing = suyuan(&["trace", "88.888.1/nothing", "--node", &node]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("RC 100"));
+    let bad = suyuan(&[
+        "trace",
+        "88.888.1/report",
+        "--from",
+        "yesterday",
+        "--node",
+        &node,
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("HTTP 400"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    signal(&s.child, 15);
+    assert!(
+        wait_exit(&mut s.child, Duration::from_secs(20))
+            .unwrap()
+            .success()
+    );
+    let r = suyuan(&["reindex", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("reindexed 5 records"));
 }

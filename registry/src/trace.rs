@@ -16,7 +16,7 @@ use crate::links::{attr, text_of};
 use crate::model::Tombstone;
 use crate::store::Registry;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Up,

@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod challenge;
 pub mod frontline;
+pub mod http;
 pub mod listen;
 pub mod node;
 pub mod ops;

@@ -1,0 +1,255 @@
+//! `suyuan trace`: ask a running node's trace API and print the chain as an indented tree (or
+//! the JSON answer with `--json`); `suyuan reindex`: rebuild a stopped store's link and alias
+//! indexes.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::Value as Json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// A handle, or an OID / Ecode / GS1 Digital Link bound to one.
+    handle: String,
+    /// Follow links to the sources (the default).
+    #[arg(long, conflicts_with = "down")]
+    up: bool,
+    /// Follow the reverse index to everything the record fed.
+    #[arg(long)]
+    down: bool,
+    #[arg(long, default_value_t = 16)]
+    depth: u32,
+    #[arg(long, default_value_t = 10_000)]
+    limit: usize,
+    /// Follow only this relation (repeatable).
+    #[arg(long = "rel", value_name = "R")]
+    rels: Vec<String>,
+    /// Window start: an RFC 3339 instant or a period (2025-03, 2025).
+    #[arg(long)]
+    from: Option<String>,
+    /// Window end (a period counts to its end).
+    #[arg(long)]
+    to: Option<String>,
+    /// Print the API's JSON answer.
+    #[arg(long)]
+    json: bool,
+    /// The node's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    node: String,
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A plain HTTP/1.1 GET (the trace API is served over plain HTTP on loopback by default).
+async fn http_get(base: &str, path_and_query: &str) -> Result<(u16, String)> {
+    let rest = base
+        .strip_prefix("http://")
+        .with_context(|| format!("--node {base:?}: only http:// is supported here"))?;
+    let host = rest.trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(host)
+        .await
+        .with_context(|| format!("cannot reach the node at {host}"))?;
+    let req = format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP answer")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("malformed HTTP status")?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    ))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub async fn run(a: TraceArgs) -> Result<ExitCode> {
+    let direction = if a.down { "down" } else { "up" };
+    let mut q = format!("direction={direction}&depth={}&limit={}", a.depth, a.limit);
+    for r in &a.rels {
+        q.push_str(&format!("&rel={}", pct(r)));
+    }
+    if let Some(f) = &a.from {
+        q.push_str(&format!("&from={}", pct(f)));
+    }
+    if let Some(t) = &a.to {
+        q.push_str(&format!("&to={}", pct(t)));
+    }
+    let (status, body) = http_get(&a.node, &format!("/api/trace/{}?{q}", pct(&a.handle))).await?;
+    let j: Json = serde_json::from_str(&body)
+        .with_context(|| format!("the node answered {status} with no JSON"))?;
+    if status != 200 {
+        let code = j["responseCode"].as_u64().unwrap_or(0);
+        bail!(
+            "{}: {} (RC {code}, HTTP {status})",
+            a.handle,
+            j["message"].as_str().unwrap_or("refused")
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        print!("{}", render_tree(&j));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The answer as an indented tree: each node with its kind and key values, each child under
+/// the relation that leads to it; a node reached twice is shown once and then referred to.
+pub fn render_tree(t: &Json) -> String {
+    let up = t["direction"] == "up";
+    let empty = Vec::new();
+    let nodes = t["nodes"].as_array().unwrap_or(&empty);
+    let edges = t["edges"].as_array().unwrap_or(&empty);
+    let describe = |h: &str| -> String {
+        let Some(n) = nodes.iter().find(|n| n["handle"] == h) else {
+            return h.to_string();
+        };
+        let kind = n["kind"]
+            .as_str()
+            .map(|k| format!(" ({k})"))
+            .unwrap_or_default();
+        let mut keys = Vec::new();
+        for v in n["values"].as_array().unwrap_or(&empty) {
+            let t = v["type"].as_str().unwrap_or("");
+            if [
+                "mrv.value",
+                "mrv.unit",
+                "mrv.time",
+                "mrv.period",
+                "mrv.formula",
+                "DIGEST",
+            ]
+            .contains(&t)
+            {
+                let d = v["data"]["value"]
+                    .as_str()
+                    .or(v["data"].as_str())
+                    .unwrap_or("");
+                keys.push(format!("{}={d}", t.trim_start_matches("mrv.")));
+            }
+        }
+        let keys = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", keys.join(" "))
+        };
+        format!("{h}{kind}{keys}")
+    };
+    let mut out = String::new();
+    let mut seen = HashSet::new();
+    let root = t["root"].as_str().unwrap_or("");
+    fn walk(
+        h: &str,
+        depth: usize,
+        up: bool,
+        edges: &[Json],
+        describe: &dyn Fn(&str) -> String,
+        seen: &mut HashSet<String>,
+        out: &mut String,
+    ) {
+        for e in edges {
+            let (from, to) = (
+                e["from"].as_str().unwrap_or(""),
+                e["to"].as_str().unwrap_or(""),
+            );
+            let (here, next) = if up { (from, to) } else { (to, from) };
+            if here != h || next == h {
+                continue;
+            }
+            let rel = e["rel"].as_str().unwrap_or("");
+            let pad = "  ".repeat(depth);
+            if seen.insert(next.to_string()) {
+                out.push_str(&format!("{pad}└─ {rel} → {}\n", describe(next)));
+                walk(next, depth + 1, up, edges, describe, seen, out);
+            } else {
+                out.push_str(&format!("{pad}└─ {rel} → {next} (shown above)\n"));
+            }
+        }
+    }
+    seen.insert(root.to_string());
+    out.push_str(&format!("{}\n", describe(root)));
+    walk(root, 1, up, edges, &describe, &mut seen, &mut out);
+    for r in t["remote"].as_array().unwrap_or(&empty) {
+        out.push_str(&format!(
+            "remote: {} (prefix {} is not homed here)\n",
+            r["handle"].as_str().unwrap_or(""),
+            r["prefix"].as_str().unwrap_or("")
+        ));
+    }
+    for d in t["dangling"].as_array().unwrap_or(&empty) {
+        let gone = if d["tombstone"].is_null() {
+            "missing".to_string()
+        } else {
+            format!("deleted at change {}", d["tombstone"]["seq"])
+        };
+        out.push_str(&format!(
+            "dangling: {} -[{}]-> {} ({gone})\n",
+            d["from"].as_str().unwrap_or(""),
+            d["rel"].as_str().unwrap_or(""),
+            d["to"].as_str().unwrap_or("")
+        ));
+    }
+    if t["truncated"] == true {
+        out.push_str("(truncated: raise --limit or --depth to see more)\n");
+    }
+    out
+}
+
+#[derive(Args, Debug)]
+pub struct ReindexArgs {
+    #[arg(long, default_value = "./suyuan-data")]
+    data_dir: PathBuf,
+}
+
+pub fn reindex(a: ReindexArgs) -> Result<ExitCode> {
+    let dir = crate::datadir::DataDir::new(&a.data_dir);
+    if !dir.initialised() {
+        bail!("{} is not an initialised node", a.data_dir.display());
+    }
+    let reg = suyuan_registry::Registry::open(&dir.store())?;
+    let n = reg.reindex()?;
+    reg.close();
+    eprintln!("reindexed {n} records in {}", a.data_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
