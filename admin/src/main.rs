@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod config;
 mod datadir;
+mod demo;
 mod init;
 mod resolve;
 mod serve;

@@ -39,8 +39,8 @@ pub struct ServeArgs {
     #[arg(long)]
     ops_addr: Option<std::net::SocketAddr>,
     /// Initialise the data dir for the demo prefix 88.888.1 if it is missing or empty (the
-    /// administrator secret from SUYUAN_ADMIN_SECRET, or generated into DIR/admin-secret);
-    /// otherwise serve what is there. (The MRV demo records arrive with the trace issue.)
+    /// administrator secret from SUYUAN_ADMIN_SECRET, or generated into DIR/admin-secret) and
+    /// load the MRV demo if the store does not hold it yet; otherwise serve what is there.
     #[arg(long)]
     demo: bool,
 }
@@ -117,6 +117,24 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         Registry::open(&dir.store())
             .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?,
     );
+    if a.demo && registry.get(crate::demo::REPORT)?.is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        registry.apply(suyuan_registry::Write {
+            mutation: suyuan_registry::Mutation::Home {
+                prefix: DEMO_PREFIX.into(),
+                admins: Vec::new(),
+            },
+            actor: "0:SUYUAN/DEMO".into(),
+            time: now,
+        })?;
+        let (written, _) = crate::demo::load(&registry, now)?;
+        eprintln!(
+            "demo: loaded {written} records of the MRV demo (try `suyuan trace {}`)",
+            crate::demo::REPORT
+        );
+    }
     let mut node_admins = dir.load_admins()?;
     for s in &cfg.node_admins {
         node_admins.push(Identity::parse(s).with_context(|| format!("config node_admins: {s:?}"))?);

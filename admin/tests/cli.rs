@@ -288,8 +288,49 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
 fn demo_initialises_an_empty_data_dir_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("demo");
-    let start = || serve_with(&d, &["--demo"]).child;
-    let mut first = start();
+    let start = || serve_with(&d, &["--demo"]);
+    let first = start();
+    // The demo is loaded: the report traces up through mrv.measuredBy to three meters.
+    let node = format!("http://{}", first.http);
+    let out = suyuan(&[
+        "trace",
+        "88.888.1/report-2025",
+        "--up",
+        "--json",
+        "--node",
+        &node,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let meters: std::collections::HashSet<&str> = j["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["rel"] == "mrv.measuredBy")
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert!(meters.len() >= 3, "{meters:?}");
+    let down = suyuan(&[
+        "trace",
+        "88.888.1/meter-coal-2",
+        "--down",
+        "--json",
+        "--node",
+        &node,
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&down.stdout).unwrap();
+    assert!(
+        j["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["handle"] == "88.888.1/report-2025")
+    );
+    let mut first = first.child;
     signal(&first, 15);
     assert!(
         wait_exit(&mut first, Duration::from_secs(20))
@@ -304,7 +345,7 @@ fn demo_initialises_an_empty_data_dir_once() {
     );
     let before = std::fs::read(&secret).unwrap();
     // The second run serves what is there: same secret, same node.
-    let mut second = start();
+    let mut second = start().child;
     signal(&second, 15);
     assert!(
         wait_exit(&mut second, Duration::from_secs(20))

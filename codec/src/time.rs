@@ -7,7 +7,7 @@
 pub enum TimeError {
     #[error("{0:?} is not an RFC 3339 / ISO 8601 instant (expected like 2025-03-01T08:00:00Z)")]
     Instant(String),
-    #[error("{0:?} is not a period (expected YYYY or YYYY-MM) nor an instant")]
+    #[error("{0:?} is not a period (expected YYYY, YYYY-MM or YYYY-MM-DD) nor an instant")]
     Period(String),
 }
 
@@ -135,7 +135,8 @@ impl Span {
     }
 }
 
-/// A period `YYYY` or `YYYY-MM` as the span it covers, or an instant as a one-second span.
+/// A period `YYYY`, `YYYY-MM` or `YYYY-MM-DD` as the span it covers, or an instant as a
+/// one-second span.
 pub fn parse_period(s: &str) -> Result<Span, TimeError> {
     let t = s.trim();
     let bad = || TimeError::Period(s.to_string());
@@ -156,6 +157,13 @@ pub fn parse_period(s: &str) -> Result<Span, TimeError> {
         return Ok(Span {
             start: days_from_civil(y, m, 1) * 86_400,
             end: days_from_civil(ny, nm, 1) * 86_400,
+        });
+    }
+    if t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-' {
+        let start = parse_iso8601(&format!("{t}T00:00:00Z")).map_err(|_| bad())?;
+        return Ok(Span {
+            start,
+            end: start + 86_400,
         });
     }
     let at = parse_iso8601(t).map_err(|_| bad())?;
@@ -226,6 +234,12 @@ mod tests {
         assert!(y.overlaps(&parse_period("2025-06").unwrap()));
         assert!(!y.overlaps(&parse_period("2026-01").unwrap()));
         assert!(parse_period("2025-13").is_err());
+        let day = parse_period("2025-03-01").unwrap();
+        assert_eq!(
+            (format_iso8601(day.start).as_str(), day.end - day.start),
+            ("2025-03-01T00:00:00Z", 86_400)
+        );
+        assert!(parse_period("2025-02-30").is_err());
         assert!(parse_period("25").is_err());
         assert!(
             parse_period("2025-03-01T00:00:00Z")
