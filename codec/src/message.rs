@@ -229,6 +229,9 @@ pub mod envelope_flags {
     pub const TC: u8 = 0x20;
     /// The bits of byte 2 that are flags; the rest carry the suggested major version.
     pub const MASK: u8 = 0xE0;
+    /// The bits of byte 2 the reference reads as the suggested major version
+    /// (`Encoder.decodeEnvelope`: `buf[2] & 0x03`); bits 0x1C are reserved.
+    pub const SUGGESTED_MAJOR_MASK: u8 = 0x03;
 }
 
 /// The 20-byte message envelope.
@@ -238,8 +241,9 @@ pub struct Envelope {
     pub minor: u8,
     /// CP/EC/TC bits (see [`envelope_flags`]).
     pub flags: u8,
-    /// Low bits of byte 2 in the reference's encoding; 0 with `suggested_minor` 0 means "same as
-    /// the message version".
+    /// The low five bits of byte 2, kept as received so that re-encoding is exact. The reference
+    /// reads only the low two as the suggested major version, and 0 there means "same as the
+    /// message version" whatever byte 3 says: use [`Envelope::suggested_version`].
     pub suggested_major: u8,
     pub suggested_minor: u8,
     pub session_id: u32,
@@ -325,12 +329,15 @@ impl Envelope {
         (self.major, self.minor)
     }
 
-    /// The version the sender suggests for the answer (its own when it suggests none).
+    /// The version the sender suggests for the answer, read as `Encoder.decodeEnvelope` does:
+    /// the low two bits of byte 2 are the major version, and when they are 0 the sender suggests
+    /// its own version (byte 3 is then ignored, so `0, 5` does not make a version 0.5).
     pub fn suggested_version(&self) -> (u8, u8) {
-        if self.suggested_major == 0 && self.suggested_minor == 0 {
+        let major = self.suggested_major & envelope_flags::SUGGESTED_MAJOR_MASK;
+        if major == 0 {
             (self.major, self.minor)
         } else {
-            (self.suggested_major, self.suggested_minor)
+            (major, self.suggested_minor)
         }
     }
 
@@ -422,7 +429,9 @@ impl Header {
 
 /// Digest algorithms of the request digest (and of the legacy secret-key answer).
 pub mod digest_alg {
-    /// Pre-2.1: `u8 0, u32 16, MD5`.
+    /// Pre-2.1: `u32 16, MD5`. There is no separate algorithm byte: the reference's decoder
+    /// reads one, sees 0 (the high byte of the length), steps back and reads `u32 len + bytes`
+    /// (`Encoder.decodeMessage`, `bodyOffset--`).
     pub const MD5_OLD_FORMAT: u8 = 0;
     pub const MD5: u8 = 1;
     pub const SHA1: u8 = 2;
@@ -466,10 +475,12 @@ impl RequestDigest {
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) {
-        out.put_u8(self.alg);
         if self.alg == digest_alg::MD5_OLD_FORMAT {
+            // The length's high byte is the 0 a reader takes for the algorithm. A digest of
+            // 2^24 bytes or more cannot be told from another algorithm; none is that long.
             out.put_bytes(&self.digest);
         } else {
+            out.put_u8(self.alg);
             out.extend_from_slice(&self.digest);
         }
     }
@@ -477,7 +488,12 @@ impl RequestDigest {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let alg = r.u8("request digest algorithm")?;
         let digest = match alg {
-            digest_alg::MD5_OLD_FORMAT => r.bytes("request digest")?.to_vec(),
+            digest_alg::MD5_OLD_FORMAT => {
+                // The 0 just read was the high byte of a `u32` length.
+                let low = r.take(3, "request digest length")?;
+                let len = u32::from_be_bytes([0, low[0], low[1], low[2]]) as usize;
+                r.take(len, "request digest")?.to_vec()
+            }
             digest_alg::MD5 => r.take(16, "request digest")?.to_vec(),
             digest_alg::SHA1 => r.take(20, "request digest")?.to_vec(),
             digest_alg::SHA256 => r.take(32, "request digest")?.to_vec(),
@@ -665,6 +681,17 @@ fn decode_indexes(r: &mut Reader<'_>) -> Result<Vec<u32>, DecodeError> {
     Ok(v)
 }
 
+/// An error body: a message, absent when the body is empty.
+fn decode_error(r: &mut Reader<'_>) -> Result<Body, DecodeError> {
+    Ok(Body::Error {
+        message: if r.is_empty() {
+            None
+        } else {
+            Some(r.str("error message")?.to_string())
+        },
+    })
+}
+
 fn put_indexes(out: &mut Vec<u8>, idx: &[u32]) {
     out.put_u32(len_u32(idx.len()));
     for i in idx {
@@ -845,6 +872,9 @@ impl Body {
             rc::AUTHENTICATION_NEEDED => Body::Challenge {
                 nonce: r.bytes("nonce")?.to_vec(),
             },
+            // Before 2.5, 303 was SERVER_BACKUP (Java still writes 7 as 303 to such peers) and
+            // its body is an error message, as `Encoder.decodeMessage` reads it.
+            rc::PREFIX_REFERRAL if version < (2, 5) => decode_error(r)?,
             rc::SERVICE_REFERRAL | rc::PREFIX_REFERRAL => {
                 let handle = if r.is_empty() {
                     String::new()
@@ -858,13 +888,7 @@ impl Body {
                 };
                 Body::Referral { handle, values }
             }
-            _ => Body::Error {
-                message: if r.is_empty() {
-                    None
-                } else {
-                    Some(r.str("error message")?.to_string())
-                },
-            },
+            _ => decode_error(r)?,
         })
     }
 
@@ -1222,8 +1246,10 @@ impl Message {
         out.put_u8(e.major);
         out.put_u8(e.minor);
         if (e.major, e.minor) >= (2, 8) {
-            out.put_u8(e.suggested_major);
-            out.put_u8(e.suggested_minor);
+            // As the reference's message object holds them after decoding the envelope.
+            let (major, minor) = e.suggested_version();
+            out.put_u8(major);
+            out.put_u8(minor);
         }
         out.put_u32(e.session_id);
         out.put_u32(e.request_id);
@@ -1312,6 +1338,67 @@ mod tests {
         (e.suggested_major, e.suggested_minor) = (0, 0);
         (e.major, e.minor) = (2, 5);
         assert_eq!(negotiate_version(&e), (2, 5));
+    }
+
+    #[test]
+    fn suggested_version_is_read_as_the_reference_reads_it() {
+        let mut e = Envelope::new(1);
+        (e.major, e.minor) = (2, 6);
+        // No suggested major: the message's own version, whatever byte 3 says.
+        (e.suggested_major, e.suggested_minor) = (0, 5);
+        assert_eq!(e.suggested_version(), (2, 6));
+        assert_eq!(negotiate_version(&e), (2, 6));
+        // Only the low two bits of byte 2 are the major version; the rest are kept as sent.
+        (e.suggested_major, e.suggested_minor) = (0x06, 1);
+        assert_eq!(e.suggested_version(), (2, 1));
+        let mut m = Message::request(opcode::RESOLUTION, 0, 1, 0, Body::Empty);
+        m.envelope = e;
+        m.body = Body::Resolution {
+            handle: "a/b".into(),
+            indexes: vec![],
+            types: vec![],
+        };
+        let bytes = m.encode();
+        assert_eq!(bytes[2], 0x06);
+        assert_eq!(Message::decode(&bytes).unwrap().encode(), bytes);
+    }
+
+    /// The pre-2.1 digest is `u32 16, MD5`: what `Encoder.decodeMessage` reads after taking the
+    /// length's 0 high byte for the algorithm and stepping back.
+    #[test]
+    fn old_format_digest_is_a_length_prefixed_md5() {
+        let request = [1u8, 2, 3];
+        let d = RequestDigest::compute(digest_alg::MD5_OLD_FORMAT, &request);
+        let mut m = Message::request(opcode::RESOLUTION, flags::RD, 1, 0, Body::Empty);
+        (m.envelope.minor, m.envelope.suggested_minor) = (0, 0);
+        m.header.response_code = rc::HANDLE_NOT_FOUND;
+        m.request_digest = Some(d.clone());
+        m.body = Body::Error {
+            message: Some("x".into()),
+        };
+        let bytes = m.encode();
+        let body = &bytes[ENVELOPE_LEN + HEADER_LEN..];
+        assert_eq!(&body[..4], &[0, 0, 0, 16]);
+        assert_eq!(&body[4..20], Md5::digest(request).as_slice());
+        assert_eq!(&body[20..], &[0, 0, 0, 1, b'x', 0, 0, 0, 0]);
+        let back = Message::decode(&bytes).unwrap();
+        assert_eq!(back.request_digest, Some(d));
+        assert_eq!(back.encode(), bytes);
+    }
+
+    #[test]
+    fn prefix_referral_before_2_5_is_an_error_message() {
+        let mut m = Message::request(opcode::RESOLUTION, 0, 1, 0, Body::Empty);
+        m.header.response_code = rc::PREFIX_REFERRAL;
+        m.body = Body::Error {
+            message: Some("backup".into()),
+        };
+        m.envelope.minor = 4;
+        let back = Message::decode(&m.encode()).unwrap();
+        assert_eq!(back.body, m.body);
+        m.envelope.minor = 5;
+        let back = Message::decode(&m.encode()).unwrap();
+        assert!(matches!(back.body, Body::Referral { .. }), "{back:?}");
     }
 
     #[test]
