@@ -9,9 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod batchfile;
 mod config;
 mod datadir;
 mod demo;
+mod import;
 mod init;
 mod resolve;
 mod serve;
@@ -38,6 +40,9 @@ enum Command {
     Resolve(resolve::ResolveArgs),
     /// Trace a record's provenance through a running node's trace API.
     Trace(trace::TraceArgs),
+    /// Register records in bulk from JSON Lines or a Handle.Net batch file (re-running writes
+    /// nothing).
+    Import(import::ImportArgs),
     /// Rebuild the link and alias indexes of a stopped node's store.
     Reindex(trace::ReindexArgs),
 }
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::run(a).await,
             Command::Resolve(a) => resolve::run(a).await,
             Command::Trace(a) => trace::run(a).await,
+            Command::Import(a) => import::run(a).await,
             Command::Reindex(a) => trace::reindex(a),
         }
     });

@@ -1,119 +1,15 @@
 //! The `suyuan` binary itself: init, serve (ready line, SIGTERM), resolve, bad usage, and a
 //! `kill -9` of the server while clients write, after which every acknowledged write is there.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use suyuan_codec::message::{Body, Message, flags, opcode, rc};
 use suyuan_codec::value::HandleValue;
 use suyuan_federation::{Credentials, HandleClient, Transport};
 
-const BIN: &str = env!("CARGO_BIN_EXE_suyuan");
-
-fn suyuan(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env("SUYUAN_ADMIN_SECRET", "secretpw")
-        .output()
-        .unwrap()
-}
-
-fn init(dir: &std::path::Path) {
-    let out = suyuan(&[
-        "init",
-        "--prefix",
-        "88.888.1",
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Server {
-    child: Child,
-    handle: SocketAddr,
-    http: SocketAddr,
-    ops: SocketAddr,
-}
-
-/// Starts `suyuan serve` on free ports with `extra` arguments and reads the ready line.
-fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--handle-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--ops-addr",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .env_remove("SUYUAN_ADMIN_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // listening handle=127.0.0.1:40123 ops=127.0.0.1:40125
-    let field = |k: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap_or_else(|| panic!("no {k} in ready line {line:?}"))
-            .parse()
-            .unwrap()
-    };
-    let (handle, http, ops) = (field("handle="), field("http="), field("ops="));
-    assert!(line.starts_with("listening "), "{line}");
-    Server {
-        child,
-        handle,
-        http,
-        ops,
-    }
-}
-
-fn serve(dir: &std::path::Path) -> Server {
-    serve_with(dir, &[])
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY-free: libc::kill is a plain syscall wrapper.
-    let rc = unsafe_free_kill(child.id() as i32, sig);
-    assert_eq!(rc, 0);
-}
-
-fn unsafe_free_kill(pid: i32, sig: i32) -> i32 {
-    // The workspace forbids unsafe code; the kill(1) command does the same.
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    if status.success() { 0 } else { -1 }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
+mod common;
+use common::*;
 
 #[test]
 fn serve_needs_an_initialised_data_dir_and_init_refuses_twice() {

@@ -119,8 +119,6 @@ impl UdpReassembler {
                     "fragment belongs to another message",
                 ));
             }
-        } else {
-            self.envelope = Some(env);
         }
         let n = Self::fragment_count(total);
         let seq = env.sequence as usize;
@@ -144,6 +142,9 @@ impl UdpReassembler {
                 ),
             ));
         }
+        // Only a fragment that fits fixes the message's envelope: a bogus first datagram
+        // must not lock out the genuine fragments that follow it.
+        self.envelope.get_or_insert(env);
         if let std::collections::btree_map::Entry::Vacant(e) = self.fragments.entry(env.sequence) {
             self.received += data.len();
             e.insert(data.to_vec());
@@ -224,6 +225,28 @@ mod tests {
         assert_eq!(r.missing(), vec![1]);
         // A duplicate does not complete anything.
         assert_eq!(r.push(&parts[0]).unwrap(), Reassembly::Pending);
+    }
+
+    #[test]
+    fn a_bogus_datagram_does_not_lock_out_the_genuine_fragments() {
+        let m = big_message();
+        let parts = udp_split(&m);
+        let mut r = UdpReassembler::new();
+        // Same request id, a sequence past the end and a different length: refused, and
+        // nothing of it kept.
+        let mut bogus = parts[0][..ENVELOPE_LEN].to_vec();
+        bogus[12..16].copy_from_slice(&7u32.to_be_bytes());
+        bogus[16..20].copy_from_slice(&100u32.to_be_bytes());
+        assert!(r.push(&bogus).is_err());
+        // A fragment of the right message but the wrong size is refused too.
+        assert!(r.push(&parts[0][..ENVELOPE_LEN + 10]).is_err());
+        let mut out = None;
+        for p in &parts {
+            if let Reassembly::Complete(b) = r.push(p).unwrap() {
+                out = Some(b);
+            }
+        }
+        assert_eq!(out.unwrap(), m);
     }
 
     #[test]

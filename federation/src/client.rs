@@ -115,6 +115,11 @@ impl HandleClient {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A request with a fresh id and the reference client's 12-hour expiration.
+    pub fn request(&self, op: u32, op_flags: u32, body: Body) -> Message {
+        Message::request(op, op_flags, self.next_request_id(), expiration(), body)
+    }
+
     /// A resolution request with the reference client's default flags.
     pub fn resolution(&self, handle: &str, types: &[String], indexes: &[u32]) -> Message {
         Message::request(
@@ -197,21 +202,8 @@ impl HandleClient {
     /// Sends over a fresh TCP connection and reads until the server closes (or, with CN, until
     /// the last message of a multi-message answer).
     pub async fn send_tcp(&self, request: &Message) -> Result<Vec<Message>, ClientError> {
-        let addr = self.server;
-        let io = |source| ClientError::Io { addr, source };
-        let fut = async {
-            let mut s = TcpStream::connect(addr).await.map_err(io)?;
-            s.set_nodelay(true).map_err(io)?;
-            s.write_all(&request.encode()).await.map_err(io)?;
-            read_answers(&mut s, addr).await
-        };
-        let answers = timeout(self.tcp_timeout, fut)
-            .await
-            .map_err(|_| ClientError::NoAnswer(addr))??;
-        for m in &answers {
-            check_id(addr, request, m)?;
-        }
-        Ok(answers)
+        // Without KC the server closes after its answer; the exchange is the same.
+        self.connect_kept().await?.exchange(request).await
     }
 }
 
@@ -238,13 +230,24 @@ impl HandleClient {
         request: &Message,
         creds: &Credentials,
     ) -> Result<Vec<Message>, ClientError> {
-        let addr = self.server;
         let first = self.send_tcp(request).await?;
-        let Some(challenge) = first
+        self.answer_challenge(request, first, creds).await
+    }
+
+    /// If `answers` (to `request`) is a challenge (RC 402), answers it as `creds` on a new
+    /// connection and returns the final answer(s); otherwise returns `answers` unchanged.
+    pub(crate) async fn answer_challenge(
+        &self,
+        request: &Message,
+        answers: Vec<Message>,
+        creds: &Credentials,
+    ) -> Result<Vec<Message>, ClientError> {
+        let addr = self.server;
+        let Some(challenge) = answers
             .first()
             .filter(|m| m.header.response_code == suyuan_codec::message::rc::AUTHENTICATION_NEEDED)
         else {
-            return Ok(first);
+            return Ok(answers);
         };
         let auth = |why: String| ClientError::Auth { addr, why };
         let Body::Challenge { nonce } = &challenge.body else {
@@ -296,6 +299,55 @@ impl HandleClient {
         );
         reply.envelope.session_id = challenge.envelope.session_id;
         self.send_tcp(&reply).await
+    }
+}
+
+/// A TCP connection kept open with KC: requests go one at a time, each answered in order.
+/// Many of these side by side keep many requests in flight without a connection per request
+/// (which would use up the client's ephemeral ports in a bulk load).
+#[derive(Debug)]
+pub struct KeptConnection {
+    stream: TcpStream,
+    addr: SocketAddr,
+    timeout: Duration,
+}
+
+impl HandleClient {
+    pub async fn connect_kept(&self) -> Result<KeptConnection, ClientError> {
+        let addr = self.server;
+        let io = |source| ClientError::Io { addr, source };
+        let stream = timeout(self.tcp_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::NoAnswer(addr))?
+            .map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        Ok(KeptConnection {
+            stream,
+            addr,
+            timeout: self.tcp_timeout,
+        })
+    }
+}
+
+impl KeptConnection {
+    /// Sends `request` (which must carry KC, or the server closes after answering) and reads
+    /// its answer(s). After an error the connection is in an unknown state: drop it.
+    pub async fn exchange(&mut self, request: &Message) -> Result<Vec<Message>, ClientError> {
+        let addr = self.addr;
+        let fut = async {
+            self.stream
+                .write_all(&request.encode())
+                .await
+                .map_err(|source| ClientError::Io { addr, source })?;
+            read_answers(&mut self.stream, addr).await
+        };
+        let answers = timeout(self.timeout, fut)
+            .await
+            .map_err(|_| ClientError::NoAnswer(addr))??;
+        for m in &answers {
+            check_id(addr, request, m)?;
+        }
+        Ok(answers)
     }
 }
 

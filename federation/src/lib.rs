@@ -8,5 +8,5 @@
 pub mod client;
 pub mod session;
 
-pub use client::{ClientError, Credentials, HandleClient, Transport};
+pub use client::{ClientError, Credentials, HandleClient, KeptConnection, Transport};
 pub use session::{ClientSession, Exchange};

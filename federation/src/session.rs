@@ -14,7 +14,7 @@ use suyuan_codec::session::{
 };
 use suyuan_codec::value::PublicKey;
 
-use crate::client::{ClientError, Credentials, HandleClient};
+use crate::client::{ClientError, Credentials, HandleClient, KeptConnection};
 
 /// An established session.
 #[derive(Debug)]
@@ -171,7 +171,20 @@ impl HandleClient {
         request: &Message,
         creds: &Credentials,
     ) -> Result<Vec<Message>, ClientError> {
+        let m = self.in_session(session, request, 0)?;
+        self.answer_if_challenged(&m, creds).await
+    }
+
+    /// `request` as sent in `session`: its id, `extra_flags`, and an HS_MAC with a fresh
+    /// counter.
+    fn in_session(
+        &self,
+        session: &ClientSession,
+        request: &Message,
+        extra_flags: u32,
+    ) -> Result<Message, ClientError> {
         let mut m = request.clone();
+        m.header.op_flags |= extra_flags;
         m.envelope.session_id = session.id;
         mac_message(&mut m, &session.key, session.next_counter()).map_err(|e| {
             ClientError::Auth {
@@ -179,7 +192,21 @@ impl HandleClient {
                 why: e.to_string(),
             }
         })?;
-        self.answer_if_challenged(&m, creds).await
+        Ok(m)
+    }
+
+    /// As [`HandleClient::send_in_session`], over a kept connection (KC is set here). A
+    /// challenge is answered on a new connection, as the reference client does.
+    pub async fn send_in_session_kept(
+        &self,
+        conn: &mut KeptConnection,
+        session: &ClientSession,
+        request: &Message,
+        creds: &Credentials,
+    ) -> Result<Vec<Message>, ClientError> {
+        let m = self.in_session(session, request, flags::KC)?;
+        let answers = conn.exchange(&m).await?;
+        self.answer_challenge(&m, answers, creds).await
     }
 }
 

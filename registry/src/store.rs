@@ -259,12 +259,18 @@ impl Registry {
         }))
     }
 
-    /// A read a cache may keep: the record and whether no write committed while it was read
-    /// (if one did, the value may be older than an acknowledged write and must not be cached).
-    pub fn get_consistent(&self, handle: &str) -> Result<(Option<Record>, bool), RegistryError> {
+    /// A read a cache may keep: the record, and the change sequence number it is current at
+    /// when no write committed while it was read (if one did, the value may be older than an
+    /// acknowledged write and must not be cached). A cache that inserts it must then check
+    /// [`Registry::last_seq`] again and evict it if that moved: a write can commit, and evict,
+    /// between this read and the insert.
+    pub fn get_consistent(
+        &self,
+        handle: &str,
+    ) -> Result<(Option<Record>, Option<u64>), RegistryError> {
         let before = self.last_seq();
         let r = self.get(handle)?;
-        Ok((r, self.last_seq() == before))
+        Ok((r, (self.last_seq() == before).then_some(before)))
     }
 
     pub fn prefix(&self, prefix: &str) -> Result<Option<PrefixEntry>, RegistryError> {

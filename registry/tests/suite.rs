@@ -818,8 +818,9 @@ fn consistent_reads_for_the_cache_and_reindex() {
         vec![v(2001, "mrv.measuredBy", "88.888.1/m")],
     )
     .unwrap();
-    let (r, stable) = reg.get_consistent("88.888.1/c").unwrap();
-    assert!(r.is_some() && stable);
+    let (r, at) = reg.get_consistent("88.888.1/c").unwrap();
+    assert!(r.is_some());
+    assert_eq!(at, Some(reg.last_seq()));
     assert_eq!(reg.reindex().unwrap(), 1);
     assert_eq!(reg.backlinks("88.888.1/m", None, 10).unwrap().0.len(), 1);
     let closed = {

@@ -474,12 +474,16 @@ impl Inner {
         if let Some(r) = self.cache.get(&key) {
             return Ok(r);
         }
-        let (rec, stable) = self.registry.get_consistent(handle)?;
+        let (rec, at) = self.registry.get_consistent(handle)?;
         let rec = Arc::new(rec);
-        // Keep it only if no write committed while it was read: never older than an
+        // Keep it only if no write committed while it was read, and drop it again if one
+        // committed (and evicted an empty slot) before the insert: never older than an
         // acknowledged write.
-        if stable {
-            self.cache.insert(key, rec.clone());
+        if let Some(seq) = at {
+            self.cache.insert(key.clone(), rec.clone());
+            if self.registry.last_seq() != seq {
+                self.cache.invalidate(&key);
+            }
         }
         Ok(rec)
     }
