@@ -31,6 +31,24 @@ pub struct ServeConfig {
     pub cache_entries: u64,
     /// Node administrators besides those `init` recorded (`index:handle`).
     pub node_admins: Vec<String>,
+    /// The HTTPS certificate and key (PEM); default: the data dir's self-signed pair.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest HTTP request body, in bytes.
+    pub http_max_body: usize,
+    /// Devices that may register themselves over HTTPS with a client certificate.
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// One device rule: certificates issued by `ca` may register `prefix/<suffix>` where the
+/// suffix matches `suffix_pattern` (`*` any run of characters, `{cn}` the certificate's
+/// common name).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub ca: PathBuf,
+    pub prefix: String,
+    pub suffix_pattern: String,
 }
 
 impl Default for ServeConfig {
@@ -52,6 +70,10 @@ impl Default for ServeConfig {
             auth_timeout: Duration::from_secs(60),
             cache_entries: 100_000,
             node_admins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            http_max_body: 1 << 20,
+            devices: Vec::new(),
         }
     }
 }
@@ -76,6 +98,10 @@ pub struct ConfigFile {
     pub auth_timeout_secs: Option<u64>,
     pub cache_entries: Option<u64>,
     pub node_admins: Option<Vec<String>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub http_max_body: Option<usize>,
+    pub devices: Option<Vec<DeviceConfig>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +149,23 @@ impl ConfigFile {
             max_pending_challenges,
             max_pending_challenges_per_source,
             cache_entries,
-            node_admins
+            node_admins,
+            http_max_body,
+            devices
         );
+        if self.tls_cert.is_some() || self.tls_key.is_some() {
+            match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => {
+                    c.tls_cert = Some(cert);
+                    c.tls_key = Some(key);
+                }
+                _ => {
+                    return Err(ConfigError::Invalid(
+                        "tls_cert and tls_key go together".into(),
+                    ));
+                }
+            }
+        }
         if self.public_address.is_some() {
             c.public_address = self.public_address;
         }

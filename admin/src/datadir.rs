@@ -34,6 +34,32 @@ impl DataDir {
     pub fn admins(&self) -> PathBuf {
         self.root.join("node-admins")
     }
+    /// The HTTPS port's certificate and key (PEM), unless the config names others.
+    pub fn tls_cert(&self) -> PathBuf {
+        self.root.join("tls-cert.pem")
+    }
+    pub fn tls_key(&self) -> PathBuf {
+        self.root.join("tls-key.pem")
+    }
+
+    /// Generates a self-signed certificate for the HTTPS port when the data dir has none
+    /// (`init` does; `serve` does for a data dir made before it did). Names: localhost,
+    /// 127.0.0.1 and the public address.
+    pub fn ensure_tls(&self, public: std::net::IpAddr) -> Result<()> {
+        if self.tls_cert().exists() && self.tls_key().exists() {
+            return Ok(());
+        }
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if !public.is_loopback() {
+            names.push(public.to_string());
+        }
+        let (cert, key) = suyuan_resolver::tls::generate_self_signed(names)?;
+        let _ = std::fs::remove_file(self.tls_key());
+        Self::write_private(&self.tls_key(), key.as_bytes())?;
+        std::fs::write(self.tls_cert(), cert)
+            .with_context(|| format!("cannot write {}", self.tls_cert().display()))?;
+        Ok(())
+    }
     /// Whether `init` has run here.
     pub fn initialised(&self) -> bool {
         self.store().exists() && self.key().exists()

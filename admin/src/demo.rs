@@ -391,7 +391,7 @@ mod tests {
     fn the_figures_add_up_from_their_traced_sources() {
         let (_d, reg) = loaded();
         let t = reg
-            .trace(&TraceQuery::new(REPORT, Direction::Up), &|v| {
+            .trace(&TraceQuery::new(REPORT, Direction::Up), &|_, v| {
                 v.permissions.public_read()
             })
             .unwrap();
@@ -476,7 +476,7 @@ mod tests {
         let t = reg
             .trace(
                 &TraceQuery::new(h("meter-coal-1"), Direction::Down),
-                &|_| true,
+                &|_, _| true,
             )
             .unwrap();
         assert!(t.nodes.iter().any(|n| n.handle == REPORT));

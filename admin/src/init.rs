@@ -32,6 +32,9 @@ pub struct InitArgs {
     /// The Handle port published in siteinfo.json.
     #[arg(long, default_value_t = 2641)]
     handle_port: u16,
+    /// The HTTP(S) port published in siteinfo.json.
+    #[arg(long, default_value_t = 8000)]
+    http_port: u16,
 }
 
 /// What `init` and `serve --demo` share: a node for `prefix` with its administrator.
@@ -42,6 +45,7 @@ pub fn initialise(
     pubkey: Option<PublicKey>,
     public: std::net::IpAddr,
     port: u16,
+    http_port: u16,
 ) -> Result<()> {
     if prefix.is_empty() || prefix.contains('/') || prefix.chars().any(char::is_control) {
         bail!("{prefix:?} is not a prefix (expected something like 88.888.1)");
@@ -86,7 +90,8 @@ pub fn initialise(
     }))?;
     registry.close();
     dir.write_admins(&admins)?;
-    write_siteinfo(dir, &site_info(&key, public, port, None, 1))?;
+    dir.ensure_tls(public)?;
+    write_siteinfo(dir, &site_info(&key, public, port, Some(http_port), 1))?;
     Ok(())
 }
 
@@ -124,6 +129,7 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         pubkey,
         a.public_address,
         a.handle_port,
+        a.http_port,
     )?;
     eprintln!(
         "initialised {} for prefix {} (administrator {}/ADMIN)",

@@ -73,7 +73,15 @@ fn demo_init(dir: &DataDir) -> Result<()> {
         }
     };
     std::fs::create_dir_all(&dir.root)?;
-    crate::init::initialise(dir, DEMO_PREFIX, &secret, None, "127.0.0.1".parse()?, 2641)
+    crate::init::initialise(
+        dir,
+        DEMO_PREFIX,
+        &secret,
+        None,
+        "127.0.0.1".parse()?,
+        2641,
+        8000,
+    )
 }
 
 fn merge(a: &ServeArgs) -> Result<ServeConfig> {
@@ -157,8 +165,13 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     // whenever that changes, so clients refresh what they cached.
     let public = cfg.public_address.unwrap_or(handle_addr.ip());
     let old_serial = siteinfo_serial(&dir).unwrap_or(1);
-    let mut site = site_info(&key, public, handle_addr.port(), None, old_serial);
-    // (HTTP is not published in HS_SITE yet: it serves the trace API, not the Handle tunnel.)
+    let mut site = site_info(
+        &key,
+        public,
+        handle_addr.port(),
+        Some(http_addr.port()),
+        old_serial,
+    );
     let current = std::fs::read_to_string(dir.siteinfo()).ok();
     let fresh = serde_json::to_string_pretty(&suyuan_codec::json::site_to_json(&site))? + "\n";
     if current.as_deref() != Some(fresh.as_str()) {
@@ -181,6 +194,17 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
             cache_entries: cfg.cache_entries,
         },
     ));
+    let node_for_http = node.clone();
+    let metrics = Metrics::new();
+    let mut http_options = http_options(&cfg, &dir, public)?;
+    http_options.metrics = Some(metrics.clone());
+    {
+        let (node, registry, store) = (node.clone(), registry.clone(), dir.store());
+        metrics.set_probe(Arc::new(move || {
+            let (hits, misses) = node.cache_stats();
+            (hits, misses, dir_bytes(&store), registry.last_seq())
+        }));
+    }
     let limits = Limits {
         max_connections: cfg.max_connections,
         idle_timeout: cfg.idle_timeout,
@@ -193,7 +217,6 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         exempt_loopback: !cfg.udp_budget_loopback,
         ..BudgetConfig::default()
     };
-    let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, rx) = watch::channel(false);
     let tasks = vec![
@@ -216,6 +239,8 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     let http_task = tokio::spawn(suyuan_resolver::http::serve_http(
         http,
         registry.clone(),
+        (*node_for_http).clone(),
+        http_options,
         rx.clone(),
     ));
     let ops_task = tokio::spawn(serve_ops(ops, metrics, ready.clone(), rx));
@@ -258,4 +283,58 @@ impl Signals {
             _ = self.int.recv() => {}
         }
     }
+}
+
+/// The HTTP port's TLS (the configured pair, or the data dir's self-signed one, made if
+/// missing) and device rules.
+fn http_options(
+    cfg: &crate::config::ServeConfig,
+    dir: &DataDir,
+    public: std::net::IpAddr,
+) -> Result<suyuan_resolver::http::HttpOptions> {
+    let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            dir.ensure_tls(public)?;
+            (dir.tls_cert(), dir.tls_key())
+        }
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let tls = suyuan_resolver::tls::server_config(&read(&cert)?, &read(&key)?)
+        .with_context(|| format!("TLS certificate {} / key {}", cert.display(), key.display()))?;
+    let mut devices = Vec::new();
+    for d in &cfg.devices {
+        let ca = suyuan_resolver::tls::certs_from_pem(&read(&d.ca)?)
+            .with_context(|| format!("device CA {}", d.ca.display()))?;
+        devices.push(suyuan_resolver::rest::DeviceRule {
+            ca,
+            prefix: d.prefix.clone(),
+            suffix_pattern: d.suffix_pattern.clone(),
+        });
+    }
+    Ok(suyuan_resolver::http::HttpOptions {
+        tls: Some(tls),
+        devices,
+        max_body: cfg.http_max_body,
+        max_connections: cfg.max_connections,
+        ..Default::default()
+    })
+}
+
+/// Bytes the files under `dir` take (the store: one redb file, or sled's directory).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }

@@ -173,7 +173,7 @@ fn main() {
     let resolve = rate(gets, t.elapsed().as_secs_f64());
 
     // Traces.
-    let all = |_: &HandleValue| true;
+    let all = |_: &str, _: &HandleValue| true;
     let traces = 20;
     let mut q = TraceQuery::new(name(0, 0), Direction::Up);
     q.depth = 10;

@@ -141,11 +141,12 @@ const BACKLINK_PAGE: usize = 1024;
 
 impl Registry {
     /// Runs a trace. `readable` decides which values of a record the caller may see (the
-    /// server passes its permission check; `|v| v.permissions.public_read()` for anonymous).
+    /// server passes its permission check; `|_, v| v.permissions.public_read()` for anonymous),
+    /// given the handle of the record and one of its values.
     pub fn trace(
         &self,
         q: &TraceQuery,
-        readable: &dyn Fn(&HandleValue) -> bool,
+        readable: &dyn Fn(&str, &HandleValue) -> bool,
     ) -> Result<Trace, RegistryError> {
         let root_rec = self.get(&q.root)?.ok_or_else(|| {
             RegistryError::refused(
@@ -244,7 +245,7 @@ impl Registry {
         seen: &mut HashSet<String>,
         remote_seen: &mut HashSet<String>,
         queue: &mut VecDeque<(String, u32)>,
-        readable: &dyn Fn(&HandleValue) -> bool,
+        readable: &dyn Fn(&str, &HandleValue) -> bool,
         from: &str,
         to: &str,
         rel: &str,
@@ -329,14 +330,14 @@ impl Registry {
 fn node(
     handle: &str,
     values: &[HandleValue],
-    readable: &dyn Fn(&HandleValue) -> bool,
+    readable: &dyn Fn(&str, &HandleValue) -> bool,
 ) -> TraceNode {
     TraceNode {
         handle: handle.to_string(),
         kind: text_of(values, attr::KIND).map(str::to_string),
         values: values
             .iter()
-            .filter(|v| readable(v))
+            .filter(|v| readable(handle, v))
             .map(suyuan_codec::json::value_to_json)
             .collect(),
     }

@@ -609,7 +609,7 @@ fn chain(reg: &Registry) {
 fn trace_up_and_down() {
     let (_d, reg) = open();
     chain(&reg);
-    let all = |_: &HandleValue| true;
+    let all = |_: &str, _: &HandleValue| true;
     let up = reg
         .trace(&TraceQuery::new("88.888.1/report", Direction::Up), &all)
         .unwrap();
@@ -677,7 +677,7 @@ fn trace_up_and_down() {
     assert!(t.truncated);
     assert_eq!(t.nodes.len(), 2);
     // Values the caller may not read are not shown.
-    let public = |v: &HandleValue| v.permissions.public_read();
+    let public = |_: &str, v: &HandleValue| v.permissions.public_read();
     reg.apply(w(Mutation::AddValues {
         handle: "88.888.1/meter".into(),
         values: vec![HandleValue {
@@ -724,11 +724,11 @@ fn large_fan_out_is_paged() {
     assert!(reg.apply_batch(writes).iter().all(Result::is_ok));
     let mut q = TraceQuery::new("88.888.1/busy-meter", Direction::Down);
     q.limit = 3000;
-    let t = reg.trace(&q, &|_| true).unwrap();
+    let t = reg.trace(&q, &|_, _| true).unwrap();
     assert!(t.truncated);
     assert_eq!(t.nodes.len(), 3000);
     q.limit = 10_000;
-    let t = reg.trace(&q, &|_| true).unwrap();
+    let t = reg.trace(&q, &|_, _| true).unwrap();
     assert_eq!(t.nodes.len(), 5001);
     assert!(!t.truncated);
 }

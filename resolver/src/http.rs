@@ -1,43 +1,264 @@
-//! The node's HTTP face. For now: `GET /api/trace/{handle}`, the trace answer of design
-//! section 2 (the REST API, HTTPS and device registration come with the HTTP issue).
+//! The node's HTTP port: HTTP and HTTPS on one port (a connection opening with a TLS
+//! handshake is HTTPS), with a connection limit, handshake and header timeouts, accept
+//! backoff and graceful shutdown. It serves the Handle.Net REST API and the rest of
+//! [`crate::rest`], and `GET /api/trace/{handle}`, the trace answer of design section 2 with
+//! the values the caller may read.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 use suyuan_codec::handle::Handle;
+use suyuan_codec::json::JsonLimits;
 use suyuan_codec::message::rc;
 use suyuan_registry::{Direction, Registry, RegistryError, TraceQuery};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::node::HandleNode;
+use crate::rest::{self, ConnInfo, DeviceRule, RestState};
+use crate::tls::ClientCert;
 
 /// Caps on what one trace request may ask for.
 pub const MAX_DEPTH: u32 = 64;
 pub const MAX_LIMIT: usize = 100_000;
 
+/// How the HTTP port serves.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// TLS for the same port (a connection that starts with a TLS record is HTTPS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub devices: Vec<DeviceRule>,
+    /// Largest request body taken (larger: 413).
+    pub max_body: usize,
+    pub max_connections: usize,
+    /// How long a connection may take to send its first bytes or finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// REST sessions kept at once (`/api/sessions`).
+    pub max_sessions: usize,
+    /// Where HTTP requests are counted.
+    pub metrics: Option<crate::ops::Metrics>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            tls: None,
+            devices: Vec::new(),
+            max_body: 1 << 20,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_sessions: 65_536,
+            metrics: None,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct HttpState {
     registry: Arc<Registry>,
+    rest: RestState,
 }
 
-/// Serves HTTP until `shutdown` turns true.
+impl axum::extract::FromRef<HttpState> for RestState {
+    fn from_ref(s: &HttpState) -> RestState {
+        s.rest.clone()
+    }
+}
+
+/// The routes of the HTTP port.
+fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Router {
+    let rest = RestState {
+        node,
+        devices: Arc::new(opts.devices.clone()),
+        limits: JsonLimits::default(),
+        sessions: Arc::new(Mutex::new(rest::RestSessions::new(
+            opts.max_sessions,
+            Duration::from_secs(30 * 60),
+        ))),
+    };
+    let app = Router::new()
+        .route("/api/trace/{*handle}", get(trace))
+        .route("/api/handles", get(rest::list_handles))
+        .route(
+            "/api/handles/{*handle}",
+            get(rest::get_handle)
+                .put(rest::put_handle)
+                .delete(rest::delete_handle),
+        )
+        .route("/api/prefixes", get(rest::list_prefixes))
+        .route("/api/sessions", axum::routing::post(rest::open_session))
+        .route(
+            "/api/sessions/this",
+            get(rest::this_session)
+                .post(rest::this_session)
+                .delete(rest::this_session),
+        )
+        .route(
+            "/api/devices/{*handle}",
+            axum::routing::put(rest::register_device),
+        )
+        .fallback(rest::fallback)
+        .layer(DefaultBodyLimit::max(opts.max_body))
+        .with_state(HttpState { registry, rest });
+    match &opts.metrics {
+        Some(m) => app.layer(axum::middleware::from_fn_with_state(m.clone(), count)),
+        None => app,
+    }
+}
+
+/// Counts an HTTP request by its route (not its path: handles would explode the labels).
+async fn count(
+    State(m): State<crate::ops::Metrics>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let r = next.run(req).await;
+    m.http_requests
+        .with_label_values(&[&route, &method, r.status().as_str()])
+        .inc();
+    m.http_latency
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    r
+}
+
+/// Serves HTTP, and HTTPS on the same port when `opts.tls` is set, until `shutdown` turns
+/// true; then finishes the requests in flight.
 pub async fn serve_http(
     listener: TcpListener,
     registry: Arc<Registry>,
+    node: HandleNode,
+    opts: HttpOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/api/trace/{*handle}", get(trace))
-        .with_state(HttpState { registry });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+    let app = router(registry, node, &opts);
+    let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => { backoff = Duration::from_millis(5); x }
+                Err(e) => {
+                    // Out of descriptors and the like: wait, then try again.
+                    warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (app, acceptor, shutdown) = (app.clone(), acceptor.clone(), shutdown.clone());
+        let handshake = opts.handshake_timeout;
+        tasks.spawn(async move {
+            connection(stream, peer, app, acceptor, handshake, shutdown).await;
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// One connection: HTTPS if it opens with a TLS handshake record, plain HTTP otherwise.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    handshake: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut first = [0u8; 1];
+    let is_tls = match tokio::time::timeout(handshake, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == 0x16,
+        _ => return,
+    };
+    match (is_tls, acceptor) {
+        (true, Some(acceptor)) => {
+            let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| ClientCert { der: c.to_vec() });
+            let info = ConnInfo {
+                peer,
+                tls: true,
+                cert,
+            };
+            serve_conn(tls, app, info, shutdown).await;
+        }
+        (true, None) => {} // TLS without a certificate configured: nothing to say.
+        (false, _) => {
+            let info = ConnInfo {
+                peer,
+                tls: false,
+                cert: None,
+            };
+            serve_conn(stream, app, info, shutdown).await;
+        }
+    }
+}
+
+async fn serve_conn<I>(io: I, app: Router, info: ConnInfo, mut shutdown: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        app.clone().oneshot(req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 fn error(status: StatusCode, code: u32, handle: &str, message: String) -> Response {
@@ -98,9 +319,16 @@ pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, St
 
 async fn trace(
     State(s): State<HttpState>,
+    Extension(conn): Extension<ConnInfo>,
     Path(input): Path<String>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
+    let who = match rest::caller(&s.rest, &conn, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let node = s.rest.node.clone();
     let registry = s.registry.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<Response, RegistryError> {
         // A handle is a handle; anything else (an OID, Ecode, GS1 Digital Link path) is looked
@@ -124,8 +352,21 @@ async fn trace(
             Ok(q) => q,
             Err(m) => return Ok(error(StatusCode::BAD_REQUEST, rc::INVALID_VALUE, &input, m)),
         };
-        // Anonymous callers see public values only.
-        let t = registry.trace(&q, &|v| v.permissions.public_read())?;
+        // Anonymous callers see public values only; an authenticated one also the
+        // admin-readable values of the records it may read (decided once a record).
+        let decided: Mutex<HashMap<String, bool>> = Mutex::default();
+        let readable = |handle: &str, v: &suyuan_codec::value::HandleValue| {
+            if v.permissions.public_read() {
+                return true;
+            }
+            let Some(who) = who.as_ref().filter(|_| v.permissions.admin_read()) else {
+                return false;
+            };
+            let mut d = decided.lock().unwrap_or_else(|e| e.into_inner());
+            *d.entry(handle.to_string())
+                .or_insert_with(|| node.may_read(who, handle))
+        };
+        let t = registry.trace(&q, &readable)?;
         let body = serde_json::to_string(&t).unwrap_or_default();
         Ok((
             StatusCode::OK,

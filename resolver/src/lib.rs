@@ -13,9 +13,11 @@ pub mod http;
 pub mod listen;
 pub mod node;
 pub mod ops;
+pub mod rest;
 pub mod service;
 pub mod session;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 pub use service::{Limits, Reply, Request, Service};

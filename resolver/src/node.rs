@@ -64,6 +64,8 @@ struct Inner {
     cache: moka::sync::Cache<String, Arc<Option<Record>>>,
     challenges: Mutex<ChallengeTable>,
     sessions: Mutex<SessionTable>,
+    cache_hits: std::sync::atomic::AtomicU64,
+    cache_misses: std::sync::atomic::AtomicU64,
 }
 
 /// What carrying out a request gave.
@@ -100,6 +102,8 @@ impl HandleNode {
                 cache,
                 challenges,
                 sessions,
+                cache_hits: Default::default(),
+                cache_misses: Default::default(),
             }),
         }
     }
@@ -124,6 +128,122 @@ impl HandleNode {
                 Outcome::Refused(code, msg) => (code, msg),
                 _ => (rc::ERROR, String::new()),
             })
+    }
+}
+
+/// What a request carried out for another surface (HTTP) gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Executed {
+    /// Success: one body, or several (a list).
+    Done(Vec<Body>),
+    Refused(u32, String),
+    /// Only an authenticated caller may do this.
+    NeedAuth,
+}
+
+impl HandleNode {
+    /// Carries out `m` for `who`, whom the calling surface has already authenticated (HTTPS:
+    /// Basic with a secret key, a client certificate). The same code as a Handle request
+    /// after its challenge: the same checks, the same write path. Blocks on the store.
+    pub fn execute_as(&self, m: &Message, who: Option<&Identity>) -> Executed {
+        match self.inner.execute(m, who) {
+            Outcome::Done(b) => Executed::Done(vec![b]),
+            Outcome::Many(bs) => Executed::Done(bs),
+            Outcome::Refused(code, msg) => Executed::Refused(code, msg),
+            Outcome::NeedAuth => Executed::NeedAuth,
+        }
+    }
+
+    /// Whether `secret` is an HS_SECKEY of `who` (REST Basic authentication), checked by the
+    /// same verifier as a Handle challenge answer, so hashed secrets work alike. Blocks.
+    pub fn verify_secret(&self, who: &Identity, secret: &[u8]) -> bool {
+        let mut rng = rand::thread_rng();
+        let mut nonce = [0u8; 16];
+        let mut digest = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        rng.fill_bytes(&mut digest);
+        let answer = SecretKeyAnswer::for_version(secret, &nonce, &digest, (2, 11), &mut rng);
+        matches!(
+            self.inner
+                .verify_answer(who, "HS_SECKEY", &answer.encode(), &nonce, &digest, (2, 11)),
+            Ok(true)
+        )
+    }
+
+    /// Whether `key` is an HS_PUBKEY of `who` (client-certificate authentication: the
+    /// certificate names the identity and must carry its key). Blocks.
+    pub fn holds_public_key(&self, who: &Identity, key: &rsa::RsaPublicKey) -> bool {
+        let Ok(rec) = self.inner.record(&who.handle) else {
+            return false;
+        };
+        let Some(rec) = rec.as_ref() else {
+            return false;
+        };
+        rec.values.iter().any(|v| {
+            v.value_type.eq_ignore_ascii_case(types::HS_PUBKEY)
+                && (who.index == 0 || v.index == who.index)
+                && PublicKey::decode(&v.data)
+                    .ok()
+                    .and_then(|k| rsa_public_from_hs(&k).ok())
+                    .is_some_and(|k| &k == key)
+        })
+    }
+
+    /// Registers `handle` (design section 2's register mode) for a device, whose right to it
+    /// the calling surface has checked: absent creates, equal writes nothing, different is
+    /// refused with RC 101. Blocks.
+    pub fn register(
+        &self,
+        handle: &str,
+        values: Vec<HandleValue>,
+        actor: &Identity,
+    ) -> Result<suyuan_registry::Applied, RegistryError> {
+        let h = Handle::parse(handle)
+            .map_err(|e| RegistryError::refused(rc::INVALID_HANDLE, e.to_string()))?;
+        if !self.inner.homed(h.prefix())? {
+            return Err(RegistryError::refused(
+                rc::SERVER_NOT_RESP,
+                "That prefix doesn't live here",
+            ));
+        }
+        self.inner.write(
+            h.as_str(),
+            actor,
+            Mutation::Create {
+                handle: h.as_str().to_string(),
+                values,
+                mode: CreateMode::Register,
+            },
+        )
+    }
+
+    /// Whether `who` may read the admin-readable values of `handle` (the trace API's rule:
+    /// the same as a resolution's). Blocks.
+    pub fn may_read(&self, who: &Identity, handle: &str) -> bool {
+        let Ok(h) = Handle::parse(handle) else {
+            return false;
+        };
+        let Ok(rec) = self.inner.record(handle) else {
+            return false;
+        };
+        self.inner
+            .may(who, &h, rec.as_ref().as_ref(), admin_perm::READ_VALUE)
+            .unwrap_or(false)
+    }
+
+    /// Record lookups answered from the cache, and those that went to the store.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inner.cache_hits.load(Relaxed),
+            self.inner.cache_misses.load(Relaxed),
+        )
+    }
+
+    /// The HS_SITE this node publishes.
+    pub fn site(&self) -> &SiteInfo {
+        &self.inner.cfg.site
     }
 }
 
@@ -472,8 +592,12 @@ impl Inner {
     fn record(&self, handle: &str) -> Result<Arc<Option<Record>>, RegistryError> {
         let key = key_of(handle);
         if let Some(r) = self.cache.get(&key) {
+            self.cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(r);
         }
+        self.cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (rec, at) = self.registry.get_consistent(handle)?;
         let rec = Arc::new(rec);
         // Keep it only if no write committed while it was read, and drop it again if one

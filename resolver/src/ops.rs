@@ -29,7 +29,31 @@ pub struct Metrics {
     pub dropped: IntCounterVec,
     /// TCP connections open now.
     pub tcp_connections: IntGauge,
+    /// HTTP requests answered, by route, method and status.
+    pub http_requests: IntCounterVec,
+    /// Time to answer an HTTP request, by route.
+    pub http_latency: HistogramVec,
+    /// Record lookups by result (hit: from the cache; miss: from the store).
+    pub cache_lookups: IntCounterVec,
+    /// Bytes the store takes on disk.
+    pub store_bytes: IntGauge,
+    /// The change log's last sequence number (every acknowledged write moves it).
+    pub change_seq: IntGauge,
+    /// Read at every scrape for what is not counted as it happens.
+    probe: ProbeSlot,
 }
+
+#[derive(Clone, Default)]
+struct ProbeSlot(Arc<std::sync::Mutex<Option<Probe>>>);
+
+impl std::fmt::Debug for ProbeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProbeSlot")
+    }
+}
+
+/// What a scrape asks of the node: `(cache hits, cache misses, store bytes, change seq)`.
+pub type Probe = Arc<dyn Fn() -> (u64, u64, u64, u64) + Send + Sync>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -60,11 +84,36 @@ impl Metrics {
         .expect("static metric definition");
         let tcp_connections =
             IntGauge::new("tcp_connections", "TCP connections open").expect("static metric");
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered"),
+            &["route", "method", "status"],
+        )
+        .expect("static metric definition");
+        let http_latency = HistogramVec::new(
+            HistogramOpts::new("http_request_seconds", "Time to answer an HTTP request")
+                .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let cache_lookups = IntCounterVec::new(
+            Opts::new("cache_lookups_total", "Record lookups by result"),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let store_bytes =
+            IntGauge::new("store_bytes", "Bytes the store takes on disk").expect("static metric");
+        let change_seq = IntGauge::new("change_log_seq", "Last sequence number of the change log")
+            .expect("static metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(dropped.clone()),
             Box::new(tcp_connections.clone()),
+            Box::new(http_requests.clone()),
+            Box::new(http_latency.clone()),
+            Box::new(cache_lookups.clone()),
+            Box::new(store_bytes.clone()),
+            Box::new(change_seq.clone()),
         ] {
             // Registration only fails for duplicate names, which these fixed ones are not.
             let _ = registry.register(c);
@@ -75,10 +124,37 @@ impl Metrics {
             latency,
             dropped,
             tcp_connections,
+            http_requests,
+            http_latency,
+            cache_lookups,
+            store_bytes,
+            change_seq,
+            probe: ProbeSlot::default(),
         }
     }
 
+    /// Sets what a scrape reads from the node.
+    pub fn set_probe(&self, probe: Probe) {
+        if let Ok(mut p) = self.probe.0.lock() {
+            *p = Some(probe);
+        }
+    }
+
+    fn refresh(&self) {
+        let probe = self.probe.0.lock().ok().and_then(|p| p.clone());
+        let Some(probe) = probe else { return };
+        let (hits, misses, bytes, seq) = probe();
+        for (label, now) in [("hit", hits), ("miss", misses)] {
+            let c = self.cache_lookups.with_label_values(&[label]);
+            c.inc_by(now.saturating_sub(c.get()));
+        }
+        self.store_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.change_seq.set(i64::try_from(seq).unwrap_or(i64::MAX));
+    }
+
     pub fn render(&self) -> String {
+        self.refresh();
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()

@@ -1,0 +1,1319 @@
+//! The Handle.Net REST API (`/api/handles`, `/api/prefixes`), the `GET /{handle}` redirect,
+//! the handle-over-HTTP tunnel and device registration, as the reference server's servlets
+//! answer them (statuses, headers and JSON bodies of ../shared/fixtures/reference/rest/).
+//!
+//! Every request becomes the Handle message the reference would build and is carried out by
+//! the node ([`HandleNode::execute_as`]): one set of rules and one write path for every
+//! surface. Credentials count only over HTTPS (over plain HTTP they are ignored, as the
+//! reference does): Basic with a secret key (user `index:handle`, percent-encoded), or
+//! `Handle clientCert="true"` with a client certificate whose key is an HS_PUBKEY of the
+//! identity its subject names.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use rand::RngCore;
+use serde_json::Value as Json;
+use suyuan_codec::auth::{PublicKeyAnswer, SecretKeyAnswer, hash_code};
+use suyuan_codec::handle::Handle;
+use suyuan_codec::json::{
+    JsonLimits, ListPage, RestSession, handle_list_page_to_json, http_status, prefix_list_to_json,
+    put_body_from_json, resolution_to_json, response_to_json, values_not_found_to_json,
+};
+use suyuan_codec::message::{Body, Message, flags, opcode, rc};
+use suyuan_codec::value::HandleValue;
+use suyuan_registry::Identity;
+
+use crate::frontline::{Inbound, Transport, classify, encode_reply, open_encrypted};
+use crate::node::{Executed, HandleNode};
+use crate::service::{Reply, Request, Service, now_secs};
+use crate::tls::ClientCert;
+
+/// What the HTTP layer knows of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub cert: Option<ClientCert>,
+}
+
+/// Devices that may register themselves: certificates issued by `ca` may create handles
+/// `prefix/<suffix>` where the suffix matches `suffix_pattern` (`*` any run of characters,
+/// `{cn}` the certificate's common name).
+#[derive(Debug, Clone)]
+pub struct DeviceRule {
+    /// DER of the issuing CA certificate(s).
+    pub ca: Vec<Vec<u8>>,
+    pub prefix: String,
+    pub suffix_pattern: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestState {
+    pub node: HandleNode,
+    pub devices: Arc<Vec<DeviceRule>>,
+    pub limits: JsonLimits,
+    pub sessions: Arc<Mutex<RestSessions>>,
+}
+
+/// Sessions of the REST API (`/api/sessions`): a server nonce to sign, and once a signature
+/// over it verified, the identity. Bounded in number; idle ones expire.
+#[derive(Debug)]
+pub struct RestSessions {
+    map: HashMap<String, RestSessionState>,
+    max: usize,
+    ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct RestSessionState {
+    nonce: [u8; 16],
+    id: Option<Identity>,
+    expires: Instant,
+}
+
+impl RestSessions {
+    pub fn new(max: usize, ttl: Duration) -> Self {
+        RestSessions {
+            map: HashMap::new(),
+            max,
+            ttl,
+        }
+    }
+
+    /// A new session with a fresh nonce; `None` when the table is full even after dropping
+    /// the expired ones.
+    fn open(&mut self, id: Option<Identity>) -> Option<(String, RestSessionState)> {
+        let now = Instant::now();
+        if self.map.len() >= self.max {
+            self.map.retain(|_, s| s.expires > now);
+            if self.map.len() >= self.max {
+                return None;
+            }
+        }
+        let mut rng = rand::thread_rng();
+        let mut raw = [0u8; 16];
+        rng.fill_bytes(&mut raw);
+        let sid = format!("suyuan{}", hex(&raw));
+        let mut nonce = [0u8; 16];
+        rng.fill_bytes(&mut nonce);
+        let st = RestSessionState {
+            nonce,
+            id,
+            expires: now + self.ttl,
+        };
+        self.map.insert(sid.clone(), st.clone());
+        Some((sid, st))
+    }
+
+    /// The live session `sid`, its idle timer restarted.
+    fn get(&mut self, sid: &str) -> Option<RestSessionState> {
+        let now = Instant::now();
+        let ttl = self.ttl;
+        match self.map.get_mut(sid) {
+            Some(s) if s.expires > now => {
+                s.expires = now + ttl;
+                Some(s.clone())
+            }
+            Some(_) => {
+                self.map.remove(sid);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn authenticate(&mut self, sid: &str, id: Identity) {
+        if let Some(s) = self.map.get_mut(sid) {
+            s.id = Some(id);
+        }
+    }
+
+    fn close(&mut self, sid: &str) -> bool {
+        self.map.remove(sid).is_some()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+const JSON_TYPE: &str = "application/json;charset=utf-8";
+const HDL_TYPE: &str = "application/x-hdl-message";
+
+/// A JSON answer with the reference's headers (success also carries its `Vary`).
+fn json_response(status: u16, body: &Json, pretty: bool) -> Response {
+    let text = if pretty {
+        serde_json::to_string_pretty(body)
+    } else {
+        serde_json::to_string(body)
+    }
+    .unwrap_or_default();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, [(header::CONTENT_TYPE, JSON_TYPE)], text).into_response();
+    if status.is_success() {
+        r.headers_mut().insert(
+            header::VARY,
+            HeaderValue::from_static("Accept-Encoding, User-Agent"),
+        );
+    }
+    r
+}
+
+/// The query's parameters in order (repeatable ones appear several times).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Self {
+        Query(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+    fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    fn get<'a>(&'a self, key: &'a str) -> Option<&'a str> {
+        self.all(key).next()
+    }
+    /// Java's `Boolean.parseBoolean`: only "true" (any case) is true.
+    fn flag(&self, key: &str) -> Option<bool> {
+        self.get(key).map(|v| v.eq_ignore_ascii_case("true"))
+    }
+    fn pretty(&self) -> bool {
+        self.flag("pretty").unwrap_or(false)
+    }
+    /// `index` values; `Err` names the bad one.
+    fn indexes(&self) -> Result<Vec<u32>, String> {
+        self.all("index")
+            .filter(|v| *v != "various")
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| format!("index {v:?} is not a number"))
+            })
+            .collect()
+    }
+}
+
+fn protocol_error(handle: Option<&str>, message: &str, pretty: bool) -> Response {
+    json_response(
+        400,
+        &response_to_json(rc::PROTOCOL_ERROR, handle, Some(message)),
+        pretty,
+    )
+}
+
+/// Who the request speaks for: `Ok(None)` for an anonymous caller (or any caller over plain
+/// HTTP), `Err` with the reference's 401 when credentials do not verify.
+pub(crate) async fn caller(
+    state: &RestState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, Response> {
+    if !conn.tls {
+        return Ok(None);
+    }
+    let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    let node = state.node.clone();
+    if let Some(b64) = auth
+        .strip_prefix("Basic ")
+        .or_else(|| auth.strip_prefix("basic "))
+    {
+        let Some((id, secret)) = basic_credentials(b64.trim()) else {
+            return Err(not_verified());
+        };
+        let who = id.clone();
+        let ok = tokio::task::spawn_blocking(move || node.verify_secret(&who, &secret))
+            .await
+            .unwrap_or(false);
+        return if ok {
+            Ok(Some(id))
+        } else {
+            Err(not_verified())
+        };
+    }
+    if auth.starts_with("Handle") && auth.contains("clientCert=\"true\"") {
+        let Some(cert) = conn.cert.clone() else {
+            return Err(not_verified());
+        };
+        let Some(id) = cert.subject_name().and_then(|n| Identity::parse(&n).ok()) else {
+            return Err(not_verified());
+        };
+        let Some(key) = cert.rsa_key() else {
+            return Err(not_verified());
+        };
+        let who = id.clone();
+        let ok = tokio::task::spawn_blocking(move || node.holds_public_key(&who, &key))
+            .await
+            .unwrap_or(false);
+        return if ok {
+            Ok(Some(id))
+        } else {
+            Err(not_verified())
+        };
+    }
+    if let Some(h) = HandleAuth::parse(auth) {
+        return handle_auth(state, &h).await.map(|(_, id)| id);
+    }
+    Err(not_verified())
+}
+
+/// The parameters of `Authorization: Handle k="v", ...` (`HandleAuthorizationHeader`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HandleAuth {
+    pub session_id: Option<String>,
+    /// `index:handle`, percent-decoded.
+    pub id: Option<String>,
+    pub auth_type: Option<String>,
+    pub alg: Option<String>,
+    pub cnonce: Option<String>,
+    pub signature: Option<String>,
+    pub salt: Option<String>,
+    pub iterations: Option<String>,
+    pub length: Option<String>,
+}
+
+impl HandleAuth {
+    /// `None` unless the scheme is `Handle` and the parameters parse (quoted strings with
+    /// backslash escapes, or tokens, separated by commas).
+    pub fn parse(header: &str) -> Option<Self> {
+        let h = header.trim();
+        let (scheme, mut rest) = h.split_at(h.find(char::is_whitespace)?);
+        if !scheme.eq_ignore_ascii_case("Handle") {
+            return None;
+        }
+        let mut out = HandleAuth::default();
+        loop {
+            rest = rest.trim_start().trim_start_matches(',').trim_start();
+            if rest.is_empty() {
+                return Some(out);
+            }
+            let eq = rest.find('=')?;
+            let key = rest[..eq].trim().to_ascii_lowercase();
+            rest = rest[eq + 1..].trim_start();
+            let value = if let Some(q) = rest.strip_prefix('"') {
+                let mut v = String::new();
+                let mut it = q.char_indices();
+                let mut end = None;
+                while let Some((i, c)) = it.next() {
+                    match c {
+                        '\\' => v.push(it.next()?.1),
+                        '"' => {
+                            end = Some(i + 1);
+                            break;
+                        }
+                        c => v.push(c),
+                    }
+                }
+                rest = &q[end?..];
+                v
+            } else {
+                let end = rest.find(',').unwrap_or(rest.len());
+                let v = rest[..end].trim().to_string();
+                rest = &rest[end..];
+                v
+            };
+            let slot = match key.as_str() {
+                "sessionid" => &mut out.session_id,
+                "id" => {
+                    out.id = form_urlencoded::parse(
+                        format!("i={}", value.replace('+', "%2B")).as_bytes(),
+                    )
+                    .next()
+                    .map(|(_, v)| v.into_owned());
+                    continue;
+                }
+                "type" => &mut out.auth_type,
+                "alg" => &mut out.alg,
+                "cnonce" => &mut out.cnonce,
+                "signature" => &mut out.signature,
+                "salt" => &mut out.salt,
+                "iterations" => &mut out.iterations,
+                "length" => &mut out.length,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+    }
+
+    fn signs(&self) -> bool {
+        self.signature.is_some()
+    }
+
+    /// The challenge answer the header carries, as an OC 200 `signedResponse` whose nonce is
+    /// the session's and whose digest is the client's nonce: HS_SECKEY gets the algorithm's
+    /// code (PBKDF2 with its salt, iterations and length), HS_PUBKEY the algorithm's name.
+    fn answer(&self) -> Option<(String, Vec<u8>, Vec<u8>)> {
+        let b64 = |s: &Option<String>| -> Option<Vec<u8>> {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.as_deref()?.trim())
+                .ok()
+        };
+        let signature = b64(&self.signature)?;
+        let cnonce = b64(&self.cnonce)?;
+        let alg = self.alg.as_deref()?.to_ascii_uppercase();
+        let t = self.auth_type.as_deref()?;
+        let answer = match t {
+            "HS_PUBKEY" => PublicKeyAnswer {
+                hash_alg: alg.into_bytes(),
+                signature,
+            }
+            .encode(),
+            "HS_SECKEY" => {
+                let code = match alg.as_str() {
+                    "MD5" => hash_code::MD5,
+                    "SHA1" | "SHA-1" => hash_code::SHA1,
+                    "SHA256" | "SHA-256" => hash_code::SHA256,
+                    "HMAC-SHA1" => hash_code::HMAC_SHA1,
+                    "HMAC-SHA256" => hash_code::HMAC_SHA256,
+                    "PBKDF2-HMAC-SHA1" => hash_code::PBKDF2_HMAC_SHA1,
+                    _ => return None,
+                };
+                if code == hash_code::PBKDF2_HMAC_SHA1 {
+                    SecretKeyAnswer::Pbkdf2HmacSha1 {
+                        salt: b64(&self.salt)?,
+                        iterations: self.iterations.as_deref()?.trim().parse().ok()?,
+                        key_bits: self.length.as_deref()?.trim().parse().ok()?,
+                        mac: signature,
+                    }
+                    .encode()
+                } else {
+                    SecretKeyAnswer::Keyed {
+                        code,
+                        mac: signature,
+                    }
+                    .encode()
+                }
+            }
+            _ => return None,
+        };
+        Some((t.to_string(), answer, cnonce))
+    }
+}
+
+/// Checks a `Handle` authorization: a signature over the session's nonce authenticates the
+/// session; a bare `sessionId` speaks for the identity the session already proved. Returns
+/// the session id and the identity (`None`: a live session not yet authenticated).
+async fn handle_auth(
+    state: &RestState,
+    h: &HandleAuth,
+) -> Result<(String, Option<Identity>), Response> {
+    let sessions = || state.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(sid) = h.session_id.clone() else {
+        // A signature without a session has nothing to sign yet: offer one (a challenge).
+        return Err(challenge_response(state));
+    };
+    let Some(session) = sessions().get(&sid) else {
+        return Err(challenge_response(state));
+    };
+    if !h.signs() {
+        return Ok((sid, session.id));
+    }
+    let (Some(id), Some((auth_type, answer, cnonce))) = (
+        h.id.as_deref().and_then(|i| Identity::parse(i).ok()),
+        h.answer(),
+    ) else {
+        return Err(not_verified());
+    };
+    let node = state.node.clone();
+    let who = id.clone();
+    let nonce = session.nonce;
+    let ok = tokio::task::spawn_blocking(move || {
+        node.verify_challenge_answer(&who, &auth_type, &answer, &nonce, &cnonce, (2, 11))
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or(false);
+    if !ok {
+        return Err(not_verified());
+    }
+    sessions().authenticate(&sid, id.clone());
+    Ok((sid, Some(id)))
+}
+
+/// 401 with a fresh session and nonce to sign, as `WWW-Authenticate: Handle`.
+fn challenge_response(state: &RestState) -> Response {
+    let opened = state
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .open(None);
+    let mut r = not_verified();
+    if let Some((sid, st)) = opened {
+        let nonce = base64::engine::general_purpose::STANDARD.encode(st.nonce);
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "Handle sessionId=\"{sid}\", nonce=\"{nonce}\", error=\"Identity not verified\""
+        )) {
+            let h = r.headers_mut();
+            h.remove(header::WWW_AUTHENTICATE);
+            h.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"handle\""),
+            );
+            h.append(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    r
+}
+
+fn session_json(sid: Option<&str>, st: Option<&RestSessionState>, id: Option<&Identity>) -> Json {
+    RestSession {
+        session_id: sid.map(str::to_string),
+        nonce: st.map(|s| s.nonce.to_vec()),
+        id: id.map(|i| i.to_string()),
+        ..Default::default()
+    }
+    .to_json()
+}
+
+/// POST /api/sessions: a new session and its nonce (authenticated at once by Basic).
+pub async fn open_session(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let pretty = Query::parse(raw.as_deref()).pretty();
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
+    let who = if basic {
+        match caller(&state, &conn, &headers).await {
+            Ok(w) => w,
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
+    let opened = state
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .open(who.clone());
+    match opened {
+        Some((sid, st)) => json_response(
+            201,
+            &session_json(Some(&sid), Some(&st), who.as_ref()),
+            pretty,
+        ),
+        None => json_response(
+            503,
+            &response_to_json(rc::SERVER_TOO_BUSY, None, Some("too many sessions")),
+            pretty,
+        ),
+    }
+}
+
+/// GET and POST /api/sessions/this: the caller's session (POST with a signature
+/// authenticates it); DELETE ends it.
+pub async fn this_session(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let pretty = Query::parse(raw.as_deref()).pretty();
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let handle = HandleAuth::parse(auth).filter(|_| conn.tls);
+    if let Some(h) = handle {
+        let (sid, id) = match handle_auth(&state, &h).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        if method == Method::DELETE {
+            state
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .close(&sid);
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        let st = state
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&sid);
+        return json_response(
+            200,
+            &session_json(Some(&sid), st.as_ref(), id.as_ref()),
+            pretty,
+        );
+    }
+    let who = match caller(&state, &conn, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if method == Method::DELETE {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    json_response(200, &session_json(None, None, who.as_ref()), pretty)
+}
+
+/// `index:handle` (percent-encoded, as clients send it) and the secret of a Basic header.
+pub fn basic_credentials(b64: &str) -> Option<(Identity, Vec<u8>)> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let colon = raw.iter().position(|b| *b == b':')?;
+    let (user, secret) = (&raw[..colon], raw[colon + 1..].to_vec());
+    let user: String = form_urlencoded::parse(&[b"u=", user].concat())
+        .next()
+        .map(|(_, v)| v.into_owned())?;
+    if let Ok(id) = Identity::parse(&user) {
+        return Some((id, secret));
+    }
+    // Not percent-encoded: `300:12345/ADMIN:secret` split at the first colon left the index
+    // alone; the handle runs to the next colon.
+    if user.bytes().all(|b| b.is_ascii_digit()) {
+        let rest = &raw[colon + 1..];
+        let c2 = rest.iter().position(|b| *b == b':')?;
+        let id =
+            Identity::parse(&format!("{user}:{}", String::from_utf8_lossy(&rest[..c2]))).ok()?;
+        return Some((id, rest[c2 + 1..].to_vec()));
+    }
+    None
+}
+
+/// The reference's answer to credentials that do not verify: 401, no body.
+fn not_verified() -> Response {
+    let mut r = StatusCode::UNAUTHORIZED.into_response();
+    let h = r.headers_mut();
+    h.append(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"handle\""),
+    );
+    h.append(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Handle error=\"Identity not verified\""),
+    );
+    r
+}
+
+/// Carries out `m` for `who` on a blocking thread.
+async fn execute(state: &RestState, m: Message, who: Option<Identity>) -> Executed {
+    let node = state.node.clone();
+    tokio::task::spawn_blocking(move || node.execute_as(&m, who.as_ref()))
+        .await
+        .unwrap_or_else(|_| Executed::Refused(rc::ERROR, "request handler failed".into()))
+}
+
+fn request(op: u32, op_flags: u32, body: Body) -> Message {
+    Message::request(op, op_flags, 0, now_secs().saturating_add(600), body)
+}
+
+/// An error answer for `op`: the reference's status and `{responseCode, [message], handle}`.
+fn refusal(code: u32, message: &str, op: u32, handle: Option<&str>, pretty: bool) -> Response {
+    // The reference's answers to these carry no message, and clients compare bodies.
+    let quiet = matches!(
+        code,
+        rc::HANDLE_NOT_FOUND | rc::HANDLE_ALREADY_EXISTS | rc::VALUES_NOT_FOUND
+    );
+    let msg = (!message.is_empty() && !quiet).then_some(message);
+    json_response(
+        http_status(code, op, false),
+        &response_to_json(code, handle, msg),
+        pretty,
+    )
+}
+
+fn need_auth(handle: Option<&str>, pretty: bool) -> Response {
+    json_response(
+        http_status(rc::AUTHENTICATION_NEEDED, opcode::RESOLUTION, false),
+        &response_to_json(rc::AUTHENTICATION_NEEDED, handle, None),
+        pretty,
+    )
+}
+
+/// What every REST handler starts with: the query, `pretty`, and who is calling.
+async fn prologue(
+    state: &RestState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+) -> Result<(Query, bool, Option<Identity>), Response> {
+    let q = Query::parse(raw);
+    let pretty = q.pretty();
+    let who = caller(state, conn, headers).await?;
+    Ok((q, pretty, who))
+}
+
+/// GET /api/handles/{handle}
+pub async fn get_handle(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(handle): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (q, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let indexes = match q.indexes() {
+        Ok(i) => i,
+        Err(why) => return protocol_error(Some(&handle), &why, pretty),
+    };
+    let types: Vec<String> = q.all("type").map(str::to_string).collect();
+    // The reference leaves restricted values out unless the caller authenticated, or asked
+    // with publicOnly=false.
+    let public_only = q.flag("publicOnly").unwrap_or(who.is_none());
+    let mut f = flags::REC | flags::CA;
+    if public_only {
+        f |= flags::PO;
+    }
+    let m = request(
+        opcode::RESOLUTION,
+        f,
+        Body::Resolution {
+            handle: handle.clone(),
+            indexes,
+            types,
+        },
+    );
+    match execute(&state, m, who).await {
+        Executed::Done(bodies) => match bodies.into_iter().next() {
+            Some(Body::ResolutionResponse { values, .. }) => json_response(
+                200,
+                &resolution_to_json(rc::SUCCESS, &handle, &values),
+                pretty,
+            ),
+            _ => refusal(rc::ERROR, "", opcode::RESOLUTION, Some(&handle), pretty),
+        },
+        Executed::Refused(rc::VALUES_NOT_FOUND, msg) => json_response(
+            200,
+            &values_not_found_to_json(&handle, (!msg.is_empty()).then_some(msg.as_str())),
+            pretty,
+        ),
+        Executed::Refused(code, msg) => {
+            refusal(code, &msg, opcode::RESOLUTION, Some(&handle), pretty)
+        }
+        Executed::NeedAuth => need_auth(Some(&handle), pretty),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| t == "application/json" || t.ends_with("+json") || t == "text/json")
+}
+
+/// PUT /api/handles/{handle}: create (or replace), or with `index` add values.
+pub async fn put_handle(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(handle): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (q, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !is_json(&headers) {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("null");
+        return json_response(
+            400,
+            &response_to_json(
+                rc::PROTOCOL_ERROR,
+                None,
+                Some(&format!("java.lang.Exception: Unsupported media type {ct}")),
+            ),
+            pretty,
+        );
+    }
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(_) => return protocol_error(None, "the body is not UTF-8", pretty),
+    };
+    let parsed = match put_body_from_json(text, &state.limits) {
+        Ok(p) => p,
+        Err(e) => return protocol_error(None, &e.to_string(), pretty),
+    };
+    if let Some(h) = &parsed.handle {
+        if !h.eq_ignore_ascii_case(&handle) {
+            return protocol_error(
+                None,
+                "java.lang.Exception: Mismatched handle in PUT request",
+                pretty,
+            );
+        }
+    }
+    let various = q.all("index").any(|v| v == "various");
+    let indexes = match q.indexes() {
+        Ok(i) => i,
+        Err(why) => return protocol_error(Some(&handle), &why, pretty),
+    };
+    let add = various || !indexes.is_empty();
+    if add && !various {
+        let mut a: Vec<u32> = indexes.clone();
+        let mut b: Vec<u32> = parsed.values.iter().map(|v| v.index).collect();
+        a.sort_unstable();
+        a.dedup();
+        b.sort_unstable();
+        b.dedup();
+        if a != b {
+            return protocol_error(
+                None,
+                "java.lang.Exception: Mismatched indexes in PUT request",
+                pretty,
+            );
+        }
+    }
+    // The reference's default: a PUT replaces what is there.
+    let overwrite = q.flag("overwrite").unwrap_or(true);
+    let op = if add {
+        opcode::ADD_VALUE
+    } else {
+        opcode::CREATE_HANDLE
+    };
+    let mut f = flags::REC | flags::CA;
+    if overwrite {
+        f |= flags::OVRW;
+    }
+    if q.flag("mintNewSuffix").unwrap_or(false) {
+        f |= flags::MINT;
+    }
+    let m = request(
+        op,
+        f,
+        Body::HandleValues {
+            handle: handle.clone(),
+            values: parsed.values,
+        },
+    );
+    write_answer(&state, m, who, op, overwrite, &handle, pretty).await
+}
+
+async fn write_answer(
+    state: &RestState,
+    m: Message,
+    who: Option<Identity>,
+    op: u32,
+    overwrite: bool,
+    handle: &str,
+    pretty: bool,
+) -> Response {
+    match execute(state, m, who).await {
+        Executed::Done(bodies) => {
+            let created = bodies.into_iter().find_map(|b| match b {
+                Body::Created { handle } => handle,
+                _ => None,
+            });
+            let h = created.unwrap_or_else(|| handle.to_string());
+            json_response(
+                http_status(rc::SUCCESS, op, overwrite),
+                &response_to_json(rc::SUCCESS, Some(&h), None),
+                pretty,
+            )
+        }
+        Executed::Refused(code, msg) => refusal(code, &msg, op, Some(handle), pretty),
+        Executed::NeedAuth => need_auth(Some(handle), pretty),
+    }
+}
+
+/// DELETE /api/handles/{handle}: the handle, or with `index` some of its values.
+pub async fn delete_handle(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(handle): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (q, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let indexes = match q.indexes() {
+        Ok(i) => i,
+        Err(why) => return protocol_error(Some(&handle), &why, pretty),
+    };
+    let (op, body) = if indexes.is_empty() {
+        (
+            opcode::DELETE_HANDLE,
+            Body::Handle {
+                handle: handle.clone(),
+            },
+        )
+    } else {
+        (
+            opcode::REMOVE_VALUE,
+            Body::RemoveValue {
+                handle: handle.clone(),
+                indexes,
+            },
+        )
+    };
+    let m = request(op, flags::REC | flags::CA, body);
+    write_answer(&state, m, who, op, false, &handle, pretty).await
+}
+
+/// The `page`/`pageSize` of a list request (the reference's ListCallback: pages count from 0;
+/// a negative size or page means all).
+fn page_of(q: &Query) -> Result<Option<ListPage>, String> {
+    let int = |k: &str| -> Result<Option<i32>, String> {
+        q.get(k)
+            .map(|v| v.parse().map_err(|_| format!("{k} {v:?} is not a number")))
+            .transpose()
+    };
+    Ok(match (int("page")?, int("pageSize")?) {
+        (None, None) => None,
+        (p, s) => Some(ListPage {
+            page: p.unwrap_or(-1),
+            page_size: s.unwrap_or(-1),
+        }),
+    })
+}
+
+fn paged(items: &[String], page: Option<ListPage>) -> &[String] {
+    match page {
+        Some(ListPage { page, page_size }) if page >= 0 && page_size > 0 => {
+            let start = (page as usize).saturating_mul(page_size as usize);
+            let end = start.saturating_add(page_size as usize).min(items.len());
+            items.get(start.min(items.len())..end).unwrap_or(&[])
+        }
+        _ => items,
+    }
+}
+
+/// GET /api/handles?prefix=P
+pub async fn list_handles(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let q = Query::parse(raw.as_deref());
+    let pretty = q.pretty();
+    let Some(prefix) = q.get("prefix").map(str::to_string) else {
+        return json_response(
+            400,
+            &response_to_json(rc::INVALID_HANDLE, None, Some("Empty handle invalid")),
+            pretty,
+        );
+    };
+    let who = match caller(&state, &conn, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let page = match page_of(&q) {
+        Ok(p) => p,
+        Err(why) => return protocol_error(Some(&prefix), &why, pretty),
+    };
+    let na = if prefix.contains('/') {
+        prefix.clone()
+    } else {
+        format!("0.NA/{prefix}")
+    };
+    let m = request(
+        opcode::LIST_HANDLES,
+        flags::REC | flags::CA,
+        Body::Handle { handle: na },
+    );
+    match execute(&state, m, who).await {
+        Executed::Done(bodies) => {
+            let all: Vec<String> = bodies
+                .into_iter()
+                .flat_map(|b| match b {
+                    Body::HandleList { handles } => handles,
+                    _ => Vec::new(),
+                })
+                .collect();
+            json_response(
+                200,
+                &handle_list_page_to_json(&prefix, all.len() as u64, page, paged(&all, page)),
+                pretty,
+            )
+        }
+        Executed::Refused(code, msg) => {
+            refusal(code, &msg, opcode::LIST_HANDLES, Some(&prefix), pretty)
+        }
+        Executed::NeedAuth => need_auth(Some(&prefix), pretty),
+    }
+}
+
+/// GET /api/prefixes
+pub async fn list_prefixes(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (q, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let page = match page_of(&q) {
+        Ok(p) => p,
+        Err(why) => return protocol_error(None, &why, pretty),
+    };
+    let m = request(
+        opcode::LIST_HOMED_NAS,
+        flags::REC | flags::CA,
+        Body::Handle { handle: "/".into() },
+    );
+    match execute(&state, m, who).await {
+        Executed::Done(bodies) => {
+            let all: Vec<String> = bodies
+                .into_iter()
+                .flat_map(|b| match b {
+                    Body::HandleList { handles } => handles,
+                    _ => Vec::new(),
+                })
+                .collect();
+            json_response(
+                200,
+                &prefix_list_to_json(all.len() as u64, page, paged(&all, page)),
+                pretty,
+            )
+        }
+        Executed::Refused(code, msg) => refusal(code, &msg, opcode::LIST_HOMED_NAS, None, pretty),
+        Executed::NeedAuth => need_auth(None, pretty),
+    }
+}
+
+/// Anything else: `GET /{handle}` redirects to the handle's URL; a POST of
+/// `application/x-hdl-message` is a Handle message (the reference client's HTTP interface).
+pub async fn fallback(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let hdl = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(HDL_TYPE));
+    if method == Method::POST && hdl {
+        return tunnel(&state, &conn, body.to_vec()).await;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let path = uri.path().trim_start_matches('/');
+    let handle: String = form_urlencoded::parse(&[b"h=", path.as_bytes()].concat())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if Handle::parse(&handle).is_err() {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    redirect(&state, &handle).await
+}
+
+async fn redirect(state: &RestState, handle: &str) -> Response {
+    let m = request(
+        opcode::RESOLUTION,
+        flags::REC | flags::CA | flags::PO,
+        Body::Resolution {
+            handle: handle.to_string(),
+            indexes: Vec::new(),
+            types: vec!["URL".into()],
+        },
+    );
+    let values: Vec<HandleValue> = match execute(state, m, None).await {
+        Executed::Done(bodies) => bodies
+            .into_iter()
+            .flat_map(|b| match b {
+                Body::ResolutionResponse { values, .. } => values,
+                _ => Vec::new(),
+            })
+            .collect(),
+        Executed::Refused(rc::HANDLE_NOT_FOUND, _) => {
+            return html(StatusCode::NOT_FOUND, &format!("Handle {handle} not found"));
+        }
+        Executed::Refused(code, msg) => {
+            let why = rc::name(code).unwrap_or("ERROR");
+            return html(
+                StatusCode::from_u16(http_status(code, opcode::RESOLUTION, false))
+                    .unwrap_or(StatusCode::BAD_REQUEST),
+                &format!("{handle}: {why} {msg}"),
+            );
+        }
+        _ => return html(StatusCode::FORBIDDEN, handle),
+    };
+    let Some(v) = values.into_iter().min_by_key(|v| v.index) else {
+        return html(
+            StatusCode::NOT_FOUND,
+            &format!("Handle {handle} has no URL"),
+        );
+    };
+    let url = String::from_utf8_lossy(&v.data).into_owned();
+    let Ok(location) = HeaderValue::from_str(&url) else {
+        return html(
+            StatusCode::BAD_GATEWAY,
+            "the URL value is not a valid header",
+        );
+    };
+    let esc = escape_html(&url);
+    let body = format!(
+        "<html><head><title>Handle Redirect</title></head>\n<body><a href=\"{esc}\">{esc}</a></body></html>"
+    );
+    let ttl = u64::try_from(v.ttl).unwrap_or(0);
+    let expires = httpdate(std::time::SystemTime::now() + std::time::Duration::from_secs(ttl));
+    let mut r = (
+        StatusCode::FOUND,
+        [(header::CONTENT_TYPE, "text/html;charset=utf-8")],
+        body,
+    )
+        .into_response();
+    r.headers_mut().insert(header::LOCATION, location);
+    if let Ok(e) = HeaderValue::from_str(&expires) {
+        r.headers_mut().insert(header::EXPIRES, e);
+    }
+    r
+}
+
+fn html(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html;charset=utf-8")],
+        format!(
+            "<html><head><title>Handle</title></head>\n<body>{}</body></html>",
+            escape_html(text)
+        ),
+    )
+        .into_response()
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate).
+pub fn httpdate(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    let (y, m, d) = suyuan_codec::time::civil_from_days(days as i64);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MO: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        WD[(days % 7) as usize],
+        d,
+        MO[(m - 1) as usize],
+        y,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// One Handle message over HTTP, answered as over TCP.
+async fn tunnel(state: &RestState, conn: &ConnInfo, bytes: Vec<u8>) -> Response {
+    let node = &state.node;
+    let (bytes, key) = match open_encrypted(node, bytes, now_secs()) {
+        Ok(x) => x,
+        Err(m) => return hdl_response(&[*m], None),
+    };
+    let m = match classify(&bytes, Transport::Tcp, now_secs()) {
+        Inbound::Reject(m) => return hdl_response(&[m], None),
+        Inbound::Request(m) => m,
+    };
+    let reply = node
+        .call(Request {
+            message: m,
+            peer: conn.peer,
+            transport: Transport::Tcp,
+        })
+        .await;
+    match reply {
+        Reply::Messages(ms) => hdl_response(&ms, key.as_deref()),
+        Reply::Silence => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+fn hdl_response(messages: &[Message], key: Option<&[u8]>) -> Response {
+    let out: Vec<u8> = encode_reply(messages, key).concat();
+    let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, HDL_TYPE)], out).into_response();
+    r.headers_mut().insert(
+        header::VARY,
+        HeaderValue::from_static("Accept-Encoding, User-Agent"),
+    );
+    r
+}
+
+/// Whether `suffix` matches `pattern` (`*` any run of characters, `{cn}` the device's name),
+/// ASCII-case-insensitively like handles.
+pub fn suffix_matches(pattern: &str, suffix: &str, cn: &str) -> bool {
+    let pattern = pattern.replace("{cn}", cn).to_ascii_uppercase();
+    let suffix = suffix.to_ascii_uppercase();
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == suffix;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !suffix.starts_with(first) || suffix.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &suffix[first.len()..suffix.len() - last.len()];
+    if !suffix.ends_with(last) {
+        return false;
+    }
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(i) => rest = &rest[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// PUT /api/devices/{handle}: a device registers itself (and its links: they are values) at
+/// install time with its client certificate. Register mode: sending the same registration
+/// again is success with nothing written (200), a different record is refused (409).
+pub async fn register_device(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    Path(handle): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let pretty = Query::parse(raw.as_deref()).pretty();
+    let deny = |code: u32, why: &str| {
+        json_response(
+            403,
+            &response_to_json(code, Some(&handle), Some(why)),
+            pretty,
+        )
+    };
+    if !conn.tls {
+        return deny(
+            rc::AUTHENTICATION_NEEDED,
+            "device registration needs HTTPS with a client certificate",
+        );
+    }
+    let Some(cert) = conn.cert.clone() else {
+        return deny(rc::AUTHENTICATION_NEEDED, "no client certificate");
+    };
+    let Ok(h) = Handle::parse(&handle) else {
+        return json_response(
+            400,
+            &response_to_json(rc::INVALID_HANDLE, Some(&handle), Some("not a handle")),
+            pretty,
+        );
+    };
+    let cn = cert.subject_name().unwrap_or_default();
+    let allowed = state.devices.iter().any(|r| {
+        r.prefix.eq_ignore_ascii_case(h.prefix())
+            && r.ca.iter().any(|ca| cert.issued_by(ca))
+            && suffix_matches(&r.suffix_pattern, h.suffix(), &cn)
+    });
+    if !allowed {
+        return deny(
+            rc::INSUFFICIENT_PERMISSIONS,
+            &format!("device {cn:?} may not register {handle}"),
+        );
+    }
+    let values = match std::str::from_utf8(&body)
+        .map_err(|_| "the body is not UTF-8".to_string())
+        .and_then(|t| put_body_from_json(t, &state.limits).map_err(|e| e.to_string()))
+    {
+        Ok(b) => b.values,
+        Err(why) => return protocol_error(Some(&handle), &why, pretty),
+    };
+    let actor = Identity::new(0, format!("{}/DEVICE/{cn}", h.prefix()));
+    let node = state.node.clone();
+    let h2 = h.as_str().to_string();
+    let done = tokio::task::spawn_blocking(move || node.register(&h2, values, &actor)).await;
+    match done {
+        Ok(Ok(applied)) => json_response(
+            if applied.seq.is_some() { 201 } else { 200 },
+            &response_to_json(rc::SUCCESS, Some(&handle), None),
+            pretty,
+        ),
+        Ok(Err(e)) => {
+            let code = e.response_code();
+            json_response(
+                http_status(code, opcode::CREATE_HANDLE, false),
+                &response_to_json(code, Some(&handle), Some(&e.to_string())),
+                pretty,
+            )
+        }
+        Err(_) => refusal(rc::ERROR, "", opcode::CREATE_HANDLE, Some(&handle), pretty),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_user_percent_encoded_or_not() {
+        let b = base64::engine::general_purpose::STANDARD;
+        let (id, s) = basic_credentials(&b.encode("301%3A12345%2FADMIN:secretpw")).unwrap();
+        assert_eq!(
+            (id.index, id.handle.as_str(), &s[..]),
+            (301, "12345/ADMIN", &b"secretpw"[..])
+        );
+        let (id, s) = basic_credentials(&b.encode("300:12345/ADMIN:pw:with:colons")).unwrap();
+        assert_eq!(
+            (id.index, id.handle.as_str(), &s[..]),
+            (300, "12345/ADMIN", &b"pw:with:colons"[..])
+        );
+        assert!(basic_credentials("!!!").is_none());
+        assert!(basic_credentials(&b.encode("nobody:pw")).is_none());
+    }
+
+    #[test]
+    fn device_suffix_patterns() {
+        assert!(suffix_matches("meter-{cn}", "METER-gw7", "gw7"));
+        assert!(suffix_matches("meter-{cn}/*", "meter-gw7/reading-1", "gw7"));
+        assert!(!suffix_matches(
+            "meter-{cn}/*",
+            "meter-gw8/reading-1",
+            "gw7"
+        ));
+        assert!(suffix_matches("*", "anything", "x"));
+        assert!(!suffix_matches("a*b", "ab-c", "x"));
+        assert!(suffix_matches("a*b*c", "a-b-c", "x"));
+    }
+
+    #[test]
+    fn http_dates() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_597_389);
+        assert_eq!(httpdate(t), "Wed, 25 Nov 2026 09:03:09 GMT");
+    }
+}
