@@ -502,6 +502,74 @@ fn rest_sessions_signed_with_hs_pubkey_and_hs_seckey() {
     node.child.wait().unwrap();
 }
 
+#[test]
+fn rest_client_certificate_authentication() {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = reference_like_node(dir.path(), &[]);
+    let base = format!("https://{}", node.http);
+    // A certificate naming 300:12345/ADMIN, made with the key whose public half is that
+    // identity's HS_PUBKEY; and one naming it with another key.
+    let cert_for = |key: &KeyPair, name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(DnType::CommonName, "300:12345/ADMIN");
+        let c = p.self_signed(key).unwrap();
+        let (cp, kp) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&cp, c.pem()).unwrap();
+        std::fs::write(&kp, key.serialize_pem()).unwrap();
+        (cp, kp)
+    };
+    let admin_key = KeyPair::from_pem(
+        &std::fs::read_to_string(format!("{FIXTURES}/keys/admin-300.priv.pem")).unwrap(),
+    )
+    .unwrap();
+    let good = cert_for(&admin_key, "admin");
+    let bad = cert_for(&KeyPair::generate().unwrap(), "other");
+    let put = |(cert, key): &(PathBuf, PathBuf), handle: &str| {
+        curl(&[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-X",
+            "PUT",
+            &format!("{base}/api/handles/{handle}?overwrite=false"),
+            "-H",
+            "Authorization: Handle clientCert=\"true\"",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"[{"index": 1, "type": "URL", "data": "https://example.org/c"}]"#,
+        ])
+    };
+    let ok = put(&good, "12345/by-cert");
+    assert_eq!(ok.status, 201, "{}", String::from_utf8_lossy(&ok.body));
+    let refused = put(&bad, "12345/by-other-cert");
+    assert_eq!(refused.status, 401);
+    // Removing an index the record does not have: the reference's RC 200, HTTP 400.
+    let missing = curl(&[
+        "--cert",
+        good.0.to_str().unwrap(),
+        "--key",
+        good.1.to_str().unwrap(),
+        "-X",
+        "DELETE",
+        &format!("{base}/api/handles/12345/by-cert?index=99"),
+        "-H",
+        "Authorization: Handle clientCert=\"true\"",
+    ]);
+    assert_eq!(
+        (missing.status, missing.json()["responseCode"].clone()),
+        (400, 200.into())
+    );
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+}
+
 /// A CA and a device certificate issued by it (PEM files in `dir`).
 fn device_pki(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};

@@ -929,16 +929,23 @@ fn apply_one(tx: &mut Tx<'_, '_>, seq: u64, w: &Write) -> Result<Applied, Regist
         Mutation::RemoveValues { handle, indexes } => {
             let h = check_handle(tx, handle)?;
             let old = existing(tx, &h)?;
+            // An index that is not there refuses the whole removal, as the reference does
+            // (HandleServer.doRemoveValue: RC 200).
+            if let Some(i) = indexes
+                .iter()
+                .find(|i| !old.values.iter().any(|v| v.index == **i))
+            {
+                return Err(refused(
+                    rc::VALUES_NOT_FOUND,
+                    format!("{handle}: no value at index {i}"),
+                ));
+            }
             let kept: Vec<HandleValue> = old
                 .values
                 .iter()
                 .filter(|v| !indexes.contains(&v.index))
                 .cloned()
                 .collect();
-            if kept.len() == old.values.len() {
-                // Removing what is not there changes nothing, as in the reference.
-                return Ok(Applied { seq: None });
-            }
             put_record(tx, seq, w, &h, Some(&old), kept, ChangeOp::Update)
         }
         Mutation::Home { prefix, admins } => {

@@ -253,9 +253,18 @@ fn value_operations() {
         values: vec![v(1, "URL", "https://z")],
     }))
     .unwrap();
+    // An index that is not there refuses the whole removal (the reference's RC 200).
+    assert_eq!(
+        code(reg.apply(w(Mutation::RemoveValues {
+            handle: h.into(),
+            indexes: vec![2, 77],
+        }))),
+        rc::VALUES_NOT_FOUND
+    );
+    assert_eq!(reg.get(h).unwrap().unwrap().values.len(), 2);
     reg.apply(w(Mutation::RemoveValues {
         handle: h.into(),
-        indexes: vec![2, 77],
+        indexes: vec![2],
     }))
     .unwrap();
     let r = reg.get(h).unwrap().unwrap();
