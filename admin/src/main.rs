@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod batchfile;
+mod bench;
 mod config;
 mod datadir;
 mod demo;
@@ -45,6 +46,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Rebuild the link and alias indexes of a stopped node's store.
     Reindex(trace::ReindexArgs),
+    /// Load generation and the machine's ceiling (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Default Handle address of a node on this machine.
@@ -68,6 +71,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    // The load generator runs its own single-thread runtime (so it can be pinned to a core).
+    let command = match cli.command {
+        Command::Bench(a) => return exit(bench::run(a)),
+        c => c,
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +87,8 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        match cli.command {
+        match command {
+            Command::Bench(_) => unreachable!("handled above"),
             Command::Init(a) => init::run(a),
             Command::Serve(a) => serve::run(a).await,
             Command::Resolve(a) => resolve::run(a).await,
@@ -88,6 +97,10 @@ fn main() -> ExitCode {
             Command::Reindex(a) => trace::reindex(a),
         }
     });
+    exit(result)
+}
+
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -255,8 +255,18 @@ impl Service for HandleNode {
     }
 
     async fn call(&self, request: Request) -> Reply {
+        // A resolution outside a session that does not ask for a signature is a cache lookup
+        // or one read of the store: answered here, as a handoff to the blocking pool would
+        // cost more than the work. Everything else (writes wait for their durable commit,
+        // signatures and key exchanges cost milliseconds) goes to the blocking pool.
+        let m = &request.message;
+        if m.header.op_code == opcode::RESOLUTION
+            && m.envelope.session_id == 0
+            && !m.header.has(flags::CT)
+        {
+            return self.inner.handle(&request);
+        }
         let inner = self.inner.clone();
-        // The store is synchronous (reads are quick, writes wait for their durable commit).
         match tokio::task::spawn_blocking(move || inner.handle(&request)).await {
             Ok(r) => r,
             Err(e) => {
