@@ -609,8 +609,13 @@ fn not_verified() -> Response {
     r
 }
 
-/// Carries out `m` for `who` on a blocking thread.
+/// Carries out `m` for `who`: a resolution here (a cache lookup or one read of the store,
+/// cheaper than a handoff), anything else on a blocking thread (writes wait for their
+/// durable commit).
 async fn execute(state: &RestState, m: Message, who: Option<Identity>) -> Executed {
+    if m.header.op_code == opcode::RESOLUTION {
+        return state.node.execute_as(&m, who.as_ref());
+    }
     let node = state.node.clone();
     tokio::task::spawn_blocking(move || node.execute_as(&m, who.as_ref()))
         .await
