@@ -390,10 +390,11 @@ async fn run_once(t: &Target, rate: f64, seconds: u64) -> Result<Report> {
     Ok(report)
 }
 
-fn resolution(handle: String, id: u32) -> Vec<u8> {
-    let mut m = Message::request(
+/// An encoded resolution; `extra_flags` such as KC on top of the reference client's.
+fn resolution(handle: String, id: u32, extra_flags: u32) -> Vec<u8> {
+    Message::request(
         opcode::RESOLUTION,
-        flags::REC | flags::CA | flags::PO,
+        flags::REC | flags::CA | flags::PO | extra_flags,
         id,
         u32::MAX,
         Body::Resolution {
@@ -401,9 +402,8 @@ fn resolution(handle: String, id: u32) -> Vec<u8> {
             indexes: Vec::new(),
             types: Vec::new(),
         },
-    );
-    m.envelope.request_id = id;
-    m.encode()
+    )
+    .encode()
 }
 
 /// The request id of an encoded message (envelope bytes 8..12).
@@ -504,7 +504,11 @@ async fn udp(t: &Target, rate: f64, total: u64, timeout: Duration) -> Result<Rep
     for i in 0..total {
         let due = sched.due(i);
         wait_until(due).await;
-        if sock.send(&resolution(keys.next(), i as u32)).await.is_ok() {
+        if sock
+            .send(&resolution(keys.next(), i as u32, 0))
+            .await
+            .is_ok()
+        {
             sent += 1;
         }
     }
@@ -527,7 +531,7 @@ async fn tcp_connect(t: &Target, rate: f64, total: u64, timeout: Duration) -> Re
     for i in 0..total {
         let due = sched.due(i);
         wait_until(due).await;
-        let bytes = resolution(keys.next(), i as u32);
+        let bytes = resolution(keys.next(), i as u32, 0);
         let permit = slots.clone().acquire_owned().await?;
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -602,12 +606,8 @@ async fn pipelined(t: &Target, rate: f64, total: u64, timeout: Duration) -> Resu
         // A trace starts at a record that exists (a planned miss becomes a low key).
         let root = || key.replace("/miss-", "/bench-0000000");
         let bytes = match t.mode {
-            Mode::Tcp => {
-                let mut b = resolution(key.clone(), i as u32);
-                // KC: keep the connection for the next request.
-                set_flag(&mut b, flags::KC);
-                b
-            }
+            // KC: keep the connection for the next request.
+            Mode::Tcp => resolution(key.clone(), i as u32, flags::KC),
             Mode::Rest => http_get(&format!("/api/handles/{key}")),
             Mode::TraceUp => http_get(&format!("/api/trace/{}?depth=10", root())),
             Mode::TraceDown => http_get(&format!(
@@ -629,14 +629,6 @@ async fn pipelined(t: &Target, rate: f64, total: u64, timeout: Duration) -> Resu
     drop(halves);
     r.sent = total;
     Ok(r)
-}
-
-fn set_flag(b: &mut [u8], flag: u32) {
-    // Header op flags: envelope (20) + opcode (4) + response code (4).
-    if let Some(x) = b.get_mut(28..32) {
-        let v = u32::from_be_bytes([x[0], x[1], x[2], x[3]]) | flag;
-        x.copy_from_slice(&v.to_be_bytes());
-    }
 }
 
 fn http_get(path: &str) -> Vec<u8> {

@@ -435,15 +435,6 @@ struct Wire {
     rule: Rule,
 }
 
-impl Wire {
-    fn session_identity(&self) -> String {
-        match &self.creds {
-            Credentials::Secret { index, handle, .. }
-            | Credentials::PublicKey { index, handle, .. } => format!("{index}:{handle}"),
-        }
-    }
-}
-
 async fn online(
     a: &ImportArgs,
     creds: Credentials,
@@ -453,12 +444,9 @@ async fn online(
 ) -> Result<()> {
     let client =
         HandleClient::new(a.server, Transport::Tcp).with_tcp_timeout(Duration::from_secs(30));
-    let (index, handle) = match &creds {
-        Credentials::Secret { index, handle, .. }
-        | Credentials::PublicKey { index, handle, .. } => (*index, handle.clone()),
-    };
+    let (index, handle) = creds.identity();
     let session = client
-        .open_session(index, &handle, Exchange::DiffieHellman, 3600)
+        .open_session(index, handle, Exchange::DiffieHellman, 3600)
         .await
         .with_context(|| {
             format!(
@@ -496,9 +484,9 @@ async fn online(
                 *code,
                 rc::AUTHENTICATION_FAILED | rc::INVALID_CREDENTIAL | rc::AUTHEN_ERROR
             ) {
+                let (index, handle) = wire.creds.identity();
                 bail!(
-                    "{}: {} ({code}) {message}: nothing imported",
-                    wire.session_identity(),
+                    "{index}:{handle}: {} ({code}) {message}: nothing imported",
                     rc::name(*code).unwrap_or("ERROR")
                 );
             }

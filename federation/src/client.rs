@@ -66,15 +66,25 @@ pub enum Credentials {
     },
 }
 
+impl Credentials {
+    /// Whom these credentials speak for: `(index, handle)`.
+    pub fn identity(&self) -> (u32, &str) {
+        match self {
+            Credentials::Secret { index, handle, .. }
+            | Credentials::PublicKey { index, handle, .. } => (*index, handle),
+        }
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret or the key.
-        match self {
-            Credentials::Secret { index, handle, .. } => write!(f, "Secret({index}:{handle})"),
-            Credentials::PublicKey { index, handle, .. } => {
-                write!(f, "PublicKey({index}:{handle})")
-            }
-        }
+        let kind = match self {
+            Credentials::Secret { .. } => "Secret",
+            Credentials::PublicKey { .. } => "PublicKey",
+        };
+        let (index, handle) = self.identity();
+        write!(f, "{kind}({index}:{handle})")
     }
 }
 

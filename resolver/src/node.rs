@@ -180,14 +180,7 @@ impl HandleNode {
         let Some(rec) = rec.as_ref() else {
             return false;
         };
-        rec.values.iter().any(|v| {
-            v.value_type.eq_ignore_ascii_case(types::HS_PUBKEY)
-                && (who.index == 0 || v.index == who.index)
-                && PublicKey::decode(&v.data)
-                    .ok()
-                    .and_then(|k| rsa_public_from_hs(&k).ok())
-                    .is_some_and(|k| &k == key)
-        })
+        identity_rsa_keys(rec, who).any(|k| &k == key)
     }
 
     /// Registers `handle` (design section 2's register mode) for a device, whose right to it
@@ -232,6 +225,16 @@ impl HandleNode {
             .unwrap_or(false)
     }
 
+    /// Whether `m` is answered on the calling task: a resolution outside a session that asks
+    /// for no signature is a cache lookup or one read of the store, cheaper than a handoff to
+    /// the blocking pool. Everything else (writes wait for their durable commit, signatures
+    /// and key exchanges cost milliseconds) belongs on a blocking thread.
+    pub fn answers_inline(m: &Message) -> bool {
+        m.header.op_code == opcode::RESOLUTION
+            && m.envelope.session_id == 0
+            && !m.header.has(flags::CT)
+    }
+
     /// Record lookups answered from the cache, and those that went to the store.
     pub fn cache_stats(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -255,15 +258,7 @@ impl Service for HandleNode {
     }
 
     async fn call(&self, request: Request) -> Reply {
-        // A resolution outside a session that does not ask for a signature is a cache lookup
-        // or one read of the store: answered here, as a handoff to the blocking pool would
-        // cost more than the work. Everything else (writes wait for their durable commit,
-        // signatures and key exchanges cost milliseconds) goes to the blocking pool.
-        let m = &request.message;
-        if m.header.op_code == opcode::RESOLUTION
-            && m.envelope.session_id == 0
-            && !m.header.has(flags::CT)
-        {
+        if HandleNode::answers_inline(&request.message) {
             return self.inner.handle(&request);
         }
         let inner = self.inner.clone();
@@ -1158,19 +1153,11 @@ impl Inner {
         let Some(rec) = rec.as_ref() else {
             return Err(refused(rc::AUTHENTICATION_FAILED, String::new()));
         };
-        let candidates = |t: &str| -> Vec<&HandleValue> {
-            rec.values
-                .iter()
-                .filter(|v| {
-                    v.value_type.eq_ignore_ascii_case(t) && (who.index == 0 || v.index == who.index)
-                })
-                .collect()
-        };
         match auth_type {
             "HS_SECKEY" => {
                 let a = SecretKeyAnswer::decode(answer, version < (2, 1))
                     .map_err(|e| refused(rc::INVALID_CREDENTIAL, e.to_string()))?;
-                for v in candidates(types::HS_SECKEY) {
+                for v in identity_values(rec, who, types::HS_SECKEY) {
                     if a.verify(&v.data, nonce, digest)
                         .map_err(|e| refused(rc::INVALID_CREDENTIAL, e.to_string()))?
                     {
@@ -1182,18 +1169,8 @@ impl Inner {
             "HS_PUBKEY" => {
                 let a = PublicKeyAnswer::decode(answer)
                     .map_err(|e| refused(rc::INVALID_CREDENTIAL, e.to_string()))?;
-                for v in candidates(types::HS_PUBKEY) {
-                    let Ok(key) = PublicKey::decode(&v.data)
-                        .map_err(|_| ())
-                        .and_then(|k| rsa_public_from_hs(&k).map_err(|_| ()))
-                    else {
-                        continue;
-                    };
-                    if a.verify(&key, nonce, digest).unwrap_or(false) {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
+                Ok(identity_rsa_keys(rec, who)
+                    .any(|key| a.verify(&key, nonce, digest).unwrap_or(false)))
             }
             other => Err(refused(
                 rc::INVALID_CREDENTIAL,
@@ -1229,6 +1206,29 @@ impl Inner {
             Err(o) => o,
         }
     }
+}
+
+/// The values of type `t` that speak for `who` in its record (any index when `who.index` is 0).
+fn identity_values<'a>(
+    rec: &'a Record,
+    who: &'a Identity,
+    t: &'a str,
+) -> impl Iterator<Item = &'a HandleValue> + 'a {
+    rec.values.iter().filter(move |v| {
+        v.value_type.eq_ignore_ascii_case(t) && (who.index == 0 || v.index == who.index)
+    })
+}
+
+/// The RSA keys among `who`'s HS_PUBKEY values (others are skipped).
+fn identity_rsa_keys<'a>(
+    rec: &'a Record,
+    who: &'a Identity,
+) -> impl Iterator<Item = rsa::RsaPublicKey> + 'a {
+    identity_values(rec, who, types::HS_PUBKEY).filter_map(|v| {
+        PublicKey::decode(&v.data)
+            .ok()
+            .and_then(|k| rsa_public_from_hs(&k).ok())
+    })
 }
 
 fn parse(handle: &str) -> Result<Handle, Outcome> {

@@ -332,11 +332,7 @@ impl HandleAuth {
             let slot = match key.as_str() {
                 "sessionid" => &mut out.session_id,
                 "id" => {
-                    out.id = form_urlencoded::parse(
-                        format!("i={}", value.replace('+', "%2B")).as_bytes(),
-                    )
-                    .next()
-                    .map(|(_, v)| v.into_owned());
+                    out.id = Some(percent_decode(value.as_bytes()));
                     continue;
                 }
                 "type" => &mut out.auth_type,
@@ -576,9 +572,7 @@ pub fn basic_credentials(b64: &str) -> Option<(Identity, Vec<u8>)> {
     let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
     let colon = raw.iter().position(|b| *b == b':')?;
     let (user, secret) = (&raw[..colon], raw[colon + 1..].to_vec());
-    let user: String = form_urlencoded::parse(&[b"u=", user].concat())
-        .next()
-        .map(|(_, v)| v.into_owned())?;
+    let user = percent_decode(user);
     if let Ok(id) = Identity::parse(&user) {
         return Some((id, secret));
     }
@@ -592,6 +586,25 @@ pub fn basic_credentials(b64: &str) -> Option<(Identity, Vec<u8>)> {
         return Some((id, rest[c2 + 1..].to_vec()));
     }
     None
+}
+
+/// `%XX` escapes decoded, as in a URL path or a Basic user (`+` stays `+`); invalid UTF-8 is
+/// replaced, so the result fails to parse as an identity or handle rather than panicking.
+fn percent_decode(b: &[u8]) -> String {
+    percent_encoding::percent_decode(b)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The handles of a list answer (LIST_HANDLES, LIST_HOMED_NAS), across its messages.
+fn listed(bodies: Vec<Body>) -> Vec<String> {
+    bodies
+        .into_iter()
+        .flat_map(|b| match b {
+            Body::HandleList { handles } => handles,
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 /// The reference's answer to credentials that do not verify: 401, no body.
@@ -609,11 +622,10 @@ fn not_verified() -> Response {
     r
 }
 
-/// Carries out `m` for `who`: a resolution here (a cache lookup or one read of the store,
-/// cheaper than a handoff), anything else on a blocking thread (writes wait for their
-/// durable commit).
+/// Carries out `m` for `who`, on this task or a blocking thread by the node's rule
+/// ([`HandleNode::answers_inline`]).
 async fn execute(state: &RestState, m: Message, who: Option<Identity>) -> Executed {
-    if m.header.op_code == opcode::RESOLUTION {
+    if HandleNode::answers_inline(&m) {
         return state.node.execute_as(&m, who.as_ref());
     }
     let node = state.node.clone();
@@ -948,13 +960,7 @@ pub async fn list_handles(
     );
     match execute(&state, m, who).await {
         Executed::Done(bodies) => {
-            let all: Vec<String> = bodies
-                .into_iter()
-                .flat_map(|b| match b {
-                    Body::HandleList { handles } => handles,
-                    _ => Vec::new(),
-                })
-                .collect();
+            let all = listed(bodies);
             json_response(
                 200,
                 &handle_list_page_to_json(&prefix, all.len() as u64, page, paged(&all, page)),
@@ -990,13 +996,7 @@ pub async fn list_prefixes(
     );
     match execute(&state, m, who).await {
         Executed::Done(bodies) => {
-            let all: Vec<String> = bodies
-                .into_iter()
-                .flat_map(|b| match b {
-                    Body::HandleList { handles } => handles,
-                    _ => Vec::new(),
-                })
-                .collect();
+            let all = listed(bodies);
             json_response(
                 200,
                 &prefix_list_to_json(all.len() as u64, page, paged(&all, page)),
@@ -1029,10 +1029,7 @@ pub async fn fallback(
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     let path = uri.path().trim_start_matches('/');
-    let handle: String = form_urlencoded::parse(&[b"h=", path.as_bytes()].concat())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+    let handle = percent_decode(path.as_bytes());
     if Handle::parse(&handle).is_err() {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
@@ -1298,6 +1295,9 @@ mod tests {
             (id.index, id.handle.as_str(), &s[..]),
             (300, "12345/ADMIN", &b"pw:with:colons"[..])
         );
+        // `+` in a handle is a `+`, not a form-encoded space.
+        let (id, _) = basic_credentials(&b.encode("300%3A12345%2Fa+b:pw")).unwrap();
+        assert_eq!(id.handle, "12345/a+b");
         assert!(basic_credentials("!!!").is_none());
         assert!(basic_credentials(&b.encode("nobody:pw")).is_none());
     }

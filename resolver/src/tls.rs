@@ -39,12 +39,10 @@ pub fn generate_self_signed(names: Vec<String>) -> Result<(String, String), TlsE
 
 /// The server side of the HTTP port's TLS, from PEM texts.
 pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate);
-    }
+    let certs = certs_from_pem(cert_pem)?
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AnyClientCert {
