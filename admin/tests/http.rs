@@ -344,7 +344,7 @@ fn the_reference_rest_exchanges_get_the_reference_answers() {
         "Content-Type: application/json",
         "--data-binary",
         r#"[{"index": 1, "type": "mrv.kind", "data": "lab-report"},
-            {"index": 2, "type": "mrv.note", "data": "confidential", "permissions": "1100"}]"#,
+            {"index": 2, "type": "DESC", "data": "confidential", "permissions": "1100"}]"#,
     ]);
     assert_eq!(rec.status, 200, "{}", String::from_utf8_lossy(&rec.body));
     let seen = |a: &Answer| a.json()["nodes"][0]["values"].as_array().unwrap().len();

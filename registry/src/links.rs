@@ -1,7 +1,11 @@
-//! The provenance vocabulary of design section 6, and which values of a record are links or
-//! aliases.
+//! The provenance vocabulary, and which values of a record are links or aliases. A value's
+//! meaning comes from its type, never from its index: existing Handle data uses any index for
+//! anything, and is stored as it is.
 
+use suyuan_codec::message::rc;
 use suyuan_codec::value::HandleValue;
+
+use crate::error::RegistryError;
 
 /// Relation types: each points from the dependent record to its source.
 pub const RELATIONS: [&str; 13] = [
@@ -27,17 +31,77 @@ pub mod attr {
     pub const PERIOD: &str = "mrv.period";
     pub const VALUE: &str = "mrv.value";
     pub const UNIT: &str = "mrv.unit";
+    pub const FORMULA: &str = "mrv.formula";
     pub const TEMPLATE: &str = "mrv.template";
+    /// Names the data template a record follows (Suyuan writes it at index 1001, the IDIS
+    /// convention; any index will do).
+    pub const TEMPLATE_REF: &str = "mrv.templateRef";
 }
+
+/// The attribute types of the vocabulary (the types that are neither relations nor declared by
+/// a template).
+pub const ATTRIBUTE_TYPES: [&str; 8] = [
+    attr::KIND,
+    attr::TIME,
+    attr::PERIOD,
+    attr::VALUE,
+    attr::UNIT,
+    attr::FORMULA,
+    attr::TEMPLATE,
+    attr::TEMPLATE_REF,
+];
+
+/// The namespaces the vocabulary claims: a type in them that the vocabulary does not know is a
+/// typo (`prov.wasDerivedFrm`) that would otherwise be stored as a value that links nothing.
+const NAMESPACES: [&str; 2] = ["prov.", "mrv."];
 
 /// Value types that bind another identifier scheme to a record.
 pub const ALIAS_TYPES: [&str; 3] = ["id.oid", "id.ecode", "id.gs1"];
 
-/// Index at which a record names its data template (the IDIS convention).
-pub const TEMPLATE_INDEX: u32 = 1001;
-
 pub fn is_relation(t: &str) -> bool {
     RELATIONS.contains(&t)
+}
+
+/// Refuses a value whose type is in a vocabulary namespace (ASCII case ignored, so `PROV.used`
+/// is caught too) but neither in the vocabulary nor among the types a template of the record
+/// `declared`.
+pub fn check_vocabulary(
+    handle: &str,
+    values: &[HandleValue],
+    declared: &[String],
+) -> Result<(), RegistryError> {
+    let unknown = values.iter().find(|v| {
+        let t = v.value_type.as_str();
+        NAMESPACES
+            .iter()
+            .any(|n| t.get(..n.len()).is_some_and(|p| p.eq_ignore_ascii_case(n)))
+            && !is_relation(t)
+            && !ATTRIBUTE_TYPES.contains(&t)
+            && !declared.iter().any(|d| d == t)
+    });
+    match unknown {
+        None => Ok(()),
+        Some(v) => Err(RegistryError::refused(
+            rc::INVALID_VALUE,
+            format!(
+                "{handle}: value {} has type {}, which is not in the provenance vocabulary \
+                 (known relations: {}; attribute types: {}); other types need a template that \
+                 declares them",
+                v.index,
+                v.value_type,
+                RELATIONS.join(", "),
+                ATTRIBUTE_TYPES.join(", ")
+            ),
+        )),
+    }
+}
+
+/// The templates `values` name: each `mrv.templateRef` value and the template handle it holds.
+pub fn template_refs(values: &[HandleValue]) -> impl Iterator<Item = (&HandleValue, String)> {
+    values
+        .iter()
+        .filter(|v| v.value_type == attr::TEMPLATE_REF)
+        .map(|v| (v, String::from_utf8_lossy(&v.data).trim().to_string()))
 }
 
 /// A link of a record: relation type and target identifier.

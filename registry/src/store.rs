@@ -16,7 +16,7 @@ use suyuan_codec::value::{AdminRecord, HandleValue, decode_value_list, types};
 
 use crate::error::RegistryError;
 use crate::kv::{Kv, Op, Table, open_embedded, prefix_end, table_key};
-use crate::links::{Link, TEMPLATE_INDEX, alias_of, attr, links_of, text_of};
+use crate::links::{Link, alias_of, attr, check_vocabulary, links_of, template_refs, text_of};
 use crate::model::{Change, ChangeOp, Identity, PrefixEntry, Record, Tombstone};
 use crate::template::Template;
 
@@ -108,6 +108,8 @@ struct Shared {
     kv: Box<dyn Kv>,
     /// The last durable change's sequence number.
     last_seq: AtomicU64,
+    /// Durable batches the writer committed since the store was opened.
+    commits: AtomicU64,
 }
 
 /// One page of the reverse index: `(relation, source key)` pairs and the cursor of the next
@@ -171,6 +173,7 @@ impl Registry {
         let shared = Arc::new(Shared {
             kv,
             last_seq: AtomicU64::new(last),
+            commits: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let s = shared.clone();
@@ -193,6 +196,12 @@ impl Registry {
     /// it read (see `Registry::get_consistent`).
     pub fn last_seq(&self) -> u64 {
         self.shared.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Durable batches the writer has committed since the store was opened: with
+    /// [`Registry::last_seq`], how well writes are grouped (fewer commits than changes).
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Acquire)
     }
 
     /// Queues a write; the ticket is answered once it is durable or refused.
@@ -417,6 +426,7 @@ impl Registry {
         let end = prefix_end(&start);
         let mut cursor = start.clone();
         let mut n = 0;
+        let mut cache = BTreeMap::new();
         loop {
             let page = kv.scan(&cursor, &end, 1000)?;
             let Some((last, _)) = page.last() else { break };
@@ -425,7 +435,7 @@ impl Registry {
             let mut ops = Vec::new();
             for (k, v) in &page {
                 let mut rec = Record::decode(v)?;
-                let extra = template_refs(kv, &mut BTreeMap::new(), &rec.values)?;
+                let extra = reference_types(kv, &mut cache, &rec.values)?;
                 rec.links = links_of(&rec.values, &extra);
                 let key = &k[1..];
                 for l in &rec.links {
@@ -489,27 +499,28 @@ fn backlink_key(target: &str, rel: &str, source_key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The value types a record's template declares as references (none without a template).
-fn template_refs(
+/// The value types the templates a record names declare as references (none without one).
+fn reference_types(
     kv: &dyn Kv,
     cache: &mut BTreeMap<String, Vec<String>>,
     values: &[HandleValue],
 ) -> Result<Vec<String>, RegistryError> {
-    let Some(t) = values.iter().find(|v| v.index == TEMPLATE_INDEX) else {
-        return Ok(Vec::new());
-    };
-    let name = String::from_utf8_lossy(&t.data).trim().to_string();
-    if let Some(r) = cache.get(&name) {
-        return Ok(r.clone());
+    let mut out = Vec::new();
+    for (_, name) in template_refs(values) {
+        if let Some(r) = cache.get(&name) {
+            out.extend_from_slice(r);
+            continue;
+        }
+        let refs = match get_record(kv, &key_of(&name))? {
+            Some(rec) => Template::from_values(&name, &rec.values)
+                .map(|t| t.reference_types())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        out.extend_from_slice(&refs);
+        cache.insert(name, refs);
     }
-    let refs = match get_record(kv, &key_of(&name))? {
-        Some(rec) => Template::from_values(&name, &rec.values)
-            .map(|t| t.reference_types())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    cache.insert(name, refs.clone());
-    Ok(refs)
+    Ok(out)
 }
 
 /// The writes of a group not yet committed, layered over the store, so mutations later in a
@@ -586,7 +597,7 @@ fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Job>) {
             results.push(r);
         }
         let committed = if group.writes.is_empty() {
-            Ok(())
+            Ok(false)
         } else {
             let mut ops: Vec<Op> = group
                 .writes
@@ -600,10 +611,13 @@ fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Job>) {
                 table_key(Table::Meta, META_SEQ),
                 seq.to_be_bytes().to_vec(),
             ));
-            kv.write(&ops)
+            kv.write(&ops).map(|()| true)
         };
         match committed {
-            Ok(()) => {
+            Ok(wrote) => {
+                if wrote {
+                    shared.commits.fetch_add(1, Ordering::AcqRel);
+                }
                 shared.last_seq.store(seq, Ordering::Release);
                 for (job, r) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(r);
@@ -693,30 +707,38 @@ fn check_values(handle: &str, values: &[HandleValue]) -> Result<(), RegistryErro
     Ok(())
 }
 
-/// Template validation and link extraction for the record `values` will make.
+/// Template validation, the vocabulary check and link extraction for the record `values` will
+/// make. Every `mrv.templateRef` value, at whatever index, names a template the record must
+/// follow.
 fn links_for(
     tx: &Tx<'_, '_>,
     handle: &str,
     values: &[HandleValue],
 ) -> Result<Vec<Link>, RegistryError> {
-    let Some(tv) = values.iter().find(|v| v.index == TEMPLATE_INDEX) else {
-        return Ok(links_of(values, &[]));
-    };
-    let name = String::from_utf8_lossy(&tv.data).trim().to_string();
-    let trec = tx.record(&key_of(&name))?.ok_or_else(|| {
-        refused(
-            rc::INVALID_VALUE,
-            format!("{handle}: template {name} (index {TEMPLATE_INDEX}) does not exist"),
-        )
-    })?;
-    let template = Template::from_values(&name, &trec.values)?;
-    let mut kind_of = |target: &str| -> Result<Option<String>, RegistryError> {
-        Ok(tx
-            .record(&key_of(target))?
-            .and_then(|r| text_of(&r.values, attr::KIND).map(str::to_string)))
-    };
-    template.validate(handle, &name, values, &mut kind_of)?;
-    Ok(links_of(values, &template.reference_types()))
+    let mut references = Vec::new();
+    let mut declared = Vec::new();
+    for (tv, name) in template_refs(values) {
+        let trec = tx.record(&key_of(&name))?.ok_or_else(|| {
+            refused(
+                rc::INVALID_VALUE,
+                format!(
+                    "{handle}: template {name} (mrv.templateRef at index {}) does not exist",
+                    tv.index
+                ),
+            )
+        })?;
+        let template = Template::from_values(&name, &trec.values)?;
+        let mut kind_of = |target: &str| -> Result<Option<String>, RegistryError> {
+            Ok(tx
+                .record(&key_of(target))?
+                .and_then(|r| text_of(&r.values, attr::KIND).map(str::to_string)))
+        };
+        template.validate(handle, &name, values, &mut kind_of)?;
+        references.extend(template.reference_types());
+        declared.extend(template.attributes.iter().map(|a| a.value_type.clone()));
+    }
+    check_vocabulary(handle, values, &declared)?;
+    Ok(links_of(values, &references))
 }
 
 fn stamp(values: &[HandleValue], time: u64) -> Vec<HandleValue> {

@@ -1,5 +1,6 @@
 //! Data templates (元数据模板): a template is itself a record holding one `mrv.template` value
-//! whose JSON names a kind and its attributes. A record that names a template at index 1001 is
+//! whose JSON names a kind and its attributes. A record that names a template (an
+//! `mrv.templateRef` value holding its handle, at 1001 by convention or at any other index) is
 //! validated against it on every write; a failing write changes nothing and names the
 //! attribute.
 

@@ -1,13 +1,15 @@
 //! The registry's behaviour on real store files. Runs against the backend the build selects:
 //! `cargo test -p suyuan-registry` (redb) and `cargo test -p suyuan-registry --features sled`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
 use suyuan_codec::message::rc;
 use suyuan_codec::value::{HandleValue, Permissions};
-use suyuan_registry::kv::{Op, Table, table_key};
+use suyuan_registry::kv::{Kv, Op, Pairs, Table, open_embedded, table_key};
 use suyuan_registry::{
-    ChangeOp, CreateMode, Direction, Identity, Mutation, Registry, RegistryError, TraceQuery, Write,
+    ChangeOp, CreateMode, Direction, Identity, Mutation, Registry, RegistryError, Ticket,
+    TraceQuery, Write,
 };
 
 const P: &str = "88.888.1";
@@ -327,41 +329,97 @@ fn change_log_is_gap_free_with_actors_and_tombstones() {
     assert!(reg.tombstone("88.888.1/a").unwrap().is_none());
 }
 
+/// A store whose next write, once armed, waits inside the commit until the test lets it go, so
+/// the test knows that the writer is busy while more writes queue behind it.
+struct HeldKv {
+    inner: Box<dyn Kv>,
+    armed: Arc<AtomicBool>,
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Kv for HeldKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.inner.get(key)
+    }
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, RegistryError> {
+        self.inner.scan(start, end, limit)
+    }
+    fn write(&self, ops: &[Op]) -> Result<(), RegistryError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.entered.lock().unwrap().send(()).unwrap();
+            self.release.lock().unwrap().recv().unwrap();
+        }
+        self.inner.write(ops)
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}
+
 #[test]
 fn concurrent_writers_share_group_commits() {
-    let (_d, reg) = open();
-    let reg = Arc::new(reg);
+    let dir = tempfile::tempdir().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let kv = HeldKv {
+        inner: open_embedded(dir.path()).unwrap(),
+        armed: armed.clone(),
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    };
+    let reg = Arc::new(Registry::with_kv(Box::new(kv)).unwrap());
+    reg.apply(w(Mutation::Home {
+        prefix: P.into(),
+        admins: vec![Identity::new(300, "88.888.1/ADMIN")],
+    }))
+    .unwrap();
+    let put = |h: String| {
+        w(Mutation::Create {
+            handle: h,
+            values: vec![v(1, "URL", "x")],
+            mode: CreateMode::Plain,
+        })
+    };
+    // Hold the writer inside the commit of one write...
+    armed.store(true, Ordering::SeqCst);
+    let first = reg.submit(put("88.888.1/first".into()));
+    entered.recv().unwrap();
+    let before = reg.commits();
+    // ...while eight threads queue 1600 writes behind it.
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let reg = reg.clone();
             std::thread::spawn(move || {
-                let writes = (0..200)
-                    .map(|i| {
-                        w(Mutation::Create {
-                            handle: format!("88.888.1/t{t}-{i}"),
-                            values: vec![v(1, "URL", "x")],
-                            mode: CreateMode::Plain,
-                        })
-                    })
-                    .collect();
-                reg.apply_batch(writes)
-                    .into_iter()
-                    .map(|r| r.unwrap().seq.unwrap())
-                    .collect::<Vec<u64>>()
+                (0..200)
+                    .map(|i| reg.submit(put(format!("88.888.1/t{t}-{i}"))))
+                    .collect::<Vec<Ticket>>()
             })
         })
         .collect();
-    let mut seqs: Vec<u64> = threads
+    let tickets: Vec<Ticket> = threads
         .into_iter()
         .flat_map(|t| t.join().unwrap())
+        .collect();
+    release.send(()).unwrap();
+    assert_eq!(first.wait().unwrap().seq, Some(2));
+    let mut seqs: Vec<u64> = tickets
+        .into_iter()
+        .map(|t| t.wait().unwrap().seq.unwrap())
         .collect();
     seqs.sort();
     assert_eq!(
         seqs,
-        (2..=1601).collect::<Vec<u64>>(),
+        (3..=1602).collect::<Vec<u64>>(),
         "every write acknowledged once, gap-free"
     );
-    assert_eq!(reg.count_handles(P).unwrap(), 1600);
+    assert_eq!(
+        reg.commits() - before,
+        2,
+        "the held commit, then one group commit for the 1600 writes queued behind it"
+    );
+    assert_eq!(reg.count_handles(P).unwrap(), 1601);
 }
 
 #[test]
@@ -420,7 +478,7 @@ fn templates_validate_every_write() {
     .unwrap();
     create(&reg, "88.888.1/meter-1", vec![v(1, "mrv.kind", "meter")]).unwrap();
     create(&reg, "88.888.1/boiler-1", vec![v(1, "mrv.kind", "boiler")]).unwrap();
-    let tpl = || v(1001, "HS_TEMPLATE", "88.888.1/tpl/reading");
+    let tpl = || v(1001, "mrv.templateRef", "88.888.1/tpl/reading");
     let seq = reg.last_seq();
     let e = create(
         &reg,
@@ -445,7 +503,7 @@ fn templates_validate_every_write() {
         &reg,
         "88.888.1/r-1",
         vec![
-            v(1001, "HS_TEMPLATE", "88.888.1/tpl/none"),
+            v(1001, "mrv.templateRef", "88.888.1/tpl/none"),
             v(2000, "mrv.value", "1"),
         ],
     )
@@ -477,6 +535,163 @@ fn templates_validate_every_write() {
         }))
         .unwrap_err();
     assert_eq!(e.response_code(), rc::INVALID_VALUE);
+}
+
+#[test]
+fn a_type_decides_what_a_value_means_not_its_index() {
+    let (_d, reg) = open();
+    create(
+        &reg,
+        "88.888.1/tpl/reading",
+        vec![v(1, "mrv.template", READING_TPL)],
+    )
+    .unwrap();
+    create(&reg, "88.888.1/meter-1", vec![v(1, "mrv.kind", "meter")]).unwrap();
+    // Index 1001 has no meaning of its own: existing Handle data keeps whatever it put there.
+    create(
+        &reg,
+        "88.888.1/legacy",
+        vec![v(1001, "URL", "https://example.org/landing")],
+    )
+    .unwrap();
+    assert_eq!(
+        reg.resolve("88.888.1/legacy", &[1001], &[])
+            .unwrap()
+            .unwrap()[0]
+            .data,
+        b"https://example.org/landing"
+    );
+    // A template reference is validated wherever it sits.
+    let at7 = || v(7, "mrv.templateRef", "88.888.1/tpl/reading");
+    let e = create(
+        &reg,
+        "88.888.1/r-7",
+        vec![at7(), v(2001, "mrv.measuredBy", "88.888.1/meter-1")],
+    )
+    .unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    assert!(e.to_string().contains("attribute value"), "{e}");
+    let e = create(
+        &reg,
+        "88.888.1/r-7",
+        vec![
+            v(7, "mrv.templateRef", "88.888.1/tpl/none"),
+            v(2000, "mrv.value", "1"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    assert!(
+        e.to_string()
+            .contains("template 88.888.1/tpl/none (mrv.templateRef at index 7) does not exist"),
+        "{e}"
+    );
+    create(
+        &reg,
+        "88.888.1/r-7",
+        vec![
+            at7(),
+            v(2000, "mrv.value", "1"),
+            v(2001, "mrv.measuredBy", "88.888.1/meter-1"),
+            v(2002, "site.via", "88.888.1/gw-7"),
+        ],
+    )
+    .unwrap();
+    // The template's reference attribute is a link because the template applied.
+    assert_eq!(reg.backlinks("88.888.1/gw-7", None, 10).unwrap().0.len(), 1);
+}
+
+#[test]
+fn unknown_vocabulary_types_are_refused_unless_a_template_declares_them() {
+    let (_d, reg) = open();
+    // A typo of a relation would be stored as a value that links nothing: refused, naming
+    // the relations that exist.
+    let seq = reg.last_seq();
+    let e = create(
+        &reg,
+        "88.888.1/fig",
+        vec![v(2001, "prov.wasDerivedFrm", "88.888.1/d-1")],
+    )
+    .unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    let m = e.to_string();
+    assert!(
+        m.contains("value 2001 has type prov.wasDerivedFrm")
+            && m.contains("known relations: prov.wasDerivedFrom, prov.wasGeneratedBy")
+            && m.contains("mrv.operatedOn")
+            && m.contains("attribute types: mrv.kind"),
+        "{m}"
+    );
+    // Other spellings of the namespaces too, and on every write path.
+    assert_eq!(
+        code(create(
+            &reg,
+            "88.888.1/fig",
+            vec![v(1, "PROV.wasDerivedFrom", "88.888.1/d-1")]
+        )),
+        rc::INVALID_VALUE
+    );
+    create(&reg, "88.888.1/fig", vec![v(1, "URL", "x")]).unwrap();
+    assert_eq!(
+        code(reg.apply(w(Mutation::AddValues {
+            handle: "88.888.1/fig".into(),
+            values: vec![v(2, "mrv.unti", "t")],
+            overwrite: false,
+        }))),
+        rc::INVALID_VALUE
+    );
+    assert_eq!(reg.last_seq(), seq + 1, "only the valid write was stored");
+    // Every attribute type and relation of the vocabulary is accepted, and types outside its
+    // namespaces are not its business.
+    let mut values: Vec<HandleValue> = [
+        "mrv.kind",
+        "mrv.time",
+        "mrv.period",
+        "mrv.value",
+        "mrv.unit",
+        "mrv.formula",
+        "mrv.template",
+        "site.via",
+        "DESC",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, t)| v(10 + i as u32, t, "x"))
+    .collect();
+    values.extend(
+        suyuan_registry::links::RELATIONS
+            .iter()
+            .enumerate()
+            .map(|(i, t)| v(100 + i as u32, t, "88.888.1/src")),
+    );
+    create(&reg, "88.888.1/all", values).unwrap();
+    // A template may declare types of its own in the namespaces, as attributes or references.
+    create(
+        &reg,
+        "88.888.1/tpl/ratio",
+        vec![v(
+            1,
+            "mrv.template",
+            r#"{"kind":"ratio","attributes":[
+                {"name":"ratio","index":2000,"type":"mrv.ratio"},
+                {"name":"feed","index":2001,"type":"prov.fedBy","reference":{}}]}"#,
+        )],
+    )
+    .unwrap();
+    let declared = || {
+        vec![
+            v(2000, "mrv.ratio", "0.5"),
+            v(2001, "prov.fedBy", "88.888.1/src"),
+        ]
+    };
+    assert_eq!(
+        code(create(&reg, "88.888.1/ratio", declared())),
+        rc::INVALID_VALUE,
+        "without the template they are typos"
+    );
+    let mut with = declared();
+    with.push(v(1001, "mrv.templateRef", "88.888.1/tpl/ratio"));
+    create(&reg, "88.888.1/ratio", with).unwrap();
 }
 
 #[test]
