@@ -1,18 +1,20 @@
 //! Server-side sessions (OC 400): the key each one shares with its client, who it has been
 //! authenticated as, when it expires and which message counters it has seen (a repeated
 //! counter is a replay: RC 505). Bounded in number (a full table answers RC 3). Time is passed
-//! in.
+//! in, and read through the table's [`SessionClock`].
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use suyuan_registry::Identity;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {
     pub max_sessions: usize,
     /// The longest a session may live, whatever the client asks.
     pub max_timeout: Duration,
+    pub clock: SessionClock,
 }
 
 impl Default for SessionConfig {
@@ -20,6 +22,42 @@ impl Default for SessionConfig {
         SessionConfig {
             max_sessions: 65_536,
             max_timeout: Duration::from_secs(24 * 3600),
+            clock: SessionClock::default(),
+        }
+    }
+}
+
+/// The session table's clock: the instants its callers pass, moved on by whatever
+/// [`SessionClock::advance`] added to a manual clock (the system clock, in service, adds
+/// nothing). A test that keeps a copy makes sessions expire without waiting for them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionClock {
+    ahead_nanos: Option<&'static AtomicU64>,
+}
+
+impl SessionClock {
+    /// A clock for tests. It lives as long as the process (a few bytes), so that the
+    /// configuration holding it stays `Copy`.
+    pub fn manual() -> Self {
+        SessionClock {
+            ahead_nanos: Some(Box::leak(Box::new(AtomicU64::new(0)))),
+        }
+    }
+
+    /// Moves a manual clock on (the system clock cannot be moved: nothing happens).
+    pub fn advance(&self, by: Duration) {
+        if let Some(a) = self.ahead_nanos {
+            a.fetch_add(
+                u64::try_from(by.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::AcqRel,
+            );
+        }
+    }
+
+    fn at(&self, now: Instant) -> Instant {
+        match self.ahead_nanos {
+            Some(a) => now + Duration::from_nanos(a.load(Ordering::Acquire)),
+            None => now,
         }
     }
 }
@@ -111,6 +149,11 @@ impl SessionTable {
         now: Instant,
         mut next_id: impl FnMut() -> u32,
     ) -> Option<u32> {
+        // The session's expiry was reckoned from the caller's instant: move it onto the
+        // table's clock, as every instant the table compares with is.
+        let mut s = s;
+        s.expires = self.cfg.clock.at(s.expires);
+        let now = self.cfg.clock.at(now);
         if self.sessions.len() >= self.cfg.max_sessions {
             self.sessions.retain(|_, s| s.expires > now);
             if self.sessions.len() >= self.cfg.max_sessions {
@@ -128,6 +171,7 @@ impl SessionTable {
     }
 
     pub fn get_mut(&mut self, id: u32, now: Instant) -> Result<&mut Session, Lookup> {
+        let now = self.cfg.clock.at(now);
         match self.sessions.get(&id) {
             None => Err(Lookup::Unknown),
             Some(s) if s.expires <= now => {
@@ -184,6 +228,7 @@ mod tests {
         let cfg = SessionConfig {
             max_sessions: 2,
             max_timeout: Duration::from_secs(60),
+            ..SessionConfig::default()
         };
         let mut t = SessionTable::new(cfg);
         let t0 = Instant::now();
@@ -203,5 +248,30 @@ mod tests {
             "expired sessions make room"
         );
         assert_eq!(t.get_mut(999, later).unwrap_err(), Lookup::Unknown);
+    }
+
+    #[test]
+    fn the_clock_moves_sessions_towards_expiry() {
+        let clock = SessionClock::manual();
+        let mut t = SessionTable::new(SessionConfig {
+            clock,
+            ..SessionConfig::default()
+        });
+        let t0 = Instant::now();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let a = t.insert(s(t0), t0, &mut next).unwrap();
+        clock.advance(Duration::from_secs(9));
+        assert!(t.get_mut(a, t0).is_ok(), "9 of its 10 seconds");
+        // A session opened now lives its full 10 seconds on the moved clock.
+        let b = t.insert(s(t0), t0, &mut next).unwrap();
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(t.get_mut(a, t0).unwrap_err(), Lookup::Expired);
+        assert!(t.get_mut(b, t0).is_ok());
+        clock.advance(Duration::from_secs(9));
+        assert_eq!(t.get_mut(b, t0).unwrap_err(), Lookup::Expired);
     }
 }

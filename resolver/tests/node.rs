@@ -20,6 +20,7 @@ use suyuan_resolver::challenge::ChallengeConfig;
 use suyuan_resolver::listen::bind_handle;
 use suyuan_resolver::node::{HandleNode, NodeConfig};
 use suyuan_resolver::ops::Metrics;
+use suyuan_resolver::session::{SessionClock, SessionConfig};
 use suyuan_resolver::{Limits, tcp::serve_tcp, udp::serve_udp};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -38,6 +39,8 @@ struct Node {
     service: Arc<HandleNode>,
     registry: Arc<Registry>,
     server_key: rsa::RsaPublicKey,
+    /// The session table's clock, moved on by tests instead of waiting.
+    clock: SessionClock,
     _stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -157,6 +160,7 @@ async fn start_cfg(budget: BudgetConfig, challenges: ChallengeConfig) -> Node {
             ],
         }],
     };
+    let clock = SessionClock::manual();
     let node = Arc::new(HandleNode::new(
         registry.clone(),
         NodeConfig {
@@ -164,7 +168,10 @@ async fn start_cfg(budget: BudgetConfig, challenges: ChallengeConfig) -> Node {
             key,
             node_admins: vec![Identity::new(300, "0.NA/12345")],
             challenges,
-            sessions: suyuan_resolver::session::SessionConfig::default(),
+            sessions: SessionConfig {
+                clock,
+                ..SessionConfig::default()
+            },
             cache_entries: 1000,
         },
     ));
@@ -190,6 +197,7 @@ async fn start_cfg(budget: BudgetConfig, challenges: ChallengeConfig) -> Node {
         service: node,
         registry,
         server_key,
+        clock,
         _stop: stop,
         _dir: dir,
     }
@@ -1322,12 +1330,17 @@ async fn an_expired_session_answers_session_timeout() {
             301,
             "12345/ADMIN",
             suyuan_federation::Exchange::DiffieHellman,
-            1,
+            600,
         )
         .await
         .unwrap();
-    // The server's clock is the real one: wait out the one-second session.
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Until it expires the session is live: the node challenges the request made in it.
+    let m = in_session(&s, &create_req("12345/early"));
+    assert_eq!(
+        tcp(&node, &m).await[0].header.response_code,
+        rc::AUTHENTICATION_NEEDED
+    );
+    node.clock.advance(std::time::Duration::from_secs(600));
     let m = in_session(&s, &create_req("12345/late"));
     assert_eq!(
         tcp(&node, &m).await[0].header.response_code,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use suyuan_codec::framing::{Reassembly, UdpReassembler, tcp_frame_len};
 use suyuan_codec::message::{Body, Message, flags, opcode, rc};
@@ -24,8 +24,8 @@ use suyuan_resolver::{Limits, Reply, Request, Service};
 /// anything else; `12345/slow` waits for `gate` first.
 struct Toy {
     gate: Arc<Notify>,
-    /// Told when a `12345/slow` request has reached the service.
-    entered: Arc<Notify>,
+    /// Given a permit each time a `12345/slow` request reaches the service.
+    entered: Arc<Semaphore>,
 }
 
 impl Service for Toy {
@@ -42,7 +42,7 @@ impl Service for Toy {
             "12345/TEST1" => vec![HandleValue::new(1, "URL", "https://example.org/test1")],
             "12345/BIG" => vec![HandleValue::new(1, "DESC", vec![b'x'; 1400])],
             "12345/SLOW" => {
-                self.entered.notify_one();
+                self.entered.add_permits(1);
                 self.gate.notified().await;
                 vec![HandleValue::new(1, "URL", "https://example.org/slow")]
             }
@@ -71,7 +71,7 @@ struct Node {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     gate: Arc<Notify>,
-    entered: Arc<Notify>,
+    entered: Arc<Semaphore>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     metrics: Metrics,
 }
@@ -81,7 +81,7 @@ async fn start(limits: Limits, budget: BudgetConfig) -> Node {
     let addr = tcp.local_addr().unwrap();
     assert_eq!(udp.local_addr().unwrap().port(), addr.port());
     let gate = Arc::new(Notify::new());
-    let entered = Arc::new(Notify::new());
+    let entered = Arc::new(Semaphore::new(0));
     let service = Arc::new(Toy {
         gate: gate.clone(),
         entered: entered.clone(),
@@ -129,20 +129,40 @@ fn resolve(handle: &str, id: u32, op_flags: u32) -> Message {
     )
 }
 
-async fn udp_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Message> {
+async fn udp_exchange(addr: SocketAddr, bytes: &[u8]) -> Message {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.send_to(bytes, addr).await.unwrap();
     let mut r = UdpReassembler::new();
     let mut buf = vec![0u8; 2048];
     loop {
-        let n = match tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await {
-            Ok(n) => n.unwrap(),
-            Err(_) => return None,
-        };
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
         match r.push(&buf[..n]).unwrap() {
-            Reassembly::Complete(m) => return Some(Message::decode(&m).unwrap()),
+            Reassembly::Complete(m) => return Message::decode(&m).unwrap(),
             Reassembly::Pending => {}
         }
+    }
+}
+
+/// Lets every task run until all of them wait for something outside the runtime: with time
+/// paused, a sleep returns only once the runtime has nothing else to do, and each of these
+/// rounds polls the sockets again. Real time resumes after.
+async fn settle() {
+    tokio::time::pause();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::resume();
+}
+
+/// Whether bytes are waiting on `s`, without waiting for them.
+fn has_input(s: &TcpStream) -> bool {
+    match s.try_read(&mut [0u8; 1]) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -193,9 +213,7 @@ async fn malformed_udp_requests_get_the_reference_codes() {
         ("udp/21-malformed-bodylen-400.req.bin", rc::ERROR),
     ] {
         let req = fixture(file);
-        let resp = udp_exchange(node.addr, &req)
-            .await
-            .unwrap_or_else(|| panic!("{file}: no answer"));
+        let resp = udp_exchange(node.addr, &req).await;
         assert_eq!(resp.header.response_code, code, "{file}");
         assert!(
             matches!(resp.body, Body::Error { message: Some(_) }),
@@ -210,9 +228,7 @@ async fn malformed_udp_requests_get_the_reference_codes() {
         }
     }
     // And the node keeps serving.
-    let ok = udp_exchange(node.addr, &fixture("udp/01-resolve-all.req.bin"))
-        .await
-        .unwrap();
+    let ok = udp_exchange(node.addr, &fixture("udp/01-resolve-all.req.bin")).await;
     assert_eq!(ok.header.response_code, rc::SUCCESS);
 }
 
@@ -314,15 +330,23 @@ async fn a_source_over_its_budget_gets_silence() {
     };
     let node = start(Limits::default(), budget).await;
     let req = resolve("12345/big", 5, flags::CLIENT_DEFAULT).encode();
-    // The first big answer (about 1500 bytes) is over the 1000-byte burst: silence.
-    assert!(udp_exchange(node.addr, &req).await.is_none());
+    // The first big answer (about 1500 bytes) is over the 1000-byte burst: silence, once the
+    // server has handled the request.
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&req, node.addr).await.unwrap();
+    settle().await;
+    assert_eq!(node.metrics.dropped.with_label_values(&["budget"]).get(), 1);
+    assert_eq!(
+        sock.try_recv(&mut [0u8; 2048]).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
     // A small one still fits.
     let small = udp_exchange(
         node.addr,
         &resolve("12345/test1", 6, flags::CLIENT_DEFAULT).encode(),
     )
     .await;
-    assert_eq!(small.unwrap().header.response_code, rc::SUCCESS);
+    assert_eq!(small.header.response_code, rc::SUCCESS);
     assert_eq!(node.metrics.dropped.with_label_values(&["budget"]).get(), 1);
     // TCP is not budgeted: the client falls back to it and gets its answer.
     let got = tcp_exchange(node.addr, &req, false).await;
@@ -346,36 +370,43 @@ async fn idle_connections_are_closed() {
 #[tokio::test]
 async fn connection_limit_queues_the_excess() {
     let limits = Limits {
-        max_connections: 1,
+        max_connections: 2,
         ..Limits::default()
     };
     let node = start(limits, BudgetConfig::default()).await;
-    // The first connection holds the only slot while its request waits on the gate.
-    let mut first = TcpStream::connect(node.addr).await.unwrap();
-    first
-        .write_all(&resolve("12345/slow", 1, flags::CLIENT_DEFAULT).encode())
+    // Two connections hold both slots while their requests wait on the gate.
+    let mut held = Vec::new();
+    for id in 1..=2 {
+        let mut s = TcpStream::connect(node.addr).await.unwrap();
+        s.write_all(&resolve("12345/slow", id, flags::CLIENT_DEFAULT).encode())
+            .await
+            .unwrap();
+        node.entered.acquire().await.unwrap().forget();
+        held.push(s);
+    }
+    // A third one connects (the kernel's backlog takes it) and sends its request...
+    let mut third = TcpStream::connect(node.addr).await.unwrap();
+    third
+        .write_all(&resolve("12345/test1", 3, flags::CLIENT_DEFAULT).encode())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let second = tokio::spawn(async move {
-        tcp_exchange(
-            node.addr,
-            &resolve("12345/test1", 2, flags::CLIENT_DEFAULT).encode(),
-            false,
-        )
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...and however long the server runs, it is not served while both slots are held.
+    settle().await;
     assert!(
-        !second.is_finished(),
-        "the second connection must wait for a slot"
+        !has_input(&third),
+        "the third connection must wait for a slot"
     );
+    // One held connection is answered and closed: its slot goes to the third.
     node.gate.notify_one();
     let mut out = Vec::new();
-    first.read_to_end(&mut out).await.unwrap();
+    third.read_to_end(&mut out).await.unwrap();
     assert_eq!(split(&out)[0].header.response_code, rc::SUCCESS);
-    let got = second.await.unwrap();
-    assert_eq!(got[0].header.response_code, rc::SUCCESS);
+    node.gate.notify_one();
+    for mut s in held {
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        assert_eq!(split(&out)[0].header.response_code, rc::SUCCESS);
+    }
 }
 
 #[tokio::test]
@@ -386,9 +417,9 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .await
         .unwrap();
     // Stop only once the request is being answered: it must still get its answer.
-    node.entered.notified().await;
+    node.entered.acquire().await.unwrap().forget();
     node.stop.send(true).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    settle().await;
     node.gate.notify_one();
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
