@@ -140,7 +140,7 @@ pub mod redb_backend {
 
 #[cfg(feature = "sled")]
 pub mod sled_backend {
-    //! sled, for the design card: one tree, an atomic `Batch` per write, flushed before the
+    //! sled, the alternative backend: one tree, an atomic `Batch` per write, flushed before the
     //! write returns so an acknowledged write is on disk.
 
     use super::*;

@@ -121,7 +121,7 @@ impl Record {
         })
     }
 
-    /// Equal as design section 2 defines it: same values in index, type, data, TTL,
+    /// Equal as a create compares records: same values in index, type, data, TTL,
     /// permissions and references; timestamps ignored; order of values ignored.
     pub fn same_values(a: &[HandleValue], b: &[HandleValue]) -> bool {
         if a.len() != b.len() {

@@ -28,7 +28,7 @@ const MAX_GROUP: usize = 4096;
 pub const MAX_VALUES: usize = 10_000;
 pub const MAX_VALUE_DATA: usize = 1 << 20;
 
-/// How a create treats an existing handle (design section 2).
+/// How a create treats an existing handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateMode {
     /// A Handle CREATE without OVRW: an existing handle is refused with RC 101.

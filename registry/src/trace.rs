@@ -110,7 +110,8 @@ pub struct Dangling {
     pub tombstone: Option<DanglingTombstone>,
 }
 
-/// The trace answer of design section 2.
+/// A trace answer: the records reached and the links walked between them, whether a limit cut
+/// the walk short, and the targets it could not follow here (on other nodes, or missing).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Trace {
     pub root: String,

@@ -915,7 +915,7 @@ fn trace_up_and_down() {
         .trace(&TraceQuery::new("88.888.1/meter", Direction::Up), &public)
         .unwrap();
     assert_eq!(t.nodes[0].values.len(), 1);
-    // The answer has the JSON shape of design section 2.
+    // The answer has the JSON shape the trace API serves.
     let j = serde_json::to_value(&up).unwrap();
     for k in [
         "root",
