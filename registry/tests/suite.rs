@@ -548,6 +548,7 @@ fn a_type_decides_what_a_value_means_not_its_index() {
     .unwrap();
     create(&reg, "88.888.1/meter-1", vec![v(1, "mrv.kind", "meter")]).unwrap();
     // Index 1001 has no meaning of its own: existing Handle data keeps whatever it put there.
+    // The reference server answers a REST PUT of a URL at index 1001 with 201 Created.
     create(
         &reg,
         "88.888.1/legacy",
@@ -605,7 +606,8 @@ fn a_type_decides_what_a_value_means_not_its_index() {
 fn unknown_vocabulary_types_are_refused_unless_a_template_declares_them() {
     let (_d, reg) = open();
     // A typo of a relation would be stored as a value that links nothing: refused, naming
-    // the relations that exist.
+    // the relations that exist. (The reference server, which knows no vocabulary, stores it:
+    // 201 Created. Refusing is deliberate: a provenance chain must not break silently.)
     let seq = reg.last_seq();
     let e = create(
         &reg,
