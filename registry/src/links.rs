@@ -1,4 +1,4 @@
-//! The provenance vocabulary of design section 6, and which values of a record are links or
+//! The provenance vocabulary (docs/provenance.md), and which values of a record are links or
 //! aliases.
 
 use suyuan_codec::value::HandleValue;
