@@ -290,7 +290,7 @@ mod tests {
             server_hash("88.100/ABC123", HashOption::ByPrefix),
             1248849512
         );
-        // The note gives this one as the absolute value the selection uses.
+        // Negative as Java computes it: the selection takes the absolute value.
         assert_eq!(server_hash("10.1000/182", HashOption::ByAll), -852241299);
         assert_eq!(select_server(-852241299, 1000), 299);
         assert_eq!(select_server(1435954137, 2), 1);

@@ -198,7 +198,8 @@ impl HandleValue {
         TypedData::decode(&self.value_type, &self.data)
     }
 
-    /// Equality as design section 2 defines it for records: every field but the timestamp.
+    /// Equality of values as records compare them (docs/data-model.md): every field but the
+    /// timestamp, so rewriting an unchanged record is not a change.
     pub fn same_content(&self, other: &HandleValue) -> bool {
         self.index == other.index
             && self.value_type == other.value_type

@@ -1,6 +1,6 @@
-//! The provenance vocabulary, and which values of a record are links or aliases. A value's
-//! meaning comes from its type, never from its index: existing Handle data uses any index for
-//! anything, and is stored as it is.
+//! The provenance vocabulary (docs/provenance.md), and which values of a record are links or
+//! aliases. A value's meaning comes from its type, never from its index: existing Handle data
+//! uses any index for anything, and is stored as it is.
 
 use suyuan_codec::message::rc;
 use suyuan_codec::value::HandleValue;
