@@ -895,9 +895,10 @@ fn apply_one(tx: &mut Tx<'_, '_>, seq: u64, w: &Write) -> Result<Applied, Regist
             for v in &old.values {
                 match values.iter().find(|n| n.index == v.index) {
                     Some(_) if !overwrite => {
+                        // The reference's words.
                         return Err(refused(
                             rc::VALUE_ALREADY_EXISTS,
-                            format!("{handle}: a value at index {} exists", v.index),
+                            format!("Index conflict for {}", v.index),
                         ));
                     }
                     Some(_) => {}

@@ -90,10 +90,14 @@ fn refused(code: u32, msg: impl Into<String>) -> Outcome {
 
 impl From<RegistryError> for Outcome {
     fn from(e: RegistryError) -> Self {
-        if !matches!(e, RegistryError::Refused { .. }) {
-            warn!(error = %e, "registry failure");
+        match e {
+            // The answer carries the code already; the message is the reason alone.
+            RegistryError::Refused { code, message } => Outcome::Refused(code, message),
+            e => {
+                warn!(error = %e, "registry failure");
+                Outcome::Refused(e.response_code(), e.to_string())
+            }
         }
-        Outcome::Refused(e.response_code(), e.to_string())
     }
 }
 
