@@ -398,11 +398,19 @@ pub fn decode_value_list(data: &[u8]) -> Result<Vec<ValueReference>, DecodeError
     Ok(refs)
 }
 
+/// The first index that appears twice among `values`, if any.
+pub fn duplicate_index(values: &[HandleValue]) -> Option<u32> {
+    let mut seen = std::collections::HashSet::new();
+    values.iter().map(|v| v.index).find(|&i| !seen.insert(i))
+}
+
 /// Key type names inside HS_PUBKEY data.
 pub mod key_types {
     pub const RSA: &str = "RSA_PUB_KEY";
     pub const DSA: &str = "DSA_PUB_KEY";
     pub const DH: &str = "DH_PUB_KEY";
+    /// IDIS's SM2 keys; we keep their body whole and do not interpret it.
+    pub const SM2: &str = "SM2_PUB_KEY";
 }
 
 /// HS_PUBKEY data. Integers are kept as the big-endian two's-complement bytes the wire carried
@@ -535,6 +543,80 @@ impl PublicKey {
         out
     }
 
+    /// Decodes HS_PUBKEY data that must hold a key a verifier could use: RSA, DSA or DH in
+    /// the reference's binary form with positive integers (RSA's modulus and exponent odd),
+    /// IDIS's `SM2_PUB_KEY` with a body, or a PEM public key or certificate whose Base64
+    /// decodes. The reference stores any bytes under HS_PUBKEY; a key nobody can use only
+    /// fails later, at an authentication, far from the write that stored it.
+    pub fn decode_usable(data: &[u8]) -> Result<Self, DecodeError> {
+        let key = Self::decode(data)?;
+        let positive = |what: &'static str, n: &[u8]| {
+            if n.iter().all(|&b| b == 0) || n[0] & 0x80 != 0 {
+                Err(DecodeError::invalid(what, "zero or negative"))
+            } else {
+                Ok(())
+            }
+        };
+        let odd = |what: &'static str, n: &[u8]| match n.last() {
+            Some(b) if b & 1 == 1 => Ok(()),
+            _ => Err(DecodeError::invalid(what, "even")),
+        };
+        match &key {
+            PublicKey::Rsa {
+                exponent, modulus, ..
+            } => {
+                positive("RSA exponent", exponent)?;
+                positive("RSA modulus", modulus)?;
+                odd("RSA exponent", exponent)?;
+                odd("RSA modulus", modulus)?;
+            }
+            PublicKey::Dsa { q, p, g, y, .. } => {
+                for (what, n) in [("DSA q", q), ("DSA p", p), ("DSA g", g), ("DSA y", y)] {
+                    positive(what, n)?;
+                }
+            }
+            PublicKey::Dh { y, p, g, .. } => {
+                for (what, n) in [("DH y", y), ("DH p", p), ("DH g", g)] {
+                    positive(what, n)?;
+                }
+            }
+            PublicKey::Pem(text) => {
+                let (label, der) = crate::auth::pem_decode(text)
+                    .map_err(|e| DecodeError::invalid("PEM public key", e.to_string()))?;
+                if !(label.ends_with("PUBLIC KEY") || label == "CERTIFICATE") {
+                    return Err(DecodeError::invalid(
+                        "PEM public key",
+                        format!("a {label:?} block is not a public key"),
+                    ));
+                }
+                if der.is_empty() {
+                    return Err(DecodeError::invalid(
+                        "PEM public key",
+                        "no key in the block",
+                    ));
+                }
+            }
+            PublicKey::Other { key_type, rest, .. } if key_type == key_types::SM2 => {
+                if rest.is_empty() {
+                    return Err(DecodeError::invalid("SM2 public key", "no key material"));
+                }
+            }
+            PublicKey::Other { key_type, .. } => {
+                return Err(DecodeError::invalid(
+                    "public key",
+                    format!(
+                        "key type {key_type:?} is none of {}, {}, {}, {} or PEM",
+                        key_types::RSA,
+                        key_types::DSA,
+                        key_types::DH,
+                        key_types::SM2
+                    ),
+                ));
+            }
+        }
+        Ok(key)
+    }
+
     /// An RSA key as the 9.x reference encodes it (with the four trailing zero bytes), from
     /// unsigned big-endian integers.
     pub fn rsa(exponent: &[u8], modulus: &[u8]) -> Self {
@@ -657,5 +739,77 @@ mod tests {
         let k = PublicKey::decode(pem.as_bytes()).unwrap();
         assert_eq!(k, PublicKey::Pem(pem.to_string()));
         assert_eq!(k.encode(), pem.as_bytes());
+    }
+
+    /// A DSA public key as the reference's `hdl-keygen -alg DSA -keysize 1024` wrote it.
+    const REFERENCE_DSA_PUB: &str = "AAAAC0RTQV9QVUJfS0VZAAAAAAAVAJdgUI8VIwvMspK5gqLrhAvwWBz1AAAAgQD9f1OBHXUSKVLfSpwu7OTn9hG3UjzvRADDHj+AtlEmaUVdQCJR+1k9jVj6v8X1ujD2y5tVbNeBO4AdNG/yZmC3a5lQpaSfn+gEexAiwk+7qdf+t8Yb+DtX58aophUPBPuD9tPFHsMCNVQTWhaRMvZ1864rYdcq7/IiAxmd0UgBxwAAAIEA9+GghdabPd7LvKtcNrhXuXmUr7v6OuqC+VdMCz0HgmdRWVeOutRZT+ZxBxCBgLRJFnEj6EwoFhO3zwkyjMim4TwWeotUfI0o4KOuHiuzpnWRbqN/C/ohNWLx+2J6ASQ7zKTxvqhRkImog9/hWuWfBpKLZl6Ae1UlZAFMO/7PSSoAAACAbVVReaDi/bNfZ38O3mWY1oWEqr+1leJrqM6Dishb1NcGG1I1WYacfNAgat0xLJlW5Wjeg3vJQemEjKZLv3c1eTQUAlTknjOX2wIDIrmBS+akuIOSh57bFxpPbRQ1YAw99i1rALt3Si2uSgH3f7Tc1t5nDbj3e9VYwS1aukgjemI=";
+
+    #[test]
+    fn usable_public_keys_are_every_form_stored_in_practice_and_nothing_else() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let rsa = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/reference/keys/admin-300.hs_pubkey.bin"),
+        )
+        .unwrap();
+        let dsa = b64.decode(REFERENCE_DSA_PUB).unwrap();
+        let mut sm2 = Vec::new();
+        sm2.put_str(key_types::SM2);
+        sm2.put_u16(0);
+        sm2.put_bytes(&[4; 65]);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            b64.encode([0x30, 0x59, 0x30, 0x13])
+        );
+        for good in [&rsa, &dsa, &sm2, pem.as_bytes()] {
+            let k = PublicKey::decode_usable(good)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(good)));
+            assert_eq!(k.encode(), *good);
+        }
+        let mut even = rsa.clone();
+        // The modulus is the last integer before the four-byte trailer.
+        let last = even.len() - 5;
+        even[last] &= 0xFE;
+        let mut empty_sm2 = Vec::new();
+        empty_sm2.put_str(key_types::SM2);
+        empty_sm2.put_u16(0);
+        let mut unknown = Vec::new();
+        unknown.put_str("XYZ_PUB_KEY");
+        unknown.put_u16(0);
+        unknown.put_bytes(b"k");
+        let zero_dsa = PublicKey::Dsa {
+            flags: 0,
+            q: vec![0],
+            p: vec![1],
+            g: vec![1],
+            y: vec![1],
+        }
+        .encode();
+        let private = "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n";
+        let bad_b64 = "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n";
+        for bad in [
+            &b"notakey"[..],
+            b"",
+            &even,
+            &empty_sm2,
+            &unknown,
+            &zero_dsa,
+            private.as_bytes(),
+            bad_b64.as_bytes(),
+        ] {
+            assert!(
+                PublicKey::decode_usable(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_repeated_index_is_named() {
+        let v = |i| HandleValue::new(i, "URL", "x");
+        assert_eq!(duplicate_index(&[v(1), v(2), v(3)]), None);
+        assert_eq!(duplicate_index(&[v(1), v(2), v(2), v(1)]), Some(2));
     }
 }

@@ -12,7 +12,9 @@ use std::thread::JoinHandle;
 
 use suyuan_codec::handle::{Handle, key_of};
 use suyuan_codec::message::rc;
-use suyuan_codec::value::{AdminRecord, HandleValue, decode_value_list, types};
+use suyuan_codec::value::{
+    AdminRecord, HandleValue, PublicKey, decode_value_list, duplicate_index, types,
+};
 
 use crate::error::RegistryError;
 use crate::kv::{Kv, Op, Table, open_embedded, prefix_end, table_key};
@@ -661,7 +663,13 @@ fn check_values(handle: &str, values: &[HandleValue]) -> Result<(), RegistryErro
             format!("{handle}: {} values, more than {MAX_VALUES}", values.len()),
         ));
     }
-    let mut seen = std::collections::HashSet::new();
+    if let Some(i) = duplicate_index(values) {
+        // The reference's code and words for a repeated index in one write.
+        return Err(refused(
+            rc::VALUE_ALREADY_EXISTS,
+            format!("Index conflict for {i}"),
+        ));
+    }
     for v in values {
         if v.index == 0 {
             return Err(refused(
@@ -670,12 +678,6 @@ fn check_values(handle: &str, values: &[HandleValue]) -> Result<(), RegistryErro
                     "{handle}: value index must be positive (type {})",
                     v.value_type
                 ),
-            ));
-        }
-        if !seen.insert(v.index) {
-            return Err(refused(
-                rc::INVALID_VALUE,
-                format!("{handle}: index {} appears twice", v.index),
             ));
         }
         if v.data.len() > MAX_VALUE_DATA {
@@ -695,6 +697,14 @@ fn check_values(handle: &str, values: &[HandleValue]) -> Result<(), RegistryErro
                 rc::INVALID_VALUE,
                 format!("{handle}: value {} is not a valid HS_ADMIN", v.index),
             ));
+        }
+        if v.value_type.eq_ignore_ascii_case(types::HS_PUBKEY) {
+            if let Err(e) = PublicKey::decode_usable(&v.data) {
+                return Err(refused(
+                    rc::INVALID_VALUE,
+                    format!("{handle}: value {} is not a usable HS_PUBKEY: {e}", v.index),
+                ));
+            }
         }
         if v.value_type.eq_ignore_ascii_case(types::HS_VLIST) && decode_value_list(&v.data).is_err()
         {
@@ -907,9 +917,10 @@ fn apply_one(tx: &mut Tx<'_, '_>, seq: u64, w: &Write) -> Result<Applied, Regist
             for v in &old.values {
                 match values.iter().find(|n| n.index == v.index) {
                     Some(_) if !overwrite => {
+                        // The reference's words.
                         return Err(refused(
                             rc::VALUE_ALREADY_EXISTS,
-                            format!("{handle}: a value at index {} exists", v.index),
+                            format!("Index conflict for {}", v.index),
                         ));
                     }
                     Some(_) => {}

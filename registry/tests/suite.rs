@@ -155,6 +155,16 @@ fn reference_validation_rules() {
             "88.888.1/z",
             vec![v(1, "URL", "x"), v(1, "EMAIL", "y")]
         )),
+        // The reference server answers a repeated index with 201 "Index conflict for 1".
+        rc::VALUE_ALREADY_EXISTS
+    );
+    // The reference server stores any bytes as HS_PUBKEY; we refuse what is not a key.
+    assert_eq!(
+        code(create(
+            &reg,
+            "88.888.1/z",
+            vec![v(300, "HS_PUBKEY", "notakey")]
+        )),
         rc::INVALID_VALUE
     );
     assert_eq!(

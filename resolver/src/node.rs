@@ -14,7 +14,7 @@ use suyuan_codec::handle::{Handle, key_of};
 use suyuan_codec::message::{Body, Message, flags, negotiate_version, opcode, rc};
 use suyuan_codec::site::SiteInfo;
 use suyuan_codec::value::{
-    AdminRecord, HandleValue, PublicKey, admin_perm, decode_value_list, types,
+    AdminRecord, HandleValue, PublicKey, admin_perm, decode_value_list, duplicate_index, types,
 };
 use suyuan_registry::{CreateMode, Identity, Mutation, Record, Registry, RegistryError, Write};
 use tracing::{debug, warn};
@@ -38,8 +38,15 @@ pub struct NodeConfig {
     pub cache_entries: u64,
 }
 
-/// Set in every session id, clear in every pending-challenge id.
-const SESSION_ID_BIT: u32 = 0x8000_0000;
+/// Set in every session id, clear in every pending-challenge id. Not the top bit: Java clients
+/// read the id as a signed int, and a negative one means "no session" to them.
+const SESSION_ID_BIT: u32 = 0x4000_0000;
+/// The random bits of either kind of id, below [`SESSION_ID_BIT`].
+const ID_RANDOM_BITS: u32 = SESSION_ID_BIT - 1;
+
+/// The change log's actor for a public write nobody authenticated (no handle has no slash, so
+/// it names no identity).
+const ANONYMOUS: &str = "anonymous";
 
 /// Handle lists are answered 50 handles a message, as the reference does.
 const LIST_PAGE: usize = 50;
@@ -83,10 +90,14 @@ fn refused(code: u32, msg: impl Into<String>) -> Outcome {
 
 impl From<RegistryError> for Outcome {
     fn from(e: RegistryError) -> Self {
-        if !matches!(e, RegistryError::Refused { .. }) {
-            warn!(error = %e, "registry failure");
+        match e {
+            // The answer carries the code already; the message is the reason alone.
+            RegistryError::Refused { code, message } => Outcome::Refused(code, message),
+            e => {
+                warn!(error = %e, "registry failure");
+                Outcome::Refused(e.response_code(), e.to_string())
+            }
         }
-        Outcome::Refused(e.response_code(), e.to_string())
     }
 }
 
@@ -197,7 +208,7 @@ impl HandleNode {
         if !self.inner.homed(h.prefix())? {
             return Err(RegistryError::refused(
                 rc::SERVER_NOT_RESP,
-                "That prefix doesn't live here",
+                not_served(&h, handle),
             ));
         }
         self.inner.write(
@@ -494,7 +505,7 @@ impl Inner {
         // Session ids have the top bit set, pending-challenge ids do not: they share the
         // envelope's one field and must never collide.
         let id = table.insert(session, Instant::now(), || {
-            rand::thread_rng().next_u32() | SESSION_ID_BIT
+            (rand::thread_rng().next_u32() & ID_RANDOM_BITS) | SESSION_ID_BIT
         });
         drop(table);
         let Some(id) = id else {
@@ -648,7 +659,7 @@ impl Inner {
             Err(o) => return Ok(Err(o)),
         };
         if !self.homed(h.prefix())? {
-            return Ok(Err(not_here()));
+            return Ok(Err(refused(rc::SERVER_NOT_RESP, not_served(&h, handle))));
         }
         let rec = self.record(h.as_str())?;
         Ok(Ok((h, rec)))
@@ -748,7 +759,20 @@ impl Inner {
                 },
                 _,
             ) => self.resolve(m, handle, indexes, types, who),
+            (Body::HandleValues { handle, values }, opcode::MODIFY_VALUE) => {
+                self.modify(handle, values, who)
+            }
             (Body::HandleValues { handle, values }, _) => {
+                // The reference refuses a repeated index in a create or an add once it knows
+                // the prefix is served, before it asks who is calling.
+                if let Some(i) = duplicate_index(values) {
+                    return Ok(match self.target(handle)? {
+                        Err(o) => o,
+                        Ok(_) => {
+                            refused(rc::VALUE_ALREADY_EXISTS, format!("Index conflict for {i}"))
+                        }
+                    });
+                }
                 let Some(who) = who else {
                     return Ok(Outcome::NeedAuth);
                 };
@@ -797,35 +821,30 @@ impl Inner {
                             handle: Some(handle),
                         }))
                     }
-                    opcode::ADD_VALUE | opcode::MODIFY_VALUE => {
-                        let (perm, admin_perm_needed) = if op == opcode::ADD_VALUE {
-                            (admin_perm::ADD_VALUE, admin_perm::ADD_ADMIN)
-                        } else {
-                            (admin_perm::MODIFY_VALUE, admin_perm::MODIFY_ADMIN)
-                        };
+                    opcode::ADD_VALUE => {
                         if existing.is_none() {
                             return Ok(not_found());
                         }
-                        let need = if has_admin { admin_perm_needed } else { perm };
+                        let need = if has_admin {
+                            admin_perm::ADD_ADMIN
+                        } else {
+                            admin_perm::ADD_VALUE
+                        };
                         if !self.may(who, &h, existing, need)? {
                             return Ok(refused(
                                 rc::INSUFFICIENT_PERMISSIONS,
                                 format!("{who} lacks the permission on {h}"),
                             ));
                         }
-                        let mutation = if op == opcode::ADD_VALUE {
+                        self.write(
+                            h.as_str(),
+                            who,
                             Mutation::AddValues {
                                 handle: h.as_str().into(),
                                 values: values.clone(),
                                 overwrite: m.header.has(flags::OVRW),
-                            }
-                        } else {
-                            Mutation::ModifyValues {
-                                handle: h.as_str().into(),
-                                values: values.clone(),
-                            }
-                        };
-                        self.write(h.as_str(), who, mutation)?;
+                            },
+                        )?;
                         Ok(Outcome::Done(Body::Empty))
                     }
                     _ => Ok(refused(
@@ -904,7 +923,10 @@ impl Inner {
                     .and_then(|h| h.described_prefix().map(str::to_string))
                     .unwrap_or_else(|| handle.clone());
                 if !self.homed(&prefix)? {
-                    return Ok(not_here());
+                    return Ok(refused(
+                        rc::SERVER_NOT_RESP,
+                        format!("{NOT_HERE}: prefix {prefix} is not served here"),
+                    ));
                 }
                 if !self.is_prefix_admin(who, &prefix)? {
                     return Ok(refused(
@@ -978,6 +1000,96 @@ impl Inner {
         }
     }
 
+    /// OC 103 (modify values) as the reference decides it. A value that allows public
+    /// write may be replaced by anyone, authenticated or not, unless HS_ADMIN is involved on
+    /// either side; a value administrators may not write is read-only for everyone (RC 401);
+    /// several values at one index: the last one is written. An anonymous request that is
+    /// not entirely public is challenged before anything about the record is told.
+    fn modify(
+        &self,
+        handle: &str,
+        values: &[HandleValue],
+        who: Option<&Identity>,
+    ) -> Result<Outcome, RegistryError> {
+        let (h, rec) = match self.target(handle)? {
+            Ok(t) => t,
+            Err(o) => return Ok(o),
+        };
+        let mut last: Vec<HandleValue> = Vec::with_capacity(values.len());
+        for v in values.iter().rev() {
+            if !last.iter().any(|l| l.index == v.index) {
+                last.push(v.clone());
+            }
+        }
+        last.reverse();
+        let is_admin = |v: &HandleValue| v.value_type.eq_ignore_ascii_case(types::HS_ADMIN);
+        // Each new value with the value it replaces, None where the record has none.
+        let pairs: Vec<(&HandleValue, Option<&HandleValue>)> = match rec.as_ref() {
+            Some(rec) => last
+                .iter()
+                .map(|n| (n, rec.values.iter().find(|o| o.index == n.index)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let public = rec.is_some()
+            && !last.is_empty()
+            && pairs.iter().all(|(n, o)| {
+                o.is_some_and(|o| {
+                    o.permissions.public_write()
+                        && o.permissions.admin_write()
+                        && !is_admin(o)
+                        && !is_admin(n)
+                })
+            });
+        let anonymous = Identity::new(0, ANONYMOUS);
+        let who = match who {
+            Some(w) => w,
+            None if public => &anonymous,
+            None => return Ok(Outcome::NeedAuth),
+        };
+        let Some(rec) = rec.as_ref() else {
+            return Ok(not_found());
+        };
+        for (n, o) in &pairs {
+            match o {
+                None => return Ok(refused(rc::VALUES_NOT_FOUND, String::new())),
+                // The reference's words.
+                Some(o) if !o.permissions.admin_write() => {
+                    return Ok(refused(
+                        rc::INSUFFICIENT_PERMISSIONS,
+                        format!("Value is read-only (index {})", n.index),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if !public {
+            let need = if pairs
+                .iter()
+                .any(|(n, o)| is_admin(n) || o.is_some_and(is_admin))
+            {
+                admin_perm::MODIFY_ADMIN
+            } else {
+                admin_perm::MODIFY_VALUE
+            };
+            if !self.may(who, &h, Some(rec), need)? {
+                return Ok(refused(
+                    rc::INSUFFICIENT_PERMISSIONS,
+                    format!("{who} lacks the permission on {h}"),
+                ));
+            }
+        }
+        self.write(
+            h.as_str(),
+            who,
+            Mutation::ModifyValues {
+                handle: h.as_str().into(),
+                values: last,
+            },
+        )?;
+        Ok(Outcome::Done(Body::Empty))
+    }
+
     fn resolve(
         &self,
         m: &Message,
@@ -1048,7 +1160,7 @@ impl Inner {
                 .insert_for_session(session, pending, Instant::now())
                 .map(|()| session),
             Ok(mut t) => t.insert(pending, Instant::now(), || {
-                rand::thread_rng().next_u32() & !SESSION_ID_BIT
+                rand::thread_rng().next_u32() & ID_RANDOM_BITS
             }),
             Err(_) => return Reply::Silence,
         };
@@ -1240,7 +1352,20 @@ fn not_found() -> Outcome {
     refused(rc::HANDLE_NOT_FOUND, String::new())
 }
 
-fn not_here() -> Outcome {
-    // The reference's words.
-    refused(rc::SERVER_NOT_RESP, "That prefix doesn't live here")
+/// The reference's words for RC 301, which every such answer of ours starts with.
+const NOT_HERE: &str = "That prefix doesn't live here";
+
+/// RC 301's message for `h`, parsed from what the client sent (`asked`): which prefix is not
+/// served, and, for input without a slash, how it was read. It names no prefix that is
+/// served: the list of those is for authenticated administrators (OC 104).
+fn not_served(h: &Handle, asked: &str) -> String {
+    let read_as = if asked.contains('/') {
+        String::new()
+    } else {
+        format!("{asked:?} has no slash, so it was read as the prefix handle {h}, and ")
+    };
+    format!(
+        "{NOT_HERE}: {read_as}prefix {} is not served here",
+        h.prefix()
+    )
 }

@@ -62,6 +62,11 @@ impl SessionClock {
     }
 }
 
+/// The ids a session may have. Java clients read the envelope's session id as a signed int
+/// and take anything <= 0 as "no session": an answer MAC'd in a session whose id has the top
+/// bit set is refused there ("signed with MAC but no session id given").
+pub const SESSION_IDS: std::ops::RangeInclusive<u32> = 1..=i32::MAX as u32;
+
 /// Counters remembered per session; older ones below the window are refused as replays.
 const COUNTER_WINDOW: usize = 4096;
 
@@ -141,8 +146,8 @@ impl SessionTable {
         self.sessions.contains_key(&id)
     }
 
-    /// Stores a session under a fresh id from `next_id` (0 and ids in use are skipped);
-    /// `None` when the table is full even after dropping expired sessions.
+    /// Stores a session under a fresh id from `next_id` (ids outside [`SESSION_IDS`] and ids in
+    /// use are skipped); `None` when the table is full even after dropping expired sessions.
     pub fn insert(
         &mut self,
         s: Session,
@@ -162,7 +167,7 @@ impl SessionTable {
         }
         let id = loop {
             let id = next_id();
-            if id != 0 && !self.sessions.contains_key(&id) {
+            if SESSION_IDS.contains(&id) && !self.sessions.contains_key(&id) {
                 break id;
             }
         };

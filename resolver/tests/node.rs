@@ -323,6 +323,12 @@ async fn captured_resolutions_get_the_reference_answers() {
                 };
                 assert_eq!(strip(va), strip(vb), "{file}: same values");
             }
+            // RC 301 keeps the reference's words and adds which prefix is not served.
+            (Body::Error { message: Some(a) }, Body::Error { message: Some(b) })
+                if code == rc::SERVER_NOT_RESP =>
+            {
+                assert!(a.starts_with(b.as_str()), "{file}: {a:?} after {b:?}")
+            }
             (Body::Error { message: a }, Body::Error { message: b }) => {
                 assert_eq!(a, b, "{file}: same message")
             }
@@ -1161,7 +1167,8 @@ async fn diffie_hellman_session_like_genericbatch() {
         )
         .await
         .unwrap();
-    assert_ne!(s.id & 0x8000_0000, 0);
+    // Java clients take an id <= 0 (as a signed int) for "no session".
+    assert!((1..=i32::MAX as u32).contains(&s.id), "{:#x}", s.id);
     // The first administrative request is challenged and answered as without sessions.
     let first = in_session(&s, &create_req("12345/fx-dh"));
     let challenge = tcp(&node, &first).await.remove(0);
