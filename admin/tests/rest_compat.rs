@@ -296,6 +296,27 @@ fn sessions_are_https_only_and_a_new_one_has_a_location() {
     assert_eq!(basic.status, 201);
     assert_eq!(basic.header("location"), Some("/api/sessions/this"));
     assert_eq!(basic.json()["id"], "301:12345/ADMIN");
+    // Credentials that fail: the reference server answers 201, Location, and
+    // {"sessionId":"…","nonce":"…","error":"Identity not verified"}: a session, unauthenticated.
+    let failed = curl(&[
+        "-X",
+        "POST",
+        &format!("https://{http}/api/sessions"),
+        "-u",
+        "301%3A12345%2FADMIN:wrong",
+    ]);
+    assert_eq!(failed.status, 201);
+    assert_eq!(failed.header("location"), Some("/api/sessions/this"));
+    let j = failed.json();
+    let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 3, "{j}");
+    assert!(
+        ["sessionId", "nonce", "error"]
+            .iter()
+            .all(|k| keys.contains(k)),
+        "{j}"
+    );
+    assert_eq!(j["error"], "Identity not verified");
     stop(node);
 }
 

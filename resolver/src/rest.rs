@@ -1,6 +1,6 @@
 //! The Handle.Net REST API (`/api/handles`, `/api/prefixes`), the `GET /{handle}` redirect,
 //! the handle-over-HTTP tunnel and device registration, as the reference server's servlets
-//! answer them (statuses, headers and JSON bodies of ../shared/fixtures/reference/rest/).
+//! answer them (statuses, headers and JSON bodies as captured in tests/fixtures/reference/rest/).
 //!
 //! Every request becomes the Handle message the reference would build and is carried out by
 //! the node ([`HandleNode::execute_as`]): one set of rules and one write path for every
@@ -456,6 +456,9 @@ enum Unverified {
     Failed,
 }
 
+/// The reference's word for credentials that failed (`error` of a challenge or a session).
+const IDENTITY_NOT_VERIFIED: &str = "Identity not verified";
+
 /// How to authenticate, in every 401 body. The same words whether the identity is unknown
 /// or its secret wrong, so the answer cannot be used to find out which identities exist.
 const HOW_TO_AUTHENTICATE: &str = "authenticate over HTTPS with Basic authentication \
@@ -485,24 +488,23 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
         ),
     };
     let mut r = json_response(401, &response_to_json(code, handle, Some(&message)), false);
-    let error = match why {
-        Unverified::Missing => "",
-        Unverified::Failed => ", error=\"Identity not verified\"",
-    };
-    // Without a session to offer (the table is full) the Handle challenge only names the error.
-    let handle_challenge = match opened {
-        Some((sid, st)) => {
-            let nonce = base64::engine::general_purpose::STANDARD.encode(st.nonce);
-            format!("Handle sessionId=\"{sid}\", nonce=\"{nonce}\"{error}")
-        }
-        None => "Handle error=\"Identity not verified\"".to_string(),
-    };
+    let mut params = Vec::new();
+    if let Some((sid, st)) = opened {
+        let nonce = base64::engine::general_purpose::STANDARD.encode(st.nonce);
+        params.push(format!("sessionId=\"{sid}\""));
+        params.push(format!("nonce=\"{nonce}\""));
+    }
+    if why == Unverified::Failed {
+        params.push(format!("error=\"{IDENTITY_NOT_VERIFIED}\""));
+    }
+    // Without a session to offer (the table is full) the Handle challenge names no session.
+    let handle_challenge = format!("Handle {}", params.join(", "));
     let h = r.headers_mut();
     h.append(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"handle\""),
     );
-    if let Ok(v) = HeaderValue::from_str(&handle_challenge) {
+    if let Ok(v) = HeaderValue::from_str(handle_challenge.trim_end()) {
         h.append(header::WWW_AUTHENTICATE, v);
     }
     r
@@ -514,14 +516,17 @@ fn not_verified(state: &RestState) -> Response {
     challenge(state, Unverified::Failed, None)
 }
 
-fn session_json(sid: Option<&str>, st: Option<&RestSessionState>, id: Option<&Identity>) -> Json {
+fn session_json(
+    sid: Option<&str>,
+    st: Option<&RestSessionState>,
+    id: Option<&Identity>,
+) -> RestSession {
     RestSession {
         session_id: sid.map(str::to_string),
         nonce: st.map(|s| s.nonce.to_vec()),
         id: id.map(|i| i.to_string()),
         ..Default::default()
     }
-    .to_json()
 }
 
 /// POST /api/sessions: a new session and its nonce (authenticated at once by Basic).
@@ -539,13 +544,15 @@ pub async fn open_session(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
-    let who = if basic {
+    // Credentials that fail still get a session, unauthenticated, with the error in its
+    // answer, as the reference answers.
+    let (who, error) = if basic {
         match caller(&state, &conn, &headers).await {
-            Ok(w) => w,
-            Err(r) => return r,
+            Ok(w) => (w, None),
+            Err(_) => (None, Some(IDENTITY_NOT_VERIFIED)),
         }
     } else {
-        None
+        (None, None)
     };
     let opened = state
         .sessions
@@ -556,7 +563,11 @@ pub async fn open_session(
         Some((sid, st)) => {
             let mut r = json_response(
                 201,
-                &session_json(Some(&sid), Some(&st), who.as_ref()),
+                &RestSession {
+                    error: error.map(str::to_string),
+                    ..session_json(Some(&sid), Some(&st), who.as_ref())
+                }
+                .to_json(),
                 pretty,
             );
             r.headers_mut().insert(
@@ -663,7 +674,7 @@ pub async fn this_session(
             .get(&sid);
         return json_response(
             200,
-            &session_json(Some(&sid), st.as_ref(), id.as_ref()),
+            &session_json(Some(&sid), st.as_ref(), id.as_ref()).to_json(),
             pretty,
         );
     }
@@ -674,7 +685,11 @@ pub async fn this_session(
     if method == Method::DELETE {
         return StatusCode::NO_CONTENT.into_response();
     }
-    json_response(200, &session_json(None, None, who.as_ref()), pretty)
+    json_response(
+        200,
+        &session_json(None, None, who.as_ref()).to_json(),
+        pretty,
+    )
 }
 
 /// `index:handle` (percent-encoded, as clients send it) and the secret of a Basic header.
