@@ -13,86 +13,10 @@ use suyuan_codec::auth::{PublicKeyAnswer, SecretKeyAnswer, rsa_private_from_pem}
 use suyuan_codec::message::{Body, rc};
 
 mod common;
+use common::rest::*;
 use common::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/reference");
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// A node for prefix 12345 with the reference fixtures' administrator: HS_PUBKEY 300 from
-/// keys/admin-300.pub.pem, HS_SECKEY 301 `secretpw`.
-fn reference_like_node(dir: &Path, extra: &[&str]) -> Server {
-    let d = dir.join("node");
-    let out = Command::new(BIN)
-        .args(["init", "--prefix", "12345", "--data-dir"])
-        .arg(&d)
-        .arg("--admin-pubkey")
-        .arg(format!("{FIXTURES}/keys/admin-300.pub.pem"))
-        .env("SUYUAN_ADMIN_SECRET", "secretpw")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serve_with(&d, extra)
-}
-
-/// An HTTP answer as curl received it.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-/// Runs curl (`-k`: the node's certificate is self-signed) and parses what it printed.
-fn curl(args: &[&str]) -> Answer {
-    let out = Command::new("curl")
-        .args(["-sk", "-i", "--max-time", "30", "-H", "Expect:"])
-        .args(args)
-        .output()
-        .expect("curl must be installed");
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let raw = out.stdout;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header block");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
 
 /// A captured request: method, path and query, headers, body.
 struct Captured {
@@ -205,7 +129,7 @@ fn the_reference_rest_exchanges_get_the_reference_answers() {
         "--data-binary",
         test1,
     ]);
-    assert_eq!(put.status, 200, "{:?}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.status, 201, "{:?}", String::from_utf8_lossy(&put.body));
 
     // Same status and the same JSON (timestamps aside).
     for name in [
@@ -221,7 +145,6 @@ fn the_reference_rest_exchanges_get_the_reference_answers() {
         "12-delete-value",
         "13-delete-handle",
         "14-get-deleted",
-        "15-put-plain-http",
     ] {
         let got = replay(name, http, https_of(name), dir.path());
         let (status, body) = captured_response(name);
@@ -272,10 +195,19 @@ fn the_reference_rest_exchanges_get_the_reference_answers() {
         bad.json()
     );
 
-    // A wrong password: 401, no body, WWW-Authenticate for Basic and Handle.
+    // Credentials over plain HTTP: the reference's 403 and body, and a message saying to use
+    // HTTPS.
+    let plain = replay("15-put-plain-http", http, false, dir.path());
+    let (status, body) = captured_response("15-put-plain-http");
+    let mut got = plain.json();
+    let message = got.as_object_mut().unwrap().remove("message").unwrap();
+    assert_eq!((plain.status, got), (status, body.unwrap()));
+    assert!(message.as_str().unwrap().contains("HTTPS"), "{message}");
+
+    // A wrong password: 401, WWW-Authenticate for Basic and Handle (the reference sends no
+    // body; ours says how to authenticate).
     let wrong = replay("17-put-wrong-password", http, true, dir.path());
     assert_eq!(wrong.status, 401);
-    assert!(wrong.body.is_empty());
     let challenges: Vec<&str> = wrong
         .headers
         .iter()
@@ -346,7 +278,7 @@ fn the_reference_rest_exchanges_get_the_reference_answers() {
         r#"[{"index": 1, "type": "mrv.kind", "data": "lab-report"},
             {"index": 2, "type": "DESC", "data": "confidential", "permissions": "1100"}]"#,
     ]);
-    assert_eq!(rec.status, 200, "{}", String::from_utf8_lossy(&rec.body));
+    assert_eq!(rec.status, 201, "{}", String::from_utf8_lossy(&rec.body));
     let seen = |a: &Answer| a.json()["nodes"][0]["values"].as_array().unwrap().len();
     let anonymous = curl(&[&format!("http://{http}/api/trace/12345/sealed")]);
     assert_eq!(seen(&anonymous), 1, "{}", anonymous.json());

@@ -96,6 +96,7 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
                 .put(rest::put_handle)
                 .delete(rest::delete_handle),
         )
+        .route("/api/handles/", axum::routing::any(rest::empty_handle))
         .route("/api/prefixes", get(rest::list_prefixes))
         .route("/api/sessions", axum::routing::post(rest::open_session))
         .route(
@@ -108,6 +109,9 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
             "/api/devices/{*handle}",
             axum::routing::put(rest::register_device),
         )
+        .route("/api", axum::routing::any(rest::unknown_endpoint))
+        .route("/api/", axum::routing::any(rest::unknown_endpoint))
+        .route("/api/{*rest}", axum::routing::any(rest::unknown_endpoint))
         .fallback(rest::fallback)
         .layer(DefaultBodyLimit::max(opts.max_body))
         .with_state(HttpState { registry, rest });

@@ -1,6 +1,6 @@
 //! The Handle.Net REST API (`/api/handles`, `/api/prefixes`), the `GET /{handle}` redirect,
 //! the handle-over-HTTP tunnel and device registration, as the reference server's servlets
-//! answer them (statuses, headers and JSON bodies of ../shared/fixtures/reference/rest/).
+//! answer them (statuses, headers and JSON bodies as captured in tests/fixtures/reference/rest/).
 //!
 //! Every request becomes the Handle message the reference would build and is carried out by
 //! the node ([`HandleNode::execute_as`]): one set of rules and one write path for every
@@ -191,8 +191,12 @@ impl Query {
     fn flag(&self, key: &str) -> Option<bool> {
         self.get(key).map(|v| v.eq_ignore_ascii_case("true"))
     }
+    /// The reference reads `pretty` more leniently than other flags: bare (`?pretty`),
+    /// empty, `true` or `yes` in any case.
     fn pretty(&self) -> bool {
-        self.flag("pretty").unwrap_or(false)
+        self.get("pretty").is_some_and(|v| {
+            v.is_empty() || v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("yes")
+        })
     }
     /// `index` values; `Err` names the bad one.
     fn indexes(&self) -> Result<Vec<u32>, String> {
@@ -236,7 +240,7 @@ pub(crate) async fn caller(
         .or_else(|| auth.strip_prefix("basic "))
     {
         let Some((id, secret)) = basic_credentials(b64.trim()) else {
-            return Err(not_verified());
+            return Err(not_verified(state));
         };
         let who = id.clone();
         let ok = tokio::task::spawn_blocking(move || node.verify_secret(&who, &secret))
@@ -245,18 +249,18 @@ pub(crate) async fn caller(
         return if ok {
             Ok(Some(id))
         } else {
-            Err(not_verified())
+            Err(not_verified(state))
         };
     }
     if auth.starts_with("Handle") && auth.contains("clientCert=\"true\"") {
         let Some(cert) = conn.cert.clone() else {
-            return Err(not_verified());
+            return Err(not_verified(state));
         };
         let Some(id) = cert.subject_name().and_then(|n| Identity::parse(&n).ok()) else {
-            return Err(not_verified());
+            return Err(not_verified(state));
         };
         let Some(key) = cert.rsa_key() else {
-            return Err(not_verified());
+            return Err(not_verified(state));
         };
         let who = id.clone();
         let ok = tokio::task::spawn_blocking(move || node.holds_public_key(&who, &key))
@@ -265,13 +269,13 @@ pub(crate) async fn caller(
         return if ok {
             Ok(Some(id))
         } else {
-            Err(not_verified())
+            Err(not_verified(state))
         };
     }
     if let Some(h) = HandleAuth::parse(auth) {
         return handle_auth(state, &h).await.map(|(_, id)| id);
     }
-    Err(not_verified())
+    Err(not_verified(state))
 }
 
 /// The parameters of `Authorization: Handle k="v", ...` (`HandleAuthorizationHeader`).
@@ -413,10 +417,10 @@ async fn handle_auth(
     let sessions = || state.sessions.lock().unwrap_or_else(|e| e.into_inner());
     let Some(sid) = h.session_id.clone() else {
         // A signature without a session has nothing to sign yet: offer one (a challenge).
-        return Err(challenge_response(state));
+        return Err(not_verified(state));
     };
     let Some(session) = sessions().get(&sid) else {
-        return Err(challenge_response(state));
+        return Err(not_verified(state));
     };
     if !h.signs() {
         return Ok((sid, session.id));
@@ -425,7 +429,7 @@ async fn handle_auth(
         h.id.as_deref().and_then(|i| Identity::parse(i).ok()),
         h.answer(),
     ) else {
-        return Err(not_verified());
+        return Err(not_verified(state));
     };
     let node = state.node.clone();
     let who = id.clone();
@@ -438,45 +442,91 @@ async fn handle_auth(
     .and_then(Result::ok)
     .unwrap_or(false);
     if !ok {
-        return Err(not_verified());
+        return Err(not_verified(state));
     }
     sessions().authenticate(&sid, id.clone());
     Ok((sid, Some(id)))
 }
 
-/// 401 with a fresh session and nonce to sign, as `WWW-Authenticate: Handle`.
-fn challenge_response(state: &RestState) -> Response {
+/// Why a 401 is sent: no credentials for an operation that needs them, or credentials that
+/// did not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unverified {
+    Missing,
+    Failed,
+}
+
+/// The reference's word for credentials that failed (`error` of a challenge or a session).
+const IDENTITY_NOT_VERIFIED: &str = "Identity not verified";
+
+/// How to authenticate, in every 401 body. The same words whether the identity is unknown
+/// or its secret wrong, so the answer cannot be used to find out which identities exist.
+const HOW_TO_AUTHENTICATE: &str = "authenticate over HTTPS with Basic authentication \
+    (user index:handle, percent-encoded, e.g. 300%3A12345%2FADMIN, and the identity's secret key \
+    as password), or sign the nonce of the session offered in WWW-Authenticate \
+    (Authorization: Handle sessionId=..., id=..., type=HS_PUBKEY or HS_SECKEY, cnonce=..., \
+    signature=...)";
+
+/// The reference's 401: `WWW-Authenticate` offers Basic and a fresh session with its nonce
+/// to sign (a session that exists, as the reference's does), with `error` when credentials
+/// were sent and failed. The body, which the reference leaves empty or bare, says what went
+/// wrong and how to authenticate.
+fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Response {
     let opened = state
         .sessions
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .open(None);
-    let mut r = not_verified();
+    let (code, message) = match why {
+        Unverified::Missing => (
+            rc::AUTHENTICATION_NEEDED,
+            format!("Authentication needed: {HOW_TO_AUTHENTICATE}"),
+        ),
+        Unverified::Failed => (
+            rc::AUTHENTICATION_FAILED,
+            format!("The identity could not be verified: {HOW_TO_AUTHENTICATE}"),
+        ),
+    };
+    let mut r = json_response(401, &response_to_json(code, handle, Some(&message)), false);
+    let mut params = Vec::new();
     if let Some((sid, st)) = opened {
         let nonce = base64::engine::general_purpose::STANDARD.encode(st.nonce);
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "Handle sessionId=\"{sid}\", nonce=\"{nonce}\", error=\"Identity not verified\""
-        )) {
-            let h = r.headers_mut();
-            h.remove(header::WWW_AUTHENTICATE);
-            h.append(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"handle\""),
-            );
-            h.append(header::WWW_AUTHENTICATE, v);
-        }
+        params.push(format!("sessionId=\"{sid}\""));
+        params.push(format!("nonce=\"{nonce}\""));
+    }
+    if why == Unverified::Failed {
+        params.push(format!("error=\"{IDENTITY_NOT_VERIFIED}\""));
+    }
+    // Without a session to offer (the table is full) the Handle challenge names no session.
+    let handle_challenge = format!("Handle {}", params.join(", "));
+    let h = r.headers_mut();
+    h.append(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"handle\""),
+    );
+    if let Ok(v) = HeaderValue::from_str(handle_challenge.trim_end()) {
+        h.append(header::WWW_AUTHENTICATE, v);
     }
     r
 }
 
-fn session_json(sid: Option<&str>, st: Option<&RestSessionState>, id: Option<&Identity>) -> Json {
+/// The answer to credentials that do not verify (an unknown identity, a wrong secret or
+/// signature alike).
+fn not_verified(state: &RestState) -> Response {
+    challenge(state, Unverified::Failed, None)
+}
+
+fn session_json(
+    sid: Option<&str>,
+    st: Option<&RestSessionState>,
+    id: Option<&Identity>,
+) -> RestSession {
     RestSession {
         session_id: sid.map(str::to_string),
         nonce: st.map(|s| s.nonce.to_vec()),
         id: id.map(|i| i.to_string()),
         ..Default::default()
     }
-    .to_json()
 }
 
 /// POST /api/sessions: a new session and its nonce (authenticated at once by Basic).
@@ -487,17 +537,22 @@ pub async fn open_session(
     headers: HeaderMap,
 ) -> Response {
     let pretty = Query::parse(raw.as_deref()).pretty();
+    if !conn.tls {
+        return sessions_need_https(pretty);
+    }
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
-    let who = if basic {
+    // Credentials that fail still get a session, unauthenticated, with the error in its
+    // answer, as the reference answers.
+    let (who, error) = if basic {
         match caller(&state, &conn, &headers).await {
-            Ok(w) => w,
-            Err(r) => return r,
+            Ok(w) => (w, None),
+            Err(_) => (None, Some(IDENTITY_NOT_VERIFIED)),
         }
     } else {
-        None
+        (None, None)
     };
     let opened = state
         .sessions
@@ -505,17 +560,80 @@ pub async fn open_session(
         .unwrap_or_else(|e| e.into_inner())
         .open(who.clone());
     match opened {
-        Some((sid, st)) => json_response(
-            201,
-            &session_json(Some(&sid), Some(&st), who.as_ref()),
-            pretty,
-        ),
+        Some((sid, st)) => {
+            let mut r = json_response(
+                201,
+                &RestSession {
+                    error: error.map(str::to_string),
+                    ..session_json(Some(&sid), Some(&st), who.as_ref())
+                }
+                .to_json(),
+                pretty,
+            );
+            r.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_static("/api/sessions/this"),
+            );
+            r
+        }
         None => json_response(
             503,
             &response_to_json(rc::SERVER_TOO_BUSY, None, Some("too many sessions")),
             pretty,
         ),
     }
+}
+
+/// The reference refuses every session request over plain HTTP with 403 (and no body): a
+/// session is a credential. The body here says where to go instead.
+fn sessions_need_https(pretty: bool) -> Response {
+    json_response(
+        403,
+        &response_to_json(
+            rc::AUTHENTICATION_NEEDED,
+            None,
+            Some(
+                "Sessions are only offered over HTTPS, where credentials cannot be read on the way: send the same request over HTTPS",
+            ),
+        ),
+        pretty,
+    )
+}
+
+/// Any other path under /api: the reference's JSON error (sessions over plain HTTP refused
+/// as on the session routes), not the redirect face.
+pub async fn unknown_endpoint(
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let path = uri.path();
+    if !conn.tls && (path == "/api/sessions" || path.starts_with("/api/sessions/")) {
+        return sessions_need_https(false);
+    }
+    json_response(
+        404,
+        &response_to_json(
+            rc::PROTOCOL_ERROR,
+            None,
+            Some(&format!("Unknown HTTP API endpoint {method} {path}")),
+        ),
+        false,
+    )
+}
+
+/// `/api/handles/` (no handle), answered as the reference answers a GET of it (its answers to
+/// a PUT or DELETE there are accidents of its lookup order: RC 301 and RC 100).
+pub async fn empty_handle(RawQuery(raw): RawQuery) -> Response {
+    empty_handle_invalid(Query::parse(raw.as_deref()).pretty())
+}
+
+fn empty_handle_invalid(pretty: bool) -> Response {
+    json_response(
+        400,
+        &response_to_json(rc::INVALID_HANDLE, None, Some("Empty handle invalid")),
+        pretty,
+    )
 }
 
 /// GET and POST /api/sessions/this: the caller's session (POST with a signature
@@ -528,6 +646,9 @@ pub async fn this_session(
     headers: HeaderMap,
 ) -> Response {
     let pretty = Query::parse(raw.as_deref()).pretty();
+    if !conn.tls {
+        return sessions_need_https(pretty);
+    }
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -553,7 +674,7 @@ pub async fn this_session(
             .get(&sid);
         return json_response(
             200,
-            &session_json(Some(&sid), st.as_ref(), id.as_ref()),
+            &session_json(Some(&sid), st.as_ref(), id.as_ref()).to_json(),
             pretty,
         );
     }
@@ -564,7 +685,11 @@ pub async fn this_session(
     if method == Method::DELETE {
         return StatusCode::NO_CONTENT.into_response();
     }
-    json_response(200, &session_json(None, None, who.as_ref()), pretty)
+    json_response(
+        200,
+        &session_json(None, None, who.as_ref()).to_json(),
+        pretty,
+    )
 }
 
 /// `index:handle` (percent-encoded, as clients send it) and the secret of a Basic header.
@@ -607,21 +732,6 @@ fn listed(bodies: Vec<Body>) -> Vec<String> {
         .collect()
 }
 
-/// The reference's answer to credentials that do not verify: 401, no body.
-fn not_verified() -> Response {
-    let mut r = StatusCode::UNAUTHORIZED.into_response();
-    let h = r.headers_mut();
-    h.append(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"handle\""),
-    );
-    h.append(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Handle error=\"Identity not verified\""),
-    );
-    r
-}
-
 /// Carries out `m` for `who`, on this task or a blocking thread by the node's rule
 /// ([`HandleNode::answers_inline`]).
 async fn execute(state: &RestState, m: Message, who: Option<Identity>) -> Executed {
@@ -653,13 +763,31 @@ fn refusal(code: u32, message: &str, op: u32, handle: Option<&str>, pretty: bool
     )
 }
 
-fn need_auth(handle: Option<&str>, pretty: bool) -> Response {
+/// Only an authenticated caller may do this. Over HTTPS the reference's 401 with its
+/// challenges; over plain HTTP, where credentials are ignored, its 403, and a caller who
+/// sent credentials there is told to send them over HTTPS instead.
+fn need_auth(
+    state: &RestState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    handle: Option<&str>,
+    pretty: bool,
+) -> Response {
+    if conn.tls {
+        return challenge(state, Unverified::Missing, handle);
+    }
+    let message = headers
+        .contains_key(header::AUTHORIZATION)
+        .then_some(CREDENTIALS_NEED_HTTPS);
     json_response(
         http_status(rc::AUTHENTICATION_NEEDED, opcode::RESOLUTION, false),
-        &response_to_json(rc::AUTHENTICATION_NEEDED, handle, None),
+        &response_to_json(rc::AUTHENTICATION_NEEDED, handle, message),
         pretty,
     )
 }
+
+const CREDENTIALS_NEED_HTTPS: &str = "Credentials are not accepted over plain HTTP, where \
+    anyone on the way could read them: send the same request over HTTPS";
 
 /// What every REST handler starts with: the query, `pretty`, and who is calling.
 async fn prologue(
@@ -724,7 +852,7 @@ pub async fn get_handle(
         Executed::Refused(code, msg) => {
             refusal(code, &msg, opcode::RESOLUTION, Some(&handle), pretty)
         }
-        Executed::NeedAuth => need_auth(Some(&handle), pretty),
+        Executed::NeedAuth => need_auth(&state, &conn, &headers, Some(&handle), pretty),
     }
 }
 
@@ -810,6 +938,7 @@ pub async fn put_handle(
     }
     // The reference's default: a PUT replaces what is there.
     let overwrite = q.flag("overwrite").unwrap_or(true);
+    let mint = q.flag("mintNewSuffix").unwrap_or(false);
     let op = if add {
         opcode::ADD_VALUE
     } else {
@@ -819,9 +948,20 @@ pub async fn put_handle(
     if overwrite {
         f |= flags::OVRW;
     }
-    if q.flag("mintNewSuffix").unwrap_or(false) {
+    if mint {
         f |= flags::MINT;
     }
+    // Without overwrite a write that succeeds created everything it wrote; with it, whether
+    // something was replaced is known only by looking first.
+    let replaces = overwrite
+        && !mint
+        && existed(
+            &state,
+            &handle,
+            add.then(|| parsed.values.iter().map(|v| v.index).collect()),
+            who.clone(),
+        )
+        .await;
     let m = request(
         op,
         f,
@@ -830,18 +970,50 @@ pub async fn put_handle(
             values: parsed.values,
         },
     );
-    write_answer(&state, m, who, op, overwrite, &handle, pretty).await
+    let done = if replaces { 200 } else { 201 };
+    write_answer(&state, &conn, &headers, m, who, done, &handle, pretty).await
 }
 
+/// Whether `handle` exists or, given `indexes`, holds a value at one of them: the reference
+/// answers a PUT that replaced something 200 and one that only created 201. Read before the
+/// write, so a concurrent writer can make the status stale, never the data.
+async fn existed(
+    state: &RestState,
+    handle: &str,
+    indexes: Option<Vec<u32>>,
+    who: Option<Identity>,
+) -> bool {
+    let by_index = indexes.is_some();
+    let m = request(
+        opcode::RESOLUTION,
+        flags::REC | flags::CA,
+        Body::Resolution {
+            handle: handle.to_string(),
+            indexes: indexes.unwrap_or_default(),
+            types: Vec::new(),
+        },
+    );
+    match execute(state, m, who).await {
+        Executed::Refused(rc::HANDLE_NOT_FOUND, _) => false,
+        Executed::Refused(rc::VALUES_NOT_FOUND, _) => !by_index,
+        // Found, or hidden from this caller (which needs a value there).
+        _ => true,
+    }
+}
+
+/// A write's answer: `done` (the reference's status for this success), or the refusal.
+#[allow(clippy::too_many_arguments)]
 async fn write_answer(
     state: &RestState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
     m: Message,
     who: Option<Identity>,
-    op: u32,
-    overwrite: bool,
+    done: u16,
     handle: &str,
     pretty: bool,
 ) -> Response {
+    let op = m.header.op_code;
     match execute(state, m, who).await {
         Executed::Done(bodies) => {
             let created = bodies.into_iter().find_map(|b| match b {
@@ -849,14 +1021,10 @@ async fn write_answer(
                 _ => None,
             });
             let h = created.unwrap_or_else(|| handle.to_string());
-            json_response(
-                http_status(rc::SUCCESS, op, overwrite),
-                &response_to_json(rc::SUCCESS, Some(&h), None),
-                pretty,
-            )
+            json_response(done, &response_to_json(rc::SUCCESS, Some(&h), None), pretty)
         }
         Executed::Refused(code, msg) => refusal(code, &msg, op, Some(handle), pretty),
-        Executed::NeedAuth => need_auth(Some(handle), pretty),
+        Executed::NeedAuth => need_auth(state, conn, headers, Some(handle), pretty),
     }
 }
 
@@ -893,11 +1061,12 @@ pub async fn delete_handle(
         )
     };
     let m = request(op, flags::REC | flags::CA, body);
-    write_answer(&state, m, who, op, false, &handle, pretty).await
+    write_answer(&state, &conn, &headers, m, who, 200, &handle, pretty).await
 }
 
 /// The `page`/`pageSize` of a list request (the reference's ListCallback: pages count from 0;
-/// a negative size or page means all).
+/// unless both are given and neither is negative the list is whole, and its answer names no
+/// page).
 fn page_of(q: &Query) -> Result<Option<ListPage>, String> {
     let int = |k: &str| -> Result<Option<i32>, String> {
         q.get(k)
@@ -905,23 +1074,23 @@ fn page_of(q: &Query) -> Result<Option<ListPage>, String> {
             .transpose()
     };
     Ok(match (int("page")?, int("pageSize")?) {
-        (None, None) => None,
-        (p, s) => Some(ListPage {
-            page: p.unwrap_or(-1),
-            page_size: s.unwrap_or(-1),
-        }),
+        (Some(page), Some(page_size)) if page >= 0 && page_size >= 0 => {
+            Some(ListPage { page, page_size })
+        }
+        _ => None,
     })
 }
 
 fn paged(items: &[String], page: Option<ListPage>) -> &[String] {
-    match page {
-        Some(ListPage { page, page_size }) if page >= 0 && page_size > 0 => {
-            let start = (page as usize).saturating_mul(page_size as usize);
-            let end = start.saturating_add(page_size as usize).min(items.len());
-            items.get(start.min(items.len())..end).unwrap_or(&[])
-        }
-        _ => items,
-    }
+    let Some(ListPage { page, page_size }) = page else {
+        return items;
+    };
+    let size = usize::try_from(page_size).unwrap_or(0);
+    let start = usize::try_from(page)
+        .unwrap_or(0)
+        .saturating_mul(size)
+        .min(items.len());
+    &items[start..start.saturating_add(size).min(items.len())]
 }
 
 /// GET /api/handles?prefix=P
@@ -934,11 +1103,7 @@ pub async fn list_handles(
     let q = Query::parse(raw.as_deref());
     let pretty = q.pretty();
     let Some(prefix) = q.get("prefix").map(str::to_string) else {
-        return json_response(
-            400,
-            &response_to_json(rc::INVALID_HANDLE, None, Some("Empty handle invalid")),
-            pretty,
-        );
+        return empty_handle_invalid(pretty);
     };
     let who = match caller(&state, &conn, &headers).await {
         Ok(w) => w,
@@ -970,7 +1135,7 @@ pub async fn list_handles(
         Executed::Refused(code, msg) => {
             refusal(code, &msg, opcode::LIST_HANDLES, Some(&prefix), pretty)
         }
-        Executed::NeedAuth => need_auth(Some(&prefix), pretty),
+        Executed::NeedAuth => need_auth(&state, &conn, &headers, Some(&prefix), pretty),
     }
 }
 
@@ -1004,7 +1169,7 @@ pub async fn list_prefixes(
             )
         }
         Executed::Refused(code, msg) => refusal(code, &msg, opcode::LIST_HOMED_NAS, None, pretty),
-        Executed::NeedAuth => need_auth(None, pretty),
+        Executed::NeedAuth => need_auth(&state, &conn, &headers, None, pretty),
     }
 }
 

@@ -1,6 +1,8 @@
 //! What the binary's tests share: running `suyuan` commands, a node started on free ports.
 #![allow(dead_code)] // each test file uses its own part of this
 
+pub mod rest;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
