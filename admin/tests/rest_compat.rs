@@ -442,7 +442,6 @@ fn bare_pretty_is_pretty_and_unpaged_lists_name_no_page() {
 }
 
 #[test]
-#[ignore = "needs node change"]
 fn a_duplicate_index_in_one_write_is_an_index_conflict() {
     let dir = tempfile::tempdir().unwrap();
     let node = reference_like_node(dir.path(), &[]);
