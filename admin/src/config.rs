@@ -222,6 +222,24 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_and_body_deadline() {
+        let d = ServeConfig::default();
+        assert_eq!(d.cors_origins, None);
+        assert_eq!(d.http_body_timeout, Duration::from_secs(30));
+        let f: ConfigFile =
+            toml::from_str("cors_origins = [\"https://app.example\"]\nhttp_body_timeout_secs = 5")
+                .unwrap();
+        let c = f.apply(ServeConfig::default()).unwrap();
+        assert_eq!(
+            c.cors_origins,
+            Some(vec!["https://app.example".to_string()])
+        );
+        assert_eq!(c.http_body_timeout, Duration::from_secs(5));
+        let f: ConfigFile = toml::from_str("http_body_timeout_secs = 0").unwrap();
+        assert!(f.apply(ServeConfig::default()).is_err());
+    }
+
+    #[test]
     fn the_shipped_example_parses() {
         let text = include_str!("../../deploy/suyuan.toml");
         let f: ConfigFile = toml::from_str(text).unwrap();

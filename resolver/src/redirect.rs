@@ -142,8 +142,11 @@ pub async fn face(
                 let body = format!(
                     "<html><head><title>Handle Redirect</title></head>\n<body><a href=\"{esc}\">{esc}</a></body></html>"
                 );
-                let mut r = (status, [(header::CONTENT_TYPE, HTML)], body).into_response();
+                let mut r = status.into_response();
                 set_location(&mut r, &url, &expiry);
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(HTML));
+                *r.body_mut() = body.into();
                 if vary_accept {
                     r.headers_mut()
                         .append(header::VARY, HeaderValue::from_static("Accept"));
@@ -626,7 +629,19 @@ fn value_page(handle: &str, values: &[HandleValue]) -> Response {
     let body = format!(
         "<html><head><title>Handle Values for: {h}</title></head>\n<body>\n<table>\n<tr><th colspan=\"4\">Handle Values for: {h}</th></tr>\n<tr><td>Index</td><td>Type</td><td>Timestamp</td><td>Data</td></tr>\n{rows}</table>\n</body></html>\n"
     );
-    (StatusCode::OK, [(header::CONTENT_TYPE, HTML)], body).into_response()
+    html(StatusCode::OK, body)
+}
+
+/// An HTML answer; a 200 carries the reference's `Vary` as its other pages do.
+fn html(status: StatusCode, body: String) -> Response {
+    let mut r = (status, [(header::CONTENT_TYPE, HTML)], body).into_response();
+    if status == StatusCode::OK {
+        r.headers_mut().insert(
+            header::VARY,
+            HeaderValue::from_static("Accept-Encoding, User-Agent"),
+        );
+    }
+    r
 }
 
 /// An error page.
@@ -637,10 +652,10 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
         escape_html(title),
         escape_html(text)
     );
-    (status, [(header::CONTENT_TYPE, HTML)], body).into_response()
+    html(status, body)
 }
 
-pub(crate) fn escape_html(s: &str) -> String {
+fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

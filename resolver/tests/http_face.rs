@@ -21,6 +21,8 @@ use tokio::sync::watch;
 
 struct Node {
     addr: SocketAddr,
+    /// The node's Handle TCP port.
+    tcp: SocketAddr,
     _stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -83,6 +85,17 @@ async fn start(opts: HttpOptions) -> Node {
             )],
         ),
     ];
+    let seckey = HandleValue {
+        permissions: suyuan_codec::value::Permissions(0x0C),
+        ..HandleValue::new(301, "HS_SECKEY", "secretpw")
+    };
+    registry
+        .apply(w(Mutation::Create {
+            handle: "12345/ADMIN".into(),
+            values: vec![admin.clone(), seckey],
+            mode: CreateMode::Plain,
+        }))
+        .unwrap();
     for (handle, mut values) in records {
         values.push(admin.clone());
         registry
@@ -95,6 +108,8 @@ async fn start(opts: HttpOptions) -> Node {
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let tcp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = tcp_listener.local_addr().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let key = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
     let site = SiteInfo {
@@ -129,9 +144,17 @@ async fn start(opts: HttpOptions) -> Node {
         },
     );
     let (stop, rx) = watch::channel(false);
+    tokio::spawn(suyuan_resolver::tcp::serve_tcp(
+        tcp_listener,
+        Arc::new(node.clone()),
+        suyuan_resolver::Limits::default(),
+        suyuan_resolver::ops::Metrics::new(),
+        rx.clone(),
+    ));
     tokio::spawn(serve_http(listener, registry, node, opts, rx));
     Node {
         addr,
+        tcp,
         _stop: stop,
         _dir: dir,
     }
@@ -553,4 +576,83 @@ async fn a_request_line_over_8_kib_is_answered_414() {
     // Just under the cap: an ordinary answer.
     let r = get(node.addr, &format!("/12345/{}", "x".repeat(8000)), "").await;
     assert_eq!(r.status, 404);
+}
+
+/// Runs curl (`-k`: a self-signed certificate) and returns the status and body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "30", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_rest_stores_the_handle_wire_can_serve() {
+    let (cert, key) = suyuan_resolver::tls::generate_self_signed(vec!["localhost".into()]).unwrap();
+    let node = start(HttpOptions {
+        tls: Some(suyuan_resolver::tls::server_config(cert.as_bytes(), key.as_bytes()).unwrap()),
+        ..HttpOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let put = |suffix: &str, len: usize| {
+        let body = serde_json::json!({"values": [{"index": 1, "type": "DESC",
+            "data": {"format": "string", "value": "x".repeat(len)}}]});
+        let file = dir.path().join(format!("{suffix}.json"));
+        std::fs::write(&file, body.to_string()).unwrap();
+        let url = format!("https://{}/api/handles/12345/{suffix}", node.addr);
+        let data = format!("@{}", file.display());
+        let args: Vec<String> = [
+            "-u",
+            "301%3A12345%2FADMIN:secretpw",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &data,
+            &url,
+        ]
+        .map(str::to_string)
+        .to_vec();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // 200,000 bytes of data: stored over REST, and resolved over TCP.
+    let (status, body) = put("a2-wide", 200_000).await;
+    assert!((200..=201).contains(&status), "{status} {body}");
+    let m = suyuan_codec::Message::request(
+        suyuan_codec::message::opcode::RESOLUTION,
+        0,
+        7,
+        1_795_554_056,
+        suyuan_codec::message::Body::Resolution {
+            handle: "12345/a2-wide".into(),
+            indexes: vec![1],
+            types: vec![],
+        },
+    );
+    let answers = suyuan_federation::HandleClient::new(node.tcp, suyuan_federation::Transport::Tcp)
+        .send_tcp(&m)
+        .await
+        .unwrap();
+    let suyuan_codec::message::Body::ResolutionResponse { values, .. } = &answers[0].body else {
+        panic!("{:?}", answers[0].header)
+    };
+    assert_eq!(values[0].data.len(), 200_000);
+    // 300,000 bytes: the reference server stores it (201) and then cannot serve it over TCP
+    // (its own client refuses the answer: "Invalid message length: 300084"); Suyuan refuses
+    // the value, whose answer could not fit one Handle message.
+    let (status, body) = put("a2-wider", 300_000).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("262144"), "{body}");
 }
