@@ -65,6 +65,7 @@ pub async fn face(
     headers: &HeaderMap,
     handle: &str,
     raw_query: Option<&str>,
+    http10: bool,
 ) -> Response {
     let host = headers
         .get(header::HOST)
@@ -142,7 +143,7 @@ pub async fn face(
                 let body = format!(
                     "<html><head><title>Handle Redirect</title></head>\n<body><a href=\"{esc}\">{esc}</a></body></html>"
                 );
-                let mut r = status.into_response();
+                let mut r = for_version(status, http10).into_response();
                 set_location(&mut r, &url, &expiry);
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(HTML));
@@ -460,6 +461,15 @@ fn choose(
         _ => StatusCode::FOUND,
     };
     Some((href, status, conneg))
+}
+
+/// HTTP/1.0 knows only 301 and 302: any other redirect becomes 302, as the reference sends.
+fn for_version(status: StatusCode, http10: bool) -> StatusCode {
+    if http10 && status != StatusCode::MOVED_PERMANENTLY {
+        StatusCode::FOUND
+    } else {
+        status
+    }
 }
 
 /// `att` keeps the locations that have the attribute, `att:value` those where it equals.

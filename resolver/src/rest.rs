@@ -1014,6 +1014,7 @@ pub async fn fallback(
     State(state): State<RestState>,
     Extension(conn): Extension<ConnInfo>,
     method: Method,
+    version: axum::http::Version,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -1033,7 +1034,8 @@ pub async fn fallback(
     if Handle::parse(&handle).is_err() {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
-    crate::redirect::face(&state, &conn, &headers, &handle, uri.query()).await
+    let http10 = version == axum::http::Version::HTTP_10;
+    crate::redirect::face(&state, &conn, &headers, &handle, uri.query(), http10).await
 }
 
 /// An HTTP date (RFC 9110 IMF-fixdate).

@@ -424,6 +424,9 @@ async fn the_redirect_face_answers_as_the_reference() {
         (r.status, loc(&r).as_deref()),
         (303, Some("https://t.example/12345%2Fa2-sc"))
     );
+    // Over HTTP/1.0 the reference server sends 302 instead.
+    let r = send(a, "GET /12345/a2-sc HTTP/1.0\r\nHost: x", b"").await;
+    assert_eq!(r.status, 302);
     // HS_ALIAS: 301 to the target's link on this node, the query kept, no body.
     let r = get(a, "/12345/a2-alias?urlappend=/q", "").await;
     assert_eq!(
