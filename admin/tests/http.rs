@@ -333,7 +333,7 @@ fn the_reference_rest_exchanges_get_the_reference_answers() {
         &format!("@{}", big.display()),
     ]);
     assert_eq!(too_big.status, 413);
-    assert_eq!(too_big.json()["responseCode"], 2);
+    assert_eq!(too_big.json()["responseCode"], 4);
     let outside = curl(&[&format!("http://{http}/api/handles/99999/x")]);
     assert_eq!(outside.status, 400);
     assert_eq!(outside.json()["responseCode"], 301);

@@ -187,9 +187,10 @@ struct BodyLimits {
 }
 
 /// A REST-form error (`responseCode`, `message`) that also closes the connection: the body
-/// it answers was not read to its end.
+/// it answers was not read to its end. RC 4, as the reference answers a body it could not
+/// read (its own deadline, 30 s without a byte, answers 400 with RC 4).
 fn body_refused(status: StatusCode, message: String) -> Response {
-    let body = json!({"responseCode": rc::ERROR, "message": message});
+    let body = json!({"responseCode": rc::PROTOCOL_ERROR, "message": message});
     (
         status,
         [
