@@ -36,6 +36,10 @@ pub struct ServeConfig {
     pub tls_key: Option<PathBuf>,
     /// Largest HTTP request body, in bytes.
     pub http_max_body: usize,
+    /// How long an HTTP request body may take to arrive.
+    pub http_body_timeout: Duration,
+    /// Origins browser applications may call the HTTP port from; `None`: any origin.
+    pub cors_origins: Option<Vec<String>>,
     /// Devices that may register themselves over HTTPS with a client certificate.
     pub devices: Vec<DeviceConfig>,
 }
@@ -72,7 +76,9 @@ impl Default for ServeConfig {
             node_admins: Vec::new(),
             tls_cert: None,
             tls_key: None,
-            http_max_body: 1 << 20,
+            http_max_body: suyuan_resolver::http::DEFAULT_MAX_BODY,
+            http_body_timeout: Duration::from_secs(30),
+            cors_origins: None,
             devices: Vec::new(),
         }
     }
@@ -101,6 +107,8 @@ pub struct ConfigFile {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub http_max_body: Option<usize>,
+    pub http_body_timeout_secs: Option<u64>,
+    pub cors_origins: Option<Vec<String>>,
     pub devices: Option<Vec<DeviceConfig>>,
 }
 
@@ -169,14 +177,23 @@ impl ConfigFile {
         if self.public_address.is_some() {
             c.public_address = self.public_address;
         }
+        if self.cors_origins.is_some() {
+            c.cors_origins = self.cors_origins;
+        }
         for (secs, slot) in [
             (self.idle_timeout_secs, &mut c.idle_timeout),
             (self.request_timeout_secs, &mut c.request_timeout),
             (self.auth_timeout_secs, &mut c.auth_timeout),
+            (self.http_body_timeout_secs, &mut c.http_body_timeout),
         ] {
             if let Some(s) = secs {
                 *slot = Duration::from_secs(s);
             }
+        }
+        if c.http_body_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "http_body_timeout_secs must be at least 1".into(),
+            ));
         }
         if c.max_connections == 0 {
             return Err(ConfigError::Invalid(
@@ -202,6 +219,24 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert!(c.udp_budget_loopback);
         assert_eq!(c.ops_addr, ServeConfig::default().ops_addr);
+    }
+
+    #[test]
+    fn cors_origins_and_body_deadline() {
+        let d = ServeConfig::default();
+        assert_eq!(d.cors_origins, None);
+        assert_eq!(d.http_body_timeout, Duration::from_secs(30));
+        let f: ConfigFile =
+            toml::from_str("cors_origins = [\"https://app.example\"]\nhttp_body_timeout_secs = 5")
+                .unwrap();
+        let c = f.apply(ServeConfig::default()).unwrap();
+        assert_eq!(
+            c.cors_origins,
+            Some(vec!["https://app.example".to_string()])
+        );
+        assert_eq!(c.http_body_timeout, Duration::from_secs(5));
+        let f: ConfigFile = toml::from_str("http_body_timeout_secs = 0").unwrap();
+        assert!(f.apply(ServeConfig::default()).is_err());
     }
 
     #[test]

@@ -318,6 +318,11 @@ fn http_options(
         tls: Some(tls),
         devices,
         max_body: cfg.http_max_body,
+        body_timeout: cfg.http_body_timeout,
+        cors: match &cfg.cors_origins {
+            Some(list) => suyuan_resolver::cors::CorsOrigins::list(list.clone()),
+            None => suyuan_resolver::cors::CorsOrigins::any(),
+        },
         max_connections: cfg.max_connections,
         ..Default::default()
     })

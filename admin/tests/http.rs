@@ -248,7 +248,11 @@ fn the_reference_rest_exchanges_get_the_reference_answers() {
     // Bodies past the limit are refused before they are read whole; outside prefixes get the
     // reference's RC 301 (400).
     let big = dir.path().join("big.json");
-    std::fs::write(&big, vec![b' '; 2 << 20]).unwrap();
+    std::fs::write(
+        &big,
+        vec![b' '; suyuan_resolver::http::DEFAULT_MAX_BODY + 1],
+    )
+    .unwrap();
     let too_big = curl(&[
         "-X",
         "PUT",
@@ -261,6 +265,7 @@ fn the_reference_rest_exchanges_get_the_reference_answers() {
         &format!("@{}", big.display()),
     ]);
     assert_eq!(too_big.status, 413);
+    assert_eq!(too_big.json()["responseCode"], 4);
     let outside = curl(&[&format!("http://{http}/api/handles/99999/x")]);
     assert_eq!(outside.status, 400);
     assert_eq!(outside.json()["responseCode"], 301);

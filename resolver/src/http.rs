@@ -19,12 +19,14 @@ use serde_json::json;
 use suyuan_codec::handle::Handle;
 use suyuan_codec::json::JsonLimits;
 use suyuan_codec::message::rc;
+use suyuan_codec::wire::MAX_MESSAGE_LENGTH;
 use suyuan_registry::{Direction, Registry, RegistryError, TraceQuery};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use crate::cors::{self, CorsOrigins};
 use crate::node::HandleNode;
 use crate::rest::{self, ConnInfo, DeviceRule, RestState};
 use crate::tls::ClientCert;
@@ -33,14 +35,29 @@ use crate::tls::ClientCert;
 pub const MAX_DEPTH: u32 = 64;
 pub const MAX_LIMIT: usize = 100_000;
 
+/// The default body cap: room for any PUT whose record still fits one Handle message over
+/// TCP ([`MAX_MESSAGE_LENGTH`]) in the widest JSON form of its data (hex doubles the bytes,
+/// `\u00XX` escapes multiply them by six), so whatever the REST API accepts can also be
+/// resolved over the wire.
+pub const DEFAULT_MAX_BODY: usize = 2 << 20;
+
+/// The longest request line taken, as the reference's HTTP port (Jetty's 8 KiB header buffer):
+/// longer gets 414.
+pub const MAX_REQUEST_LINE: usize = 8192;
+
 /// How the HTTP port serves.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     /// TLS for the same port (a connection that starts with a TLS record is HTTPS).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub devices: Vec<DeviceRule>,
-    /// Largest request body taken (larger: 413).
+    /// Largest request body taken: a larger declared `Content-Length` is refused with 413
+    /// before a byte of the body is read, a longer body when it passes the cap.
     pub max_body: usize,
+    /// How long a request's body may take to arrive once its headers have (longer: 408).
+    pub body_timeout: Duration,
+    /// Origins that get cross-origin grants.
+    pub cors: CorsOrigins,
     pub max_connections: usize,
     /// How long a connection may take to send its first bytes or finish the TLS handshake.
     pub handshake_timeout: Duration,
@@ -55,7 +72,9 @@ impl Default for HttpOptions {
         HttpOptions {
             tls: None,
             devices: Vec::new(),
-            max_body: 1 << 20,
+            max_body: DEFAULT_MAX_BODY,
+            body_timeout: Duration::from_secs(30),
+            cors: CorsOrigins::any(),
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
             max_sessions: 65_536,
@@ -81,7 +100,12 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
     let rest = RestState {
         node,
         devices: Arc::new(opts.devices.clone()),
-        limits: JsonLimits::default(),
+        // One value's data may not outgrow a Handle message: what REST stores, TCP can serve.
+        limits: JsonLimits {
+            max_body: opts.max_body,
+            max_data: MAX_MESSAGE_LENGTH,
+            ..JsonLimits::default()
+        },
         sessions: Arc::new(Mutex::new(rest::RestSessions::new(
             opts.max_sessions,
             Duration::from_secs(30 * 60),
@@ -114,11 +138,126 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
         .route("/api/{*rest}", axum::routing::any(rest::unknown_endpoint))
         .fallback(rest::fallback)
         .layer(DefaultBodyLimit::max(opts.max_body))
-        .with_state(HttpState { registry, rest });
-    match &opts.metrics {
+        .with_state(HttpState { registry, rest })
+        .layer(axum::middleware::from_fn_with_state(
+            BodyLimits {
+                max: opts.max_body,
+                timeout: opts.body_timeout,
+            },
+            body_limits,
+        ));
+    let app = match &opts.metrics {
         Some(m) => app.layer(axum::middleware::from_fn_with_state(m.clone(), count)),
         None => app,
+    };
+    // Around the routes, not inside them: a route's method router would add its own `Allow`
+    // to the OPTIONS answers.
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(opts.cors.clone()),
+            cors::layer,
+        ))
+        .layer(axum::middleware::from_fn(request_line_limit))
+}
+
+/// 414 for a request line longer than [`MAX_REQUEST_LINE`], with the reference's answer.
+async fn request_line_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().len())
+        .unwrap_or(0);
+    // "METHOD SP target SP HTTP/1.1 CRLF"
+    let line = req.method().as_str().len() + 1 + target + 1 + 8 + 2;
+    if line > MAX_REQUEST_LINE {
+        return (
+            StatusCode::URI_TOO_LONG,
+            [
+                (header::CONTENT_TYPE, "text/html;charset=iso-8859-1"),
+                (header::CONNECTION, "close"),
+            ],
+            "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>",
+        )
+            .into_response();
     }
+    next.run(req).await
+}
+
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    max: usize,
+    timeout: Duration,
+}
+
+/// A REST-form error (`responseCode`, `message`) that also closes the connection: the body
+/// it answers was not read to its end. RC 4, as the reference answers a body it could not
+/// read (its own deadline, 30 s without a byte, answers 400 with RC 4).
+fn body_refused(status: StatusCode, message: String) -> Response {
+    let body = json!({"responseCode": rc::PROTOCOL_ERROR, "message": message});
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json;charset=utf-8"),
+            (header::CONNECTION, "close"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Takes the whole body before any route sees the request: a declared length over the cap
+/// is refused before reading (413), a body that passes the cap while arriving is refused when
+/// it does (413), and one that has not arrived within the deadline is cut off (408).
+async fn body_limits(
+    State(l): State<BodyLimits>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > l.max as u64) {
+        return body_refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Request body of {n} bytes exceeds the limit of {} bytes",
+                l.max
+            ),
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(l.timeout, axum::body::to_bytes(body, l.max)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_long = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_long {
+                body_refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Request body exceeds the limit of {} bytes", l.max),
+                )
+            } else {
+                body_refused(StatusCode::BAD_REQUEST, format!("Request body: {e}"))
+            };
+        }
+        Err(_) => {
+            return body_refused(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Request body did not arrive within {} seconds",
+                    l.timeout.as_secs()
+                ),
+            );
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// Counts an HTTP request by its route (not its path: handles would explode the labels).

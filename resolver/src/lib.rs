@@ -8,11 +8,13 @@
 
 pub mod budget;
 pub mod challenge;
+pub mod cors;
 pub mod frontline;
 pub mod http;
 pub mod listen;
 pub mod node;
 pub mod ops;
+pub mod redirect;
 pub mod rest;
 pub mod service;
 pub mod session;

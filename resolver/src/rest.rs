@@ -1,4 +1,5 @@
-//! The Handle.Net REST API (`/api/handles`, `/api/prefixes`), the `GET /{handle}` redirect,
+//! The Handle.Net REST API (`/api/handles`, `/api/prefixes`), the `GET /{handle}` dispatch
+//! to [`crate::redirect`],
 //! the handle-over-HTTP tunnel and device registration, as the reference server's servlets
 //! answer them (statuses, headers and JSON bodies as captured in tests/fixtures/reference/rest/).
 //!
@@ -28,7 +29,6 @@ use suyuan_codec::json::{
     put_body_from_json, resolution_to_json, response_to_json, values_not_found_to_json,
 };
 use suyuan_codec::message::{Body, Message, flags, opcode, rc};
-use suyuan_codec::value::HandleValue;
 use suyuan_registry::Identity;
 
 use crate::frontline::{Inbound, Transport, classify, encode_reply, open_encrypted};
@@ -734,7 +734,7 @@ fn listed(bodies: Vec<Body>) -> Vec<String> {
 
 /// Carries out `m` for `who`, on this task or a blocking thread by the node's rule
 /// ([`HandleNode::answers_inline`]).
-async fn execute(state: &RestState, m: Message, who: Option<Identity>) -> Executed {
+pub(crate) async fn execute(state: &RestState, m: Message, who: Option<Identity>) -> Executed {
     if HandleNode::answers_inline(&m) {
         return state.node.execute_as(&m, who.as_ref());
     }
@@ -744,7 +744,7 @@ async fn execute(state: &RestState, m: Message, who: Option<Identity>) -> Execut
         .unwrap_or_else(|_| Executed::Refused(rc::ERROR, "request handler failed".into()))
 }
 
-fn request(op: u32, op_flags: u32, body: Body) -> Message {
+pub(crate) fn request(op: u32, op_flags: u32, body: Body) -> Message {
     Message::request(op, op_flags, 0, now_secs().saturating_add(600), body)
 }
 
@@ -1179,6 +1179,7 @@ pub async fn fallback(
     State(state): State<RestState>,
     Extension(conn): Extension<ConnInfo>,
     method: Method,
+    version: axum::http::Version,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -1198,89 +1199,8 @@ pub async fn fallback(
     if Handle::parse(&handle).is_err() {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
-    redirect(&state, &handle).await
-}
-
-async fn redirect(state: &RestState, handle: &str) -> Response {
-    let m = request(
-        opcode::RESOLUTION,
-        flags::REC | flags::CA | flags::PO,
-        Body::Resolution {
-            handle: handle.to_string(),
-            indexes: Vec::new(),
-            types: vec!["URL".into()],
-        },
-    );
-    let values: Vec<HandleValue> = match execute(state, m, None).await {
-        Executed::Done(bodies) => bodies
-            .into_iter()
-            .flat_map(|b| match b {
-                Body::ResolutionResponse { values, .. } => values,
-                _ => Vec::new(),
-            })
-            .collect(),
-        Executed::Refused(rc::HANDLE_NOT_FOUND, _) => {
-            return html(StatusCode::NOT_FOUND, &format!("Handle {handle} not found"));
-        }
-        Executed::Refused(code, msg) => {
-            let why = rc::name(code).unwrap_or("ERROR");
-            return html(
-                StatusCode::from_u16(http_status(code, opcode::RESOLUTION, false))
-                    .unwrap_or(StatusCode::BAD_REQUEST),
-                &format!("{handle}: {why} {msg}"),
-            );
-        }
-        _ => return html(StatusCode::FORBIDDEN, handle),
-    };
-    let Some(v) = values.into_iter().min_by_key(|v| v.index) else {
-        return html(
-            StatusCode::NOT_FOUND,
-            &format!("Handle {handle} has no URL"),
-        );
-    };
-    let url = String::from_utf8_lossy(&v.data).into_owned();
-    let Ok(location) = HeaderValue::from_str(&url) else {
-        return html(
-            StatusCode::BAD_GATEWAY,
-            "the URL value is not a valid header",
-        );
-    };
-    let esc = escape_html(&url);
-    let body = format!(
-        "<html><head><title>Handle Redirect</title></head>\n<body><a href=\"{esc}\">{esc}</a></body></html>"
-    );
-    let ttl = u64::try_from(v.ttl).unwrap_or(0);
-    let expires = httpdate(std::time::SystemTime::now() + std::time::Duration::from_secs(ttl));
-    let mut r = (
-        StatusCode::FOUND,
-        [(header::CONTENT_TYPE, "text/html;charset=utf-8")],
-        body,
-    )
-        .into_response();
-    r.headers_mut().insert(header::LOCATION, location);
-    if let Ok(e) = HeaderValue::from_str(&expires) {
-        r.headers_mut().insert(header::EXPIRES, e);
-    }
-    r
-}
-
-fn html(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html;charset=utf-8")],
-        format!(
-            "<html><head><title>Handle</title></head>\n<body>{}</body></html>",
-            escape_html(text)
-        ),
-    )
-        .into_response()
-}
-
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let http10 = version == axum::http::Version::HTTP_10;
+    crate::redirect::face(&state, &conn, &headers, &handle, uri.query(), http10).await
 }
 
 /// An HTTP date (RFC 9110 IMF-fixdate).
