@@ -167,7 +167,7 @@ pub async fn run(a: ImportArgs) -> Result<ExitCode> {
     let t = &report.tally;
     let secs = started.elapsed().as_secs_f64();
     let done = t.written + t.unchanged + t.failed;
-    println!(
+    crate::outln!(
         "import: {} ({}): {} records: {} written, {} unchanged, {} failed; {} commands skipped, {} lines unreadable ({:.1} s, {:.0} records/s)",
         a.file.display(),
         format.name(),
@@ -179,9 +179,9 @@ pub async fn run(a: ImportArgs) -> Result<ExitCode> {
         t.unreadable,
         secs,
         done as f64 / secs.max(1e-9),
-    );
+    )?;
     if t.written == 0 && t.unchanged > 0 && t.failed == 0 {
-        println!("nothing written: every record was already registered as it is in the file");
+        crate::outln!("nothing written: every record was already registered as it is in the file")?;
     }
     Ok(if t.failed + t.unreadable > 0 {
         ExitCode::FAILURE

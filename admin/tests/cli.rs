@@ -43,7 +43,8 @@ fn serve_needs_an_initialised_data_dir_and_init_refuses_twice() {
         .env_remove("SUYUAN_ADMIN_SECRET")
         .output()
         .unwrap();
-    assert_eq!(no_secret.status.code(), Some(1));
+    // Neither a secret nor a public key: bad usage.
+    assert_eq!(no_secret.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_secret.stderr).contains("SUYUAN_ADMIN_SECRET"));
     let bad_usage = suyuan(&["resolve"]);
     assert_eq!(bad_usage.status.code(), Some(2));

@@ -1,0 +1,512 @@
+//! What a new user meets first: `suyuan keygen`, `init` with a key, a secret or both, output
+//! into a closed pipe, and errors that say what to do (a prefix held elsewhere, a node that is
+//! not there, a JSON Lines record that lacks a key).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `suyuan ARGS` with no administrator secret in the environment.
+fn bare(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SUYUAN_ADMIN_SECRET")
+        .output()
+        .unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn admins(data: &Path) -> Vec<String> {
+    std::fs::read_to_string(data.join("node-admins"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn one_record(path: &Path, handle: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "{{\"handle\": \"{handle}\", \"values\": [{{\"index\": 1, \"type\": \"URL\", \"data\": \"https://example.org/{handle}\"}}]}}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn stop(mut s: Server) {
+    signal(&s.child, 15);
+    assert!(
+        wait_exit(&mut s.child, Duration::from_secs(20))
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn keygen_writes_a_pair_that_init_and_import_accept_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let out = bare(&["keygen", "--out", keys.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (name, private) in [
+        ("admpriv.pem", true),
+        ("admpriv.bin", true),
+        ("admpub.pem", false),
+        ("admpub.bin", false),
+    ] {
+        let p = keys.join(name);
+        assert!(p.exists(), "{name} written");
+        if private {
+            assert_eq!(mode(&p), 0o600, "{name} is private");
+        }
+    }
+    assert!(
+        std::fs::read_to_string(keys.join("admpriv.pem"))
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    assert!(
+        std::fs::read_to_string(keys.join("admpub.pem"))
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    // The reference's layouts: HS_PUBKEY data starts with its key type, the private-key file
+    // with the "not encrypted" type and then its key type.
+    let public = std::fs::read(keys.join("admpub.bin")).unwrap();
+    assert_eq!(&public[..4], &[0, 0, 0, 11]);
+    assert_eq!(&public[4..15], b"RSA_PUB_KEY");
+    let private = std::fs::read(keys.join("admpriv.bin")).unwrap();
+    assert_eq!(&private[..8], &[0, 0, 0, 1, 0, 0, 0, 15]);
+    assert_eq!(&private[8..23], b"RSA_PRIVCRT_KEY");
+
+    // Never over an existing key, and the refusal names the file.
+    let again = bare(&["keygen", "--out", keys.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("admpriv.pem"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(std::fs::read(keys.join("admpub.bin")).unwrap(), public);
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("admpub.bin"), b"mine").unwrap();
+    let one = bare(&["keygen", "--out", other.to_str().unwrap()]);
+    assert_eq!(one.status.code(), Some(1));
+    assert!(
+        text(&one.stderr).contains("admpub.bin"),
+        "{}",
+        text(&one.stderr)
+    );
+    assert!(
+        !other.join("admpriv.pem").exists(),
+        "a refusal writes nothing"
+    );
+    assert_eq!(std::fs::read(other.join("admpub.bin")).unwrap(), b"mine");
+
+    // The default is the current directory.
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let here = Command::new(BIN)
+        .arg("keygen")
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(here.status.success(), "{}", text(&here.stderr));
+    assert!(cwd.join("admpriv.bin").exists() && cwd.join("admpub.pem").exists());
+
+    // A node whose only administrator is the key: both private files authenticate.
+    let data = dir.path().join("my-node");
+    let init = bare(&[
+        "init",
+        "--prefix",
+        "88.888.1",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--admin-pubkey",
+        keys.join("admpub.bin").to_str().unwrap(),
+    ]);
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    assert_eq!(admins(&data), ["300:88.888.1/ADMIN"]);
+    let node = serve(&data);
+    let server = node.handle.to_string();
+    for (n, key) in ["admpriv.bin", "admpriv.pem"].iter().enumerate() {
+        let file = dir.path().join(format!("r{n}.jsonl"));
+        let handle = format!("88.888.1/keyed-{n}");
+        one_record(&file, &handle);
+        let out = bare(&[
+            "import",
+            file.to_str().unwrap(),
+            "--server",
+            &server,
+            "--auth",
+            "300:88.888.1/ADMIN",
+            "--key-file",
+            keys.join(key).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{key}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("1 written"),
+            "{}",
+            text(&out.stdout)
+        );
+        let r = bare(&["resolve", &handle, "--server", &server]);
+        assert!(
+            text(&r.stdout).contains(&format!("https://example.org/{handle}")),
+            "{}",
+            text(&r.stderr)
+        );
+    }
+    // Someone else's key is refused.
+    let stranger = dir.path().join("stranger");
+    assert!(
+        bare(&["keygen", "--out", stranger.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let file = dir.path().join("s.jsonl");
+    one_record(&file, "88.888.1/stranger");
+    let out = bare(&[
+        "import",
+        file.to_str().unwrap(),
+        "--server",
+        &server,
+        "--auth",
+        "300:88.888.1/ADMIN",
+        "--key-file",
+        stranger.join("admpriv.bin").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    stop(node);
+
+    // The PEM public key is as good as the binary one.
+    let pem_node = dir.path().join("pem-node");
+    let init = bare(&[
+        "init",
+        "--prefix",
+        "88.888.2",
+        "--data-dir",
+        pem_node.to_str().unwrap(),
+        "--admin-pubkey",
+        keys.join("admpub.pem").to_str().unwrap(),
+    ]);
+    assert!(init.status.success(), "{}", text(&init.stderr));
+}
+
+#[test]
+fn init_takes_a_key_a_secret_or_both_and_neither_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    assert!(
+        bare(&["keygen", "--out", keys.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let pubkey = keys.join("admpub.bin");
+    let node = |name: &str| dir.path().join(name);
+    let base = |d: &Path| -> Vec<String> {
+        [
+            "init",
+            "--prefix",
+            "88.888.1",
+            "--data-dir",
+            d.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        bare(&a)
+    };
+
+    let mut key_only = base(&node("key"));
+    key_only.extend(["--admin-pubkey".into(), pubkey.to_str().unwrap().into()]);
+    let out = run(key_only);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(admins(&node("key")), ["300:88.888.1/ADMIN"]);
+
+    let mut secret_only = base(&node("secret"));
+    secret_only.extend(["--admin-secret".into(), "secretpw".into()]);
+    let out = run(secret_only);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(admins(&node("secret")), ["301:88.888.1/ADMIN"]);
+
+    let mut both = base(&node("both"));
+    both.extend([
+        "--admin-secret".into(),
+        "secretpw".into(),
+        "--admin-pubkey".into(),
+        pubkey.to_str().unwrap().into(),
+    ]);
+    let out = run(both);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        admins(&node("both")),
+        ["300:88.888.1/ADMIN", "301:88.888.1/ADMIN"]
+    );
+
+    let out = run(base(&node("neither")));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--admin-pubkey") && err.contains("--admin-secret") && err.contains("keygen"),
+        "{err}"
+    );
+    assert!(!node("neither").join("store").exists(), "nothing made");
+
+    // The node inited with the key alone answers for its administrator; the one with the
+    // secret alone has no HS_PUBKEY to show.
+    let s = serve(&node("key"));
+    let r = bare(&[
+        "resolve",
+        "88.888.1/ADMIN",
+        "--server",
+        &s.handle.to_string(),
+    ]);
+    let listing = text(&r.stdout);
+    assert!(
+        listing.contains("HS_PUBKEY") && listing.contains("admin=300:88.888.1/ADMIN"),
+        "{listing}"
+    );
+    stop(s);
+    let s = serve(&node("secret"));
+    let r = bare(&[
+        "resolve",
+        "88.888.1/ADMIN",
+        "--server",
+        &s.handle.to_string(),
+    ]);
+    let listing = text(&r.stdout);
+    assert!(
+        !listing.contains("HS_PUBKEY") && listing.contains("admin=301:88.888.1/ADMIN"),
+        "{listing}"
+    );
+    stop(s);
+}
+
+/// A stdout whose reader has already gone: a socket whose other end is closed, so every
+/// write fails with EPIPE however little the command prints (a pipe would absorb a short
+/// output in its buffer and hide the failure).
+fn closed_stdout() -> Stdio {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(ours);
+    Stdio::from(std::os::fd::OwnedFd::from(theirs))
+}
+
+fn quietly_into_a_closed_stdout(args: &[&str]) {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdout(closed_stdout())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(out.status.success(), "{args:?}: {err}");
+}
+
+#[test]
+fn every_printing_command_ends_quietly_when_stdout_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    let s = serve_with(&d, &["--demo"]);
+    let node = format!("http://{}", s.http);
+    let server = s.handle.to_string();
+    quietly_into_a_closed_stdout(&["trace", "88.888.1/report-2025", "--node", &node]);
+    quietly_into_a_closed_stdout(&["trace", "88.888.1/report-2025", "--json", "--node", &node]);
+    quietly_into_a_closed_stdout(&["resolve", "88.888.1/report-2025", "--server", &server]);
+    let file = dir.path().join("one.jsonl");
+    one_record(&file, "88.888.1/piped");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, std::fs::read(d.join("admin-secret")).unwrap()).unwrap();
+    quietly_into_a_closed_stdout(&[
+        "import",
+        file.to_str().unwrap(),
+        "--server",
+        &server,
+        "--auth",
+        "301:88.888.1/ADMIN",
+        "--secret-file",
+        secret.to_str().unwrap(),
+    ]);
+
+    // As a user sees it: `suyuan trace … --json | head -1`, the reader gone after one line.
+    let mut child = Command::new(BIN)
+        .args(["trace", "88.888.1/report-2025", "--json", "--node", &node])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first.trim(), "{");
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(101));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    stop(s);
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("node");
+    init(&d);
+    let s = serve(&d);
+    let server = s.handle.to_string();
+
+    // RC 301: the node's message, then where to find who serves the prefix.
+    let out = bare(&[
+        "resolve",
+        "99.999/x",
+        "--server",
+        &server,
+        "--transport",
+        "tcp",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("99.999/x: SERVER_NOT_RESP (301)"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the node at {server} does not serve prefix 99.999; resolve 0.NA/99.999 at a top-level node"
+        )),
+        "{err}"
+    );
+
+    // A trace under a prefix held elsewhere says so; it is not "not found".
+    let node = format!("http://{}", s.http);
+    let out = bare(&["trace", "99.999/x", "--node", &node]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("prefix 99.999 is not homed at this node") && err.contains("RC 301"),
+        "{err}"
+    );
+    assert!(!err.contains("not found"), "{err}");
+    let missing = bare(&["trace", "88.888.1/nothing", "--node", &node]);
+    assert!(
+        text(&missing.stderr).contains("RC 100"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    // --node HOST:PORT is read as http://HOST:PORT.
+    let out = bare(&[
+        "trace",
+        "88.888.1/ADMIN",
+        "--json",
+        "--node",
+        &s.http.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["root"], "88.888.1/ADMIN");
+    let out = bare(&[
+        "trace",
+        "88.888.1/ADMIN",
+        "--node",
+        &format!("https://{}", s.http),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("plain HTTP"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // JSON Lines errors name the key that is missing.
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"handle": "88.888.1/ok", "values": [{"index": 1, "type": "URL", "data": "u"}]}"#,
+            "\n",
+            r#"{"handle": "88.888.1/no-values"}"#,
+            "\n",
+            r#"{"values": [{"index": 1, "type": "URL", "data": "u"}]}"#,
+            "\n",
+            r#"{"handle": "88.888.1/no-type", "values": [{"index": 1, "data": "u"}]}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "secretpw").unwrap();
+    let out = bare(&[
+        "import",
+        file.to_str().unwrap(),
+        "--server",
+        &server,
+        "--auth",
+        "301:88.888.1/ADMIN",
+        "--secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("line 2: missing key \"values\""), "{err}");
+    assert!(err.contains("line 3: missing key \"handle\""), "{err}");
+    assert!(
+        err.contains("line 4: missing key \"type\" in values[0]"),
+        "{err}"
+    );
+    stop(s);
+
+    // A node that is not there: the cause is said once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    for args in [
+        vec![
+            "resolve",
+            "88.888.1/x",
+            "--server",
+            &gone,
+            "--transport",
+            "tcp",
+        ],
+        vec!["trace", "88.888.1/x", "--node", &gone],
+        vec![
+            "import",
+            file.to_str().unwrap(),
+            "--server",
+            &gone,
+            "--auth",
+            "301:88.888.1/ADMIN",
+            "--secret-file",
+            secret.to_str().unwrap(),
+        ],
+    ] {
+        let out = bare(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(
+            err.to_lowercase().matches("connection refused").count(),
+            1,
+            "{args:?}: {err}"
+        );
+    }
+}
