@@ -100,6 +100,9 @@ fn serve_answers_resolve_and_stops_on_sigterm() {
     assert!(status.success());
 }
 
+/// Acknowledged writes before the kill: enough to span several group commits.
+const KILL_AFTER: usize = 200;
+
 #[test]
 fn kill_9_while_clients_write_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,9 +121,11 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
             secret: b"secretpw".to_vec(),
         };
         let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        // The kill comes once enough writes were acknowledged, whatever time that takes.
+        let enough = std::sync::Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
         for t in 0..4 {
-            let (creds, acked) = (creds.clone(), acked.clone());
+            let (creds, acked, enough) = (creds.clone(), acked.clone(), enough.clone());
             tasks.push(tokio::spawn(async move {
                 let client = HandleClient::new(addr, Transport::Tcp)
                     .with_tcp_timeout(Duration::from_secs(5));
@@ -138,7 +143,11 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
                     );
                     match client.send_authenticated(&m, &creds).await {
                         Ok(out) if out[0].header.response_code == rc::SUCCESS => {
-                            acked.lock().unwrap().push(h)
+                            let mut a = acked.lock().unwrap();
+                            a.push(h);
+                            if a.len() == KILL_AFTER {
+                                enough.notify_one();
+                            }
                         }
                         Ok(out) => panic!("{h}: {:?}", out[0].body),
                         Err(_) => return, // the server is gone
@@ -146,19 +155,17 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        s.child.kill().unwrap(); // SIGKILL
+        tokio::time::timeout(Duration::from_secs(120), enough.notified())
+            .await
+            .expect("the clients write");
+        s.child.kill().unwrap(); // SIGKILL, with writes still in flight
         s.child.wait().unwrap();
         for t in tasks {
             let _ = t.await;
         }
         acked.lock().unwrap().clone()
     });
-    assert!(
-        acked.len() >= 4,
-        "clients wrote too little to test anything: {}",
-        acked.len()
-    );
+    assert!(acked.len() >= KILL_AFTER, "{}", acked.len());
     // Restart on the same data dir: every acknowledged handle resolves.
     let mut s2 = serve(dir.path());
     let addr = s2.handle;

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_suyuan");
 
@@ -100,13 +100,24 @@ pub fn unsafe_free_kill(pid: i32, sig: i32) -> i32 {
     if status.success() { 0 } else { -1 }
 }
 
+/// Waits for the child to exit, at most `within`; a child still running then is killed (so the
+/// waiting thread ends) and `None` returned. The exit itself ends the wait, not a poll.
 pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
+    let pid = child.id() as i32;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = scope.spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(());
+            status
+        });
+        match rx.recv_timeout(within) {
+            Ok(()) => waiter.join().unwrap().ok(),
+            Err(_) => {
+                unsafe_free_kill(pid, 9);
+                let _ = waiter.join();
+                None
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+    })
 }
