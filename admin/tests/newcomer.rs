@@ -233,6 +233,15 @@ fn init_takes_a_key_a_secret_or_both_and_neither_is_a_usage_error() {
         bare(&a)
     };
 
+    let out = run(base(&node("neither")));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--admin-pubkey") && err.contains("--admin-secret") && err.contains("keygen"),
+        "{err}"
+    );
+    assert!(!node("neither").join("store").exists(), "nothing made");
+
     let mut key_only = base(&node("key"));
     key_only.extend(["--admin-pubkey".into(), pubkey.to_str().unwrap().into()]);
     let out = run(key_only);
@@ -258,15 +267,6 @@ fn init_takes_a_key_a_secret_or_both_and_neither_is_a_usage_error() {
         admins(&node("both")),
         ["300:88.888.1/ADMIN", "301:88.888.1/ADMIN"]
     );
-
-    let out = run(base(&node("neither")));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("--admin-pubkey") && err.contains("--admin-secret") && err.contains("keygen"),
-        "{err}"
-    );
-    assert!(!node("neither").join("store").exists(), "nothing made");
 
     // The node inited with the key alone answers for its administrator; the one with the
     // secret alone has no HS_PUBKEY to show.
@@ -369,14 +369,18 @@ fn every_printing_command_ends_quietly_when_stdout_closes() {
     stop(s);
 }
 
-#[test]
-fn errors_say_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().join("node");
+/// A node on free ports for prefix 88.888.1 (secret `secretpw`).
+fn node_in(dir: &Path) -> Server {
+    let d = dir.join("node");
     init(&d);
-    let s = serve(&d);
-    let server = s.handle.to_string();
+    serve(&d)
+}
 
+#[test]
+fn resolve_of_a_prefix_held_elsewhere_says_where_to_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = node_in(dir.path());
+    let server = s.handle.to_string();
     // RC 301: the node's message, then where to find who serves the prefix.
     let out = bare(&[
         "resolve",
@@ -395,8 +399,13 @@ fn errors_say_what_to_do() {
         )),
         "{err}"
     );
+    stop(s);
+}
 
-    // A trace under a prefix held elsewhere says so; it is not "not found".
+#[test]
+fn trace_of_a_prefix_held_elsewhere_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = node_in(dir.path());
     let node = format!("http://{}", s.http);
     let out = bare(&["trace", "99.999/x", "--node", &node]);
     assert_eq!(out.status.code(), Some(1));
@@ -412,8 +421,13 @@ fn errors_say_what_to_do() {
         "{}",
         text(&missing.stderr)
     );
+    stop(s);
+}
 
-    // --node HOST:PORT is read as http://HOST:PORT.
+#[test]
+fn trace_reads_a_node_without_a_scheme_as_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = node_in(dir.path());
     let out = bare(&[
         "trace",
         "88.888.1/ADMIN",
@@ -436,11 +450,13 @@ fn errors_say_what_to_do() {
         "{}",
         text(&out.stderr)
     );
+    stop(s);
+}
 
-    // JSON Lines errors name the key that is missing.
-    let file = dir.path().join("bad.jsonl");
+/// Records whose lines 2, 3 and 4 each lack a key.
+fn lacking_keys(path: &Path) {
     std::fs::write(
-        &file,
+        path,
         concat!(
             r#"{"handle": "88.888.1/ok", "values": [{"index": 1, "type": "URL", "data": "u"}]}"#,
             "\n",
@@ -453,17 +469,21 @@ fn errors_say_what_to_do() {
         ),
     )
     .unwrap();
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "secretpw").unwrap();
+}
+
+#[test]
+fn json_lines_errors_name_the_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("node");
+    init(&d);
+    let file = dir.path().join("bad.jsonl");
+    lacking_keys(&file);
     let out = bare(&[
         "import",
         file.to_str().unwrap(),
-        "--server",
-        &server,
-        "--auth",
-        "301:88.888.1/ADMIN",
-        "--secret-file",
-        secret.to_str().unwrap(),
+        "--offline",
+        "--data-dir",
+        d.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
@@ -473,9 +493,15 @@ fn errors_say_what_to_do() {
         err.contains("line 4: missing key \"type\" in values[0]"),
         "{err}"
     );
-    stop(s);
+}
 
-    // A node that is not there: the cause is said once.
+#[test]
+fn a_node_that_is_not_there_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r.jsonl");
+    one_record(&file, "88.888.1/x");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "secretpw").unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gone = closed.local_addr().unwrap().to_string();
     drop(closed);
