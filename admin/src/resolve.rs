@@ -60,6 +60,12 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
                 "suyuan: {handle}: {} ({code}){detail}",
                 rc::name(code).unwrap_or("UNKNOWN")
             );
+            if handle != a.handle {
+                eprintln!(
+                    "note: {} has no slash, so it was read as the prefix handle {handle}",
+                    a.handle
+                );
+            }
             if code == rc::SERVER_NOT_RESP {
                 eprintln!("{}", not_served_hint(a.server, &handle));
             }

@@ -399,6 +399,22 @@ fn resolve_of_a_prefix_held_elsewhere_says_where_to_look() {
         )),
         "{err}"
     );
+    // A bare prefix is the prefix handle, and the answer says how it was read.
+    let out = bare(&[
+        "resolve",
+        "99.999",
+        "--server",
+        &server,
+        "--transport",
+        "tcp",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("99.999 has no slash, so it was read as the prefix handle 0.NA/99.999"),
+        "{err}"
+    );
+    assert!(err.contains("top-level"), "{err}");
     stop(s);
 }
 
