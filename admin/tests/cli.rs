@@ -167,7 +167,7 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
     });
     assert!(acked.len() >= KILL_AFTER, "{}", acked.len());
     // Restart on the same data dir: every acknowledged handle resolves.
-    let mut s2 = serve(dir.path());
+    let s2 = serve(dir.path());
     let addr = s2.handle;
     rt.block_on(async move {
         let client = HandleClient::new(addr, Transport::Udp);
@@ -180,12 +180,7 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
             );
         }
     });
-    signal(&s2.child, 15);
-    assert!(
-        wait_exit(&mut s2.child, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+    stop(s2.child);
 }
 
 #[test]
@@ -234,13 +229,8 @@ fn demo_initialises_an_empty_data_dir_once() {
             .iter()
             .any(|n| n["handle"] == "88.888.1/report-2025")
     );
-    let mut first = first.child;
-    signal(&first, 15);
-    assert!(
-        wait_exit(&mut first, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+    let first = first.child;
+    stop(first);
     use std::os::unix::fs::PermissionsExt;
     let secret = d.join("admin-secret");
     assert_eq!(
@@ -249,13 +239,8 @@ fn demo_initialises_an_empty_data_dir_once() {
     );
     let before = std::fs::read(&secret).unwrap();
     // The second run serves what is there: same secret, same node.
-    let mut second = start().child;
-    signal(&second, 15);
-    assert!(
-        wait_exit(&mut second, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+    let second = start().child;
+    stop(second);
     assert_eq!(std::fs::read(&secret).unwrap(), before);
 }
 
@@ -263,7 +248,7 @@ fn demo_initialises_an_empty_data_dir_once() {
 fn trace_through_the_http_api_and_reindex() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
-    let mut s = serve(dir.path());
+    let s = serve(dir.path());
     let addr = s.handle;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -405,12 +390,7 @@ fn trace_through_the_http_api_and_reindex() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
-    signal(&s.child, 15);
-    assert!(
-        wait_exit(&mut s.child, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+    stop(s.child);
     let r = suyuan(&["reindex", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(String::from_utf8_lossy(&r.stderr).contains("reindexed 5 records"));

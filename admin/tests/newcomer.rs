@@ -5,7 +5,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 mod common;
 use common::*;
@@ -46,13 +45,32 @@ fn one_record(path: &Path, handle: &str) {
     .unwrap();
 }
 
-fn stop(mut s: Server) {
-    signal(&s.child, 15);
-    assert!(
-        wait_exit(&mut s.child, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+/// `init` with a public key as the only administrator.
+fn init_with_key(data: &Path, prefix: &str, pubkey: &Path) {
+    let out = bare(&[
+        "init",
+        "--prefix",
+        prefix,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--admin-pubkey",
+        pubkey.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// An online import authenticated as 300:88.888.1/ADMIN with a private-key file.
+fn import_with_key(file: &Path, server: &str, key: &Path) -> Output {
+    bare(&[
+        "import",
+        file.to_str().unwrap(),
+        "--server",
+        server,
+        "--auth",
+        "300:88.888.1/ADMIN",
+        "--key-file",
+        key.to_str().unwrap(),
+    ])
 }
 
 #[test]
@@ -130,16 +148,7 @@ fn keygen_writes_a_pair_that_init_and_import_accept_and_never_overwrites() {
 
     // A node whose only administrator is the key: both private files authenticate.
     let data = dir.path().join("my-node");
-    let init = bare(&[
-        "init",
-        "--prefix",
-        "88.888.1",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--admin-pubkey",
-        keys.join("admpub.bin").to_str().unwrap(),
-    ]);
-    assert!(init.status.success(), "{}", text(&init.stderr));
+    init_with_key(&data, "88.888.1", &keys.join("admpub.bin"));
     assert_eq!(admins(&data), ["300:88.888.1/ADMIN"]);
     let node = serve(&data);
     let server = node.handle.to_string();
@@ -147,16 +156,7 @@ fn keygen_writes_a_pair_that_init_and_import_accept_and_never_overwrites() {
         let file = dir.path().join(format!("r{n}.jsonl"));
         let handle = format!("88.888.1/keyed-{n}");
         one_record(&file, &handle);
-        let out = bare(&[
-            "import",
-            file.to_str().unwrap(),
-            "--server",
-            &server,
-            "--auth",
-            "300:88.888.1/ADMIN",
-            "--key-file",
-            keys.join(key).to_str().unwrap(),
-        ]);
+        let out = import_with_key(&file, &server, &keys.join(key));
         assert!(out.status.success(), "{key}: {}", text(&out.stderr));
         assert!(
             text(&out.stdout).contains("1 written"),
@@ -179,31 +179,13 @@ fn keygen_writes_a_pair_that_init_and_import_accept_and_never_overwrites() {
     );
     let file = dir.path().join("s.jsonl");
     one_record(&file, "88.888.1/stranger");
-    let out = bare(&[
-        "import",
-        file.to_str().unwrap(),
-        "--server",
-        &server,
-        "--auth",
-        "300:88.888.1/ADMIN",
-        "--key-file",
-        stranger.join("admpriv.bin").to_str().unwrap(),
-    ]);
+    let out = import_with_key(&file, &server, &stranger.join("admpriv.bin"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    stop(node);
+    stop(node.child);
 
     // The PEM public key is as good as the binary one.
     let pem_node = dir.path().join("pem-node");
-    let init = bare(&[
-        "init",
-        "--prefix",
-        "88.888.2",
-        "--data-dir",
-        pem_node.to_str().unwrap(),
-        "--admin-pubkey",
-        keys.join("admpub.pem").to_str().unwrap(),
-    ]);
-    assert!(init.status.success(), "{}", text(&init.stderr));
+    init_with_key(&pem_node, "88.888.2", &keys.join("admpub.pem"));
 }
 
 #[test]
@@ -242,60 +224,50 @@ fn init_takes_a_key_a_secret_or_both_and_neither_is_a_usage_error() {
     );
     assert!(!node("neither").join("store").exists(), "nothing made");
 
-    let mut key_only = base(&node("key"));
-    key_only.extend(["--admin-pubkey".into(), pubkey.to_str().unwrap().into()]);
-    let out = run(key_only);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(admins(&node("key")), ["300:88.888.1/ADMIN"]);
-
-    let mut secret_only = base(&node("secret"));
-    secret_only.extend(["--admin-secret".into(), "secretpw".into()]);
-    let out = run(secret_only);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(admins(&node("secret")), ["301:88.888.1/ADMIN"]);
-
-    let mut both = base(&node("both"));
-    both.extend([
-        "--admin-secret".into(),
-        "secretpw".into(),
-        "--admin-pubkey".into(),
-        pubkey.to_str().unwrap().into(),
-    ]);
-    let out = run(both);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        admins(&node("both")),
-        ["300:88.888.1/ADMIN", "301:88.888.1/ADMIN"]
-    );
+    let key = pubkey.to_str().unwrap();
+    for (name, extra, expected) in [
+        (
+            "key",
+            vec!["--admin-pubkey", key],
+            vec!["300:88.888.1/ADMIN"],
+        ),
+        (
+            "secret",
+            vec!["--admin-secret", "secretpw"],
+            vec!["301:88.888.1/ADMIN"],
+        ),
+        (
+            "both",
+            vec!["--admin-secret", "secretpw", "--admin-pubkey", key],
+            vec!["300:88.888.1/ADMIN", "301:88.888.1/ADMIN"],
+        ),
+    ] {
+        let mut args = base(&node(name));
+        args.extend(extra.into_iter().map(String::from));
+        let out = run(args);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        assert_eq!(admins(&node(name)), expected, "{name}");
+    }
 
     // The node inited with the key alone answers for its administrator; the one with the
     // secret alone has no HS_PUBKEY to show.
-    let s = serve(&node("key"));
-    let r = bare(&[
-        "resolve",
-        "88.888.1/ADMIN",
-        "--server",
-        &s.handle.to_string(),
-    ]);
-    let listing = text(&r.stdout);
+    let admin_record = |name: &str| {
+        let s = serve(&node(name));
+        let server = s.handle.to_string();
+        let r = bare(&["resolve", "88.888.1/ADMIN", "--server", &server]);
+        stop(s.child);
+        text(&r.stdout)
+    };
+    let listing = admin_record("key");
     assert!(
         listing.contains("HS_PUBKEY") && listing.contains("admin=300:88.888.1/ADMIN"),
         "{listing}"
     );
-    stop(s);
-    let s = serve(&node("secret"));
-    let r = bare(&[
-        "resolve",
-        "88.888.1/ADMIN",
-        "--server",
-        &s.handle.to_string(),
-    ]);
-    let listing = text(&r.stdout);
+    let listing = admin_record("secret");
     assert!(
         !listing.contains("HS_PUBKEY") && listing.contains("admin=301:88.888.1/ADMIN"),
         "{listing}"
     );
-    stop(s);
 }
 
 /// A stdout whose reader has already gone: a socket whose other end is closed, so every
@@ -352,12 +324,7 @@ fn every_printing_command_ends_quietly_when_stdout_closes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
+    let first = first_line(&mut child);
     assert_eq!(first.trim(), "{");
     let out = child.wait_with_output().unwrap();
     assert_ne!(out.status.code(), Some(101));
@@ -366,7 +333,7 @@ fn every_printing_command_ends_quietly_when_stdout_closes() {
         "{}",
         text(&out.stderr)
     );
-    stop(s);
+    stop(s.child);
 }
 
 /// A node on free ports for prefix 88.888.1 (secret `secretpw`).
@@ -376,13 +343,20 @@ fn node_in(dir: &Path) -> Server {
     serve(&d)
 }
 
+/// The stderr of a command that must fail (exit 1).
+fn refused(args: &[&str]) -> String {
+    let out = bare(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    text(&out.stderr)
+}
+
 #[test]
 fn resolve_of_a_prefix_held_elsewhere_says_where_to_look() {
     let dir = tempfile::tempdir().unwrap();
     let s = node_in(dir.path());
     let server = s.handle.to_string();
     // RC 301: the node's message, then where to find who serves the prefix.
-    let out = bare(&[
+    let err = refused(&[
         "resolve",
         "99.999/x",
         "--server",
@@ -390,8 +364,6 @@ fn resolve_of_a_prefix_held_elsewhere_says_where_to_look() {
         "--transport",
         "tcp",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
     assert!(err.contains("99.999/x: SERVER_NOT_RESP (301)"), "{err}");
     assert!(
         err.contains(&format!(
@@ -400,7 +372,7 @@ fn resolve_of_a_prefix_held_elsewhere_says_where_to_look() {
         "{err}"
     );
     // A bare prefix is the prefix handle, and the answer says how it was read.
-    let out = bare(&[
+    let err = refused(&[
         "resolve",
         "99.999",
         "--server",
@@ -408,14 +380,12 @@ fn resolve_of_a_prefix_held_elsewhere_says_where_to_look() {
         "--transport",
         "tcp",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
     assert!(
         err.contains("99.999 has no slash, so it was read as the prefix handle 0.NA/99.999"),
         "{err}"
     );
     assert!(err.contains("top-level"), "{err}");
-    stop(s);
+    stop(s.child);
 }
 
 #[test]
@@ -423,9 +393,7 @@ fn trace_of_a_prefix_held_elsewhere_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let s = node_in(dir.path());
     let node = format!("http://{}", s.http);
-    let out = bare(&["trace", "99.999/x", "--node", &node]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
+    let err = refused(&["trace", "99.999/x", "--node", &node]);
     assert!(
         err.contains("prefix 99.999 is not homed at this node") && err.contains("RC 301"),
         "{err}"
@@ -437,7 +405,7 @@ fn trace_of_a_prefix_held_elsewhere_says_so() {
         "{}",
         text(&missing.stderr)
     );
-    stop(s);
+    stop(s.child);
 }
 
 #[test]
@@ -466,7 +434,7 @@ fn trace_reads_a_node_without_a_scheme_as_http() {
         "{}",
         text(&out.stderr)
     );
-    stop(s);
+    stop(s.child);
 }
 
 /// Records whose lines 2, 3 and 4 each lack a key.
@@ -542,9 +510,7 @@ fn a_node_that_is_not_there_is_said_once() {
             secret.to_str().unwrap(),
         ],
     ] {
-        let out = bare(&args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = text(&out.stderr);
+        let err = refused(&args);
         assert_eq!(
             err.to_lowercase().matches("connection refused").count(),
             1,

@@ -58,10 +58,7 @@ pub fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     // listening handle=127.0.0.1:40123 ops=127.0.0.1:40125
     let field = |k: &str| -> SocketAddr {
         line.split_whitespace()
@@ -78,6 +75,22 @@ pub fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
         http,
         ops,
     }
+}
+
+/// The first line a child prints (its ready line, the first line of its answer).
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+/// Stops a node as an operator does (SIGTERM) and checks that it ends cleanly.
+pub fn stop(mut child: Child) {
+    signal(&child, 15);
+    let status = wait_exit(&mut child, Duration::from_secs(20)).expect("stops on SIGTERM");
+    assert!(status.success(), "{status}");
 }
 
 pub fn serve(dir: &std::path::Path) -> Server {
