@@ -178,7 +178,7 @@ fn rt() -> Result<tokio::runtime::Runtime> {
 // Preload
 // ---------------------------------------------------------------------------------------------
 
-/// The record of benchmark handle `i`: 4 values, 2 of them links (design section 9), so trace
+/// The record of benchmark handle `i`: 4 values, 2 of them links (like an MRV record's), so trace
 /// up from `i` follows `i/2` and `i/3`... a tree whose depth grows with log(i).
 fn bench_record(prefix: &str, i: u64) -> Vec<HandleValue> {
     vec![

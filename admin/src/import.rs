@@ -1,5 +1,6 @@
-//! `suyuan import FILE`: bulk registration in *register* mode (design sections 2 and 5), so
-//! running it again writes nothing and an interrupted run is completed by running it again.
+//! `suyuan import FILE`: bulk registration in *register* mode (a record already there with the
+//! same values counts as done, one with other values is refused), so running it again writes
+//! nothing and an interrupted run is completed by running it again.
 //!
 //! Online it speaks the Handle protocol to a running node: one session authenticated as
 //! `--auth`, several kept TCP connections with one request in flight each. The wire has no
@@ -64,7 +65,7 @@ pub enum Outcome {
     Failed { code: u32, message: String },
 }
 
-/// The actor recorded for offline imports (design section 5).
+/// The actor recorded in the change log for offline imports (no session names one).
 pub const OFFLINE_ACTOR: &str = "0:SUYUAN/IMPORT";
 
 /// Entries written per group commit offline.

@@ -1,5 +1,6 @@
-//! `suyuan init`: create the store, home the prefix, write `P/ADMIN` (design section 5), the
-//! node's key pair and `siteinfo.json`.
+//! `suyuan init`: create the store, home the prefix, write `P/ADMIN` (its HS_ADMIN, and the
+//! administrator's HS_PUBKEY at 300 and/or HS_SECKEY at 301), the node's key pair and
+//! `siteinfo.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

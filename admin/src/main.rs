@@ -1,8 +1,8 @@
-//! The `suyuan` binary: the command line of the node (design section 5). Commands talk to a
-//! running node over its public protocols, or to a stopped node's store directly.
+//! The `suyuan` binary: the command line of the node. Commands talk to a running node over its
+//! public protocols, or to a stopped node's store directly.
 //!
 //! Exit codes: 0 success, 1 the operation failed (stderr names the handle and the response
-//! code), 2 bad usage.
+//! code), 2 bad usage. A stdout closed by its reader (`| head`) ends a command quietly, with 0.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
