@@ -348,7 +348,8 @@ async fn trace(
                 }
             }
         };
-        // A root under a prefix held elsewhere is not "not found": say where to look instead.
+        // A root under a prefix held elsewhere is not "not found": say where to look instead,
+        // with the status the REST API gives RC 301 (400, as the reference server does).
         if let Ok(h) = Handle::parse(&root) {
             if !registry.is_homed(h.prefix())? {
                 return Ok(error(
