@@ -107,19 +107,39 @@ pub fn initialise(
 
 fn read_pubkey(path: &PathBuf) -> Result<PublicKey> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.starts_with(b"-----BEGIN") {
-        let pem = String::from_utf8(bytes).context("PEM must be text")?;
-        return Ok(hs_from_rsa_public(&rsa_public_from_pem(&pem)?));
-    }
-    let key = PublicKey::decode(&bytes).with_context(|| {
-        format!(
-            "{}: not a key in the reference format or PEM",
+    let pem = bytes.starts_with(b"-----BEGIN");
+    let public = if pem {
+        String::from_utf8(bytes.clone())
+            .context("PEM must be text")
+            .and_then(|text| Ok(hs_from_rsa_public(&rsa_public_from_pem(&text)?)))
+    } else {
+        PublicKey::decode(&bytes)
+            .context("not a key in the reference format or PEM")
+            .and_then(|key| {
+                suyuan_codec::auth::rsa_public_from_hs(&key).context("not a usable RSA key")?;
+                Ok(key)
+            })
+    };
+    // admpriv.* beside admpub.* is an easy slip: say so rather than "not a key".
+    let private = || {
+        if pem {
+            String::from_utf8_lossy(&bytes).contains("PRIVATE KEY-----")
+        } else {
+            // The reference's private-key files start with their encryption type, 0 to 5.
+            matches!(
+                suyuan_codec::auth::rsa_private_from_reference(&bytes),
+                Ok(_) | Err(suyuan_codec::auth::AuthError::EncryptedKey(0..=5))
+            )
+        }
+    };
+    match public {
+        Ok(key) => Ok(key),
+        Err(_) if private() => bail!(
+            "{} is a private key: give --admin-pubkey the public half (admpub.bin or admpub.pem) and keep this one to yourself",
             path.display()
-        )
-    })?;
-    suyuan_codec::auth::rsa_public_from_hs(&key)
-        .with_context(|| format!("{}: not a usable RSA key", path.display()))?;
-    Ok(key)
+        ),
+        Err(e) => Err(e.context(path.display().to_string())),
+    }
 }
 
 pub fn run(a: InitArgs) -> Result<ExitCode> {

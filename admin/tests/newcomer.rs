@@ -224,6 +224,23 @@ fn init_takes_a_key_a_secret_or_both_and_neither_is_a_usage_error() {
     );
     assert!(!node("neither").join("store").exists(), "nothing made");
 
+    // The private half by mistake is refused, and the message says which file to give.
+    for private in ["admpriv.bin", "admpriv.pem"] {
+        let mut args = base(&node("private"));
+        args.extend([
+            "--admin-pubkey".into(),
+            keys.join(private).to_str().unwrap().into(),
+        ]);
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("is a private key") && err.contains("admpub.bin"),
+            "{err}"
+        );
+        assert!(!node("private").join("store").exists(), "nothing made");
+    }
+
     let key = pubkey.to_str().unwrap();
     for (name, extra, expected) in [
         (
