@@ -1,4 +1,4 @@
-//! The two input formats of `suyuan import` (design section 5), read one entry at a time so a
+//! The two input formats of `suyuan import` (JSON Lines and Handle.Net batch files), read one entry at a time so a
 //! file of millions of records never sits in memory whole:
 //!
 //! - JSON Lines: `{"handle": "88.888.1/m-001", "values": [<REST value JSON>...]}` a line;
@@ -91,6 +91,29 @@ pub struct Items<R> {
     done: bool,
 }
 
+/// What a JSON Lines record lacks, said as the key to add.
+fn missing_key(key: &str) -> String {
+    format!(
+        "missing key \"{key}\" (a line is {{\"handle\": \"prefix/suffix\", \"values\": [...]}})"
+    )
+}
+
+/// A JSON Lines error named by the key at fault: the codec reads a line as a REST body, whose
+/// messages speak of bodies and paths (`values[0].type: missing`).
+fn json_line_error(text: &str, e: suyuan_codec::json::JsonError) -> String {
+    use suyuan_codec::json::JsonError;
+    match e {
+        JsonError::Field { field, why } if why == "missing" => match field.rsplit_once('.') {
+            Some((at, key)) => format!("missing key \"{key}\" in {at}"),
+            None => format!("missing key \"{field}\""),
+        },
+        e => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(o)) if !o.contains_key("values") => missing_key("values"),
+            _ => e.to_string(),
+        },
+    }
+}
+
 impl<R: BufRead> Items<R> {
     pub fn new(reader: R, format: Format, base: &Path) -> Self {
         Items {
@@ -177,11 +200,9 @@ impl<R: BufRead> Items<R> {
                         values: body.values,
                     })),
                     Some(_) => bad("the record has no values".into()),
-                    None => {
-                        bad("expected {\"handle\": \"prefix/suffix\", \"values\": [...]}".into())
-                    }
+                    None => bad(missing_key("handle")),
                 },
-                Err(e) => bad(e.to_string()),
+                Err(e) => bad(json_line_error(&text, e)),
             };
         }
     }

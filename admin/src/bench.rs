@@ -160,7 +160,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         BenchCommand::EchoHttp { addr } => rt()?.block_on(echo_http(addr)),
         BenchCommand::Run(r) => {
             let report = rt()?.block_on(run_once(&r.target, r.rate, r.seconds))?;
-            println!("{}", report.line(&r.target));
+            crate::outln!("{}", report.line(&r.target))?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Sweep(s) => sweep(s),
@@ -178,7 +178,7 @@ fn rt() -> Result<tokio::runtime::Runtime> {
 // Preload
 // ---------------------------------------------------------------------------------------------
 
-/// The record of benchmark handle `i`: 4 values, 2 of them links (design section 9), so trace
+/// The record of benchmark handle `i`: 4 values, 2 of them links (like an MRV record's), so trace
 /// up from `i` follows `i/2` and `i/3`... a tree whose depth grows with log(i).
 fn bench_record(prefix: &str, i: u64) -> Vec<HandleValue> {
     vec![
@@ -779,7 +779,7 @@ fn sweep(s: SweepArgs) -> Result<ExitCode> {
     let rt = rt()?;
     if s.warmup_seconds > 0 {
         let w = rt.block_on(run_once(&s.target, s.from, s.warmup_seconds))?;
-        println!("warm-up: {}", w.line(&s.target));
+        crate::outln!("warm-up: {}", w.line(&s.target))?;
         std::thread::sleep(Duration::from_millis(500));
     }
     let mut rate = s.from;
@@ -790,11 +790,11 @@ fn sweep(s: SweepArgs) -> Result<ExitCode> {
     loop {
         let r = rt.block_on(run_once(&s.target, rate, s.seconds))?;
         let pass = r.passes(s.p999_ms);
-        println!(
+        crate::outln!(
             "{} {}",
             r.line(&s.target),
             if pass { "PASS" } else { "FAIL" }
-        );
+        )?;
         if pass {
             failures = 0;
             best = Some(r);
@@ -809,17 +809,18 @@ fn sweep(s: SweepArgs) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(500));
     }
     match best {
-        Some(b) => println!(
+        Some(b) => crate::outln!(
             "max rate with p99.9 <= {} ms: {:.0}/s (p50 {:.3} ms, p99 {:.3} ms)",
             s.p999_ms,
             b.rate,
             b.ms(0.5),
             b.ms(0.99)
-        ),
-        None => println!(
+        )?,
+        None => crate::outln!(
             "no rate passed: p99.9 above {} ms at {:.0}/s",
-            s.p999_ms, s.from
-        ),
+            s.p999_ms,
+            s.from
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -830,7 +831,7 @@ fn sweep(s: SweepArgs) -> Result<ExitCode> {
 
 fn echo_udp(addr: SocketAddr) -> Result<ExitCode> {
     let s = std::net::UdpSocket::bind(addr)?;
-    println!("listening udp={}", s.local_addr()?);
+    let _ = crate::outln!("listening udp={}", s.local_addr()?);
     let mut buf = [0u8; 65_536];
     loop {
         let (n, from) = s.recv_from(&mut buf)?;
@@ -840,7 +841,7 @@ fn echo_udp(addr: SocketAddr) -> Result<ExitCode> {
 
 async fn echo_http(addr: SocketAddr) -> Result<ExitCode> {
     let l = tokio::net::TcpListener::bind(addr).await?;
-    println!("listening http={}", l.local_addr()?);
+    let _ = crate::outln!("listening http={}", l.local_addr()?);
     const BODY: &[u8] = br#"{"responseCode":1,"handle":"88.888.1/bench-00000001","values":[]}"#;
     loop {
         let (s, _) = l.accept().await?;

@@ -67,12 +67,17 @@ impl DataDir {
 
     /// Writes a secret file readable by the owner only.
     pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+        Self::write_new(path, bytes, 0o600)
+    }
+
+    /// Writes a file that must not exist yet, with `mode` (less the umask).
+    pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         f.write_all(bytes)?;
@@ -81,8 +86,7 @@ impl DataDir {
     }
 
     pub fn generate_key(&self) -> Result<RsaPrivateKey> {
-        let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
-            .context("cannot generate the node key")?;
+        let key = new_rsa_key()?;
         let pem = key
             .to_pkcs8_pem(LineEnding::LF)
             .context("cannot encode the node key")?;
@@ -131,6 +135,11 @@ impl DataDir {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))
     }
+}
+
+/// A fresh 2048-bit RSA key (the node's own, or an administrator's from `keygen`).
+pub fn new_rsa_key() -> Result<RsaPrivateKey> {
+    RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).context("cannot generate an RSA key")
 }
 
 /// The node's HS_SITE: one primary server at `public` with TCP (admin and query) and UDP

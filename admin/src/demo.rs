@@ -1,4 +1,4 @@
-//! The MRV demo of design section 7: one coal-fired plant under 88.888.1 for 2025, with numbers
+//! The MRV demo: one coal-fired plant under 88.888.1 for 2025, with numbers
 //! that add up. Two units, each with a belt-scale coal meter (and its calibration
 //! certificate); a gateway electricity meter; a day of coal a reading; a composite sample and a
 //! lab report (carbon content) per unit and month; monthly figures

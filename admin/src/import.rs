@@ -1,5 +1,6 @@
-//! `suyuan import FILE`: bulk registration in *register* mode (design sections 2 and 5), so
-//! running it again writes nothing and an interrupted run is completed by running it again.
+//! `suyuan import FILE`: bulk registration in *register* mode (a record already there with the
+//! same values counts as done, one with other values is refused), so running it again writes
+//! nothing and an interrupted run is completed by running it again.
 //!
 //! Online it speaks the Handle protocol to a running node: one session authenticated as
 //! `--auth`, several kept TCP connections with one request in flight each. The wire has no
@@ -64,7 +65,7 @@ pub enum Outcome {
     Failed { code: u32, message: String },
 }
 
-/// The actor recorded for offline imports (design section 5).
+/// The actor recorded in the change log for offline imports (no session names one).
 pub const OFFLINE_ACTOR: &str = "0:SUYUAN/IMPORT";
 
 /// Entries written per group commit offline.
@@ -167,7 +168,7 @@ pub async fn run(a: ImportArgs) -> Result<ExitCode> {
     let t = &report.tally;
     let secs = started.elapsed().as_secs_f64();
     let done = t.written + t.unchanged + t.failed;
-    println!(
+    crate::outln!(
         "import: {} ({}): {} records: {} written, {} unchanged, {} failed; {} commands skipped, {} lines unreadable ({:.1} s, {:.0} records/s)",
         a.file.display(),
         format.name(),
@@ -179,9 +180,9 @@ pub async fn run(a: ImportArgs) -> Result<ExitCode> {
         t.unreadable,
         secs,
         done as f64 / secs.max(1e-9),
-    );
+    )?;
     if t.written == 0 && t.unchanged > 0 && t.failed == 0 {
-        println!("nothing written: every record was already registered as it is in the file");
+        crate::outln!("nothing written: every record was already registered as it is in the file")?;
     }
     Ok(if t.failed + t.unreadable > 0 {
         ExitCode::FAILURE

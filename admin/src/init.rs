@@ -1,5 +1,6 @@
-//! `suyuan init`: create the store, home the prefix, write `P/ADMIN` (design section 5), the
-//! node's key pair and `siteinfo.json`.
+//! `suyuan init`: create the store, home the prefix, write `P/ADMIN` (its HS_ADMIN, and the
+//! administrator's HS_PUBKEY at 300 and/or HS_SECKEY at 301), the node's key pair and
+//! `siteinfo.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,10 +21,11 @@ pub struct InitArgs {
     #[arg(long, default_value = "./suyuan-data")]
     data_dir: PathBuf,
     /// The administrator's secret (HS_SECKEY at 301); or set SUYUAN_ADMIN_SECRET, which keeps
-    /// it out of the process list.
+    /// it out of the process list. A secret, a public key, or both.
     #[arg(long)]
     admin_secret: Option<String>,
-    /// The administrator's public key (HS_PUBKEY at 300): the reference's admpub.bin, or PEM.
+    /// The administrator's public key (HS_PUBKEY at 300): admpub.bin or admpub.pem from
+    /// `suyuan keygen`, the reference's admpub.bin, or PEM.
     #[arg(long)]
     admin_pubkey: Option<PathBuf>,
     /// The address published in siteinfo.json (default 127.0.0.1).
@@ -41,7 +43,7 @@ pub struct InitArgs {
 pub fn initialise(
     dir: &DataDir,
     prefix: &str,
-    secret: &str,
+    secret: Option<&str>,
     pubkey: Option<PublicKey>,
     public: std::net::IpAddr,
     port: u16,
@@ -54,10 +56,16 @@ pub fn initialise(
     let key = dir.generate_key()?;
     let registry = Registry::open(&dir.store())?;
     let admin = format!("{prefix}/ADMIN");
-    let mut admins = vec![Identity::new(301, admin.clone())];
+    let mut admins = Vec::new();
     if pubkey.is_some() {
-        admins.insert(0, Identity::new(300, admin.clone()));
+        admins.push(Identity::new(300, admin.clone()));
     }
+    if secret.is_some() {
+        admins.push(Identity::new(301, admin.clone()));
+    }
+    let Some(first) = admins.first().cloned() else {
+        bail!("an administrator needs a secret or a public key");
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
@@ -73,16 +81,18 @@ pub fn initialise(
     let mut values = vec![HandleValue::new(
         100,
         "HS_ADMIN",
-        AdminRecord::new(admin_perm::ALL, admin.clone(), 300).encode(),
+        AdminRecord::new(admin_perm::ALL, admin.clone(), first.index).encode(),
     )];
     if let Some(k) = pubkey {
         values.push(HandleValue::new(300, "HS_PUBKEY", k.encode()));
     }
-    // Admin read and write only: a public resolution of P/ADMIN never shows it.
-    values.push(HandleValue {
-        permissions: Permissions(0x0C),
-        ..HandleValue::new(301, "HS_SECKEY", secret.as_bytes().to_vec())
-    });
+    if let Some(secret) = secret {
+        // Admin read and write only: a public resolution of P/ADMIN never shows it.
+        values.push(HandleValue {
+            permissions: Permissions(0x0C),
+            ..HandleValue::new(301, "HS_SECKEY", secret.as_bytes().to_vec())
+        });
+    }
     registry.apply(w(Mutation::Create {
         handle: admin.clone(),
         values,
@@ -97,35 +107,60 @@ pub fn initialise(
 
 fn read_pubkey(path: &PathBuf) -> Result<PublicKey> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.starts_with(b"-----BEGIN") {
-        let pem = String::from_utf8(bytes).context("PEM must be text")?;
-        return Ok(hs_from_rsa_public(&rsa_public_from_pem(&pem)?));
-    }
-    let key = PublicKey::decode(&bytes).with_context(|| {
-        format!(
-            "{}: not a key in the reference format or PEM",
+    let pem = bytes.starts_with(b"-----BEGIN");
+    let public = if pem {
+        String::from_utf8(bytes.clone())
+            .context("PEM must be text")
+            .and_then(|text| Ok(hs_from_rsa_public(&rsa_public_from_pem(&text)?)))
+    } else {
+        PublicKey::decode(&bytes)
+            .context("not a key in the reference format or PEM")
+            .and_then(|key| {
+                suyuan_codec::auth::rsa_public_from_hs(&key).context("not a usable RSA key")?;
+                Ok(key)
+            })
+    };
+    // admpriv.* beside admpub.* is an easy slip: say so rather than "not a key".
+    let private = || {
+        if pem {
+            String::from_utf8_lossy(&bytes).contains("PRIVATE KEY-----")
+        } else {
+            // The reference's private-key files start with their encryption type, 0 to 5.
+            matches!(
+                suyuan_codec::auth::rsa_private_from_reference(&bytes),
+                Ok(_) | Err(suyuan_codec::auth::AuthError::EncryptedKey(0..=5))
+            )
+        }
+    };
+    match public {
+        Ok(key) => Ok(key),
+        Err(_) if private() => bail!(
+            "{} is a private key: give --admin-pubkey the public half (admpub.bin or admpub.pem) and keep this one to yourself",
             path.display()
-        )
-    })?;
-    suyuan_codec::auth::rsa_public_from_hs(&key)
-        .with_context(|| format!("{}: not a usable RSA key", path.display()))?;
-    Ok(key)
+        ),
+        Err(e) => Err(e.context(path.display().to_string())),
+    }
 }
 
 pub fn run(a: InitArgs) -> Result<ExitCode> {
-    let secret = match a
+    let secret = a
         .admin_secret
         .or_else(|| std::env::var("SUYUAN_ADMIN_SECRET").ok())
-    {
-        Some(s) if !s.is_empty() => s,
-        _ => bail!("an administrator secret is required: --admin-secret S or SUYUAN_ADMIN_SECRET"),
-    };
+        .filter(|s| !s.is_empty());
+    if secret.is_none() && a.admin_pubkey.is_none() {
+        eprintln!(
+            "suyuan init: the administrator needs a public key, a secret, or both:\n  \
+             --admin-pubkey admpub.bin (make one with `suyuan keygen`)\n  \
+             --admin-secret S (or set SUYUAN_ADMIN_SECRET)"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let pubkey = a.admin_pubkey.as_ref().map(read_pubkey).transpose()?;
     let dir = DataDir::new(&a.data_dir);
     initialise(
         &dir,
         &a.prefix,
-        &secret,
+        secret.as_deref(),
         pubkey,
         a.public_address,
         a.handle_port,

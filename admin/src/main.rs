@@ -1,8 +1,8 @@
-//! The `suyuan` binary: the command line of the node (design section 5). Commands talk to a
-//! running node over its public protocols, or to a stopped node's store directly.
+//! The `suyuan` binary: the command line of the node. Commands talk to a running node over its
+//! public protocols, or to a stopped node's store directly.
 //!
 //! Exit codes: 0 success, 1 the operation failed (stderr names the handle and the response
-//! code), 2 bad usage.
+//! code), 2 bad usage. A stdout closed by its reader (`| head`) ends a command quietly, with 0.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -16,6 +16,7 @@ mod datadir;
 mod demo;
 mod import;
 mod init;
+mod keygen;
 mod resolve;
 mod serve;
 mod trace;
@@ -33,6 +34,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Make an administrator's RSA key pair (admpriv.pem/.bin, admpub.pem/.bin).
+    Keygen(keygen::KeygenArgs),
     /// Create a node's store for a prefix, with its administrator and the node's key.
     Init(init::InitArgs),
     /// Run the node.
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match command {
             Command::Bench(_) => unreachable!("handled above"),
+            Command::Keygen(a) => keygen::run(a),
             Command::Init(a) => init::run(a),
             Command::Serve(a) => serve::run(a).await,
             Command::Resolve(a) => resolve::run(a).await,
@@ -100,12 +104,54 @@ fn main() -> ExitCode {
     exit(result)
 }
 
+/// Command output on stdout. `println!` panics when the reader has gone (`suyuan trace … |
+/// head -1`); this reports [`StdoutClosed`] instead, and the command ends quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// The reader of stdout has gone: not a failure of the command, nothing more to say.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout is closed")]
+pub struct StdoutClosed;
+
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        r => Ok(r?),
+    }
+}
+
 fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
+        Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("suyuan: {e:#}");
+            eprintln!("suyuan: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: library errors that already name
+/// their cause in their own message (`network error talking to A: Connection refused`) would
+/// otherwise repeat it.
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
 }

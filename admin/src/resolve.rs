@@ -47,7 +47,7 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
     match answer.body {
         Body::ResolutionResponse { values, .. } if code == rc::SUCCESS => {
             for v in &values {
-                println!("{}", format_value(v));
+                crate::outln!("{}", format_value(v))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -60,8 +60,34 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
                 "suyuan: {handle}: {} ({code}){detail}",
                 rc::name(code).unwrap_or("UNKNOWN")
             );
+            if handle != a.handle {
+                eprintln!(
+                    "note: {} has no slash, so it was read as the prefix handle {handle}",
+                    a.handle
+                );
+            }
+            if code == rc::SERVER_NOT_RESP {
+                eprintln!("{}", not_served_hint(a.server, &handle));
+            }
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// What to do about an RC 301: which prefix the node does not serve, and where the Handle
+/// system says who does (the prefix handle `0.NA/P`, answered by the top-level service).
+pub fn not_served_hint(server: SocketAddr, handle: &str) -> String {
+    let prefix = handle.split_once('/').map_or(handle, |(p, _)| p);
+    if prefix.eq_ignore_ascii_case("0.NA") {
+        format!(
+            "hint: the node at {server} does not hold the prefix handle {handle}; prefix handles \
+             (0.NA/...) are answered by a top-level (global) node"
+        )
+    } else {
+        format!(
+            "hint: the node at {server} does not serve prefix {prefix}; resolve 0.NA/{prefix} \
+             at a top-level node to find who does"
+        )
     }
 }
 

@@ -76,7 +76,7 @@ fn demo_init(dir: &DataDir) -> Result<()> {
     crate::init::initialise(
         dir,
         DEMO_PREFIX,
-        &secret,
+        Some(&secret),
         None,
         "127.0.0.1".parse()?,
         2641,
@@ -245,8 +245,9 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     ));
     let ops_task = tokio::spawn(serve_ops(ops, metrics, ready.clone(), rx));
     ready.store(true, Ordering::Release);
-    // The ready line: tests and operators read the real ports from it. Logs go to stderr.
-    println!("listening handle={handle_addr} http={http_addr} ops={ops_addr}");
+    // The ready line: tests and operators read the real ports from it. Logs go to stderr. A
+    // supervisor that closed stdout has not asked the node to stop.
+    let _ = crate::outln!("listening handle={handle_addr} http={http_addr} ops={ops_addr}");
     info!(%handle_addr, %http_addr, %ops_addr, backend = registry.backend(), "serving");
 
     signals.wait().await;

@@ -55,10 +55,7 @@ fn pct(s: &str) -> String {
 
 /// A plain HTTP/1.1 GET (the trace API is served over plain HTTP on loopback by default).
 async fn http_get(base: &str, path_and_query: &str) -> Result<(u16, String)> {
-    let rest = base
-        .strip_prefix("http://")
-        .with_context(|| format!("--node {base:?}: only http:// is supported here"))?;
-    let host = rest.trim_end_matches('/');
+    let host = node_host(base)?;
     let mut s = tokio::net::TcpStream::connect(host)
         .await
         .with_context(|| format!("cannot reach the node at {host}"))?;
@@ -88,6 +85,21 @@ async fn http_get(base: &str, path_and_query: &str) -> Result<(u16, String)> {
             body.to_string()
         },
     ))
+}
+
+/// The `HOST:PORT` of `--node`: `http://HOST:PORT`, or `HOST:PORT` alone (read as http://).
+fn node_host(base: &str) -> Result<&str> {
+    if base.starts_with("https://") {
+        bail!(
+            "--node {base:?}: trace speaks plain HTTP; give the node's HTTP address (http://HOST:PORT)"
+        );
+    }
+    let rest = base.strip_prefix("http://").unwrap_or(base);
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#']) || host.contains("://") {
+        bail!("--node {base:?}: expected http://HOST:PORT or HOST:PORT");
+    }
+    Ok(host)
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -127,9 +139,9 @@ pub async fn run(a: TraceArgs) -> Result<ExitCode> {
         );
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&j)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
     } else {
-        print!("{}", render_tree(&j));
+        crate::emit(&render_tree(&j))?;
     }
     Ok(ExitCode::SUCCESS)
 }

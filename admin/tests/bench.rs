@@ -83,12 +83,7 @@ fn the_generator_drives_every_mode_and_the_ceiling() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(echo.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let line = first_line(&mut echo);
     let addr = line
         .trim()
         .strip_prefix("listening udp=")

@@ -43,7 +43,8 @@ fn serve_needs_an_initialised_data_dir_and_init_refuses_twice() {
         .env_remove("SUYUAN_ADMIN_SECRET")
         .output()
         .unwrap();
-    assert_eq!(no_secret.status.code(), Some(1));
+    // Neither a secret nor a public key: bad usage.
+    assert_eq!(no_secret.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_secret.stderr).contains("SUYUAN_ADMIN_SECRET"));
     let bad_usage = suyuan(&["resolve"]);
     assert_eq!(bad_usage.status.code(), Some(2));
@@ -99,6 +100,9 @@ fn serve_answers_resolve_and_stops_on_sigterm() {
     assert!(status.success());
 }
 
+/// Acknowledged writes before the kill: enough to span several group commits.
+const KILL_AFTER: usize = 200;
+
 #[test]
 fn kill_9_while_clients_write_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,9 +121,11 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
             secret: b"secretpw".to_vec(),
         };
         let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        // The kill comes once enough writes were acknowledged, whatever time that takes.
+        let enough = std::sync::Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
         for t in 0..4 {
-            let (creds, acked) = (creds.clone(), acked.clone());
+            let (creds, acked, enough) = (creds.clone(), acked.clone(), enough.clone());
             tasks.push(tokio::spawn(async move {
                 let client = HandleClient::new(addr, Transport::Tcp)
                     .with_tcp_timeout(Duration::from_secs(5));
@@ -137,7 +143,11 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
                     );
                     match client.send_authenticated(&m, &creds).await {
                         Ok(out) if out[0].header.response_code == rc::SUCCESS => {
-                            acked.lock().unwrap().push(h)
+                            let mut a = acked.lock().unwrap();
+                            a.push(h);
+                            if a.len() == KILL_AFTER {
+                                enough.notify_one();
+                            }
                         }
                         Ok(out) => panic!("{h}: {:?}", out[0].body),
                         Err(_) => return, // the server is gone
@@ -145,21 +155,19 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        s.child.kill().unwrap(); // SIGKILL
+        tokio::time::timeout(Duration::from_secs(120), enough.notified())
+            .await
+            .expect("the clients write");
+        s.child.kill().unwrap(); // SIGKILL, with writes still in flight
         s.child.wait().unwrap();
         for t in tasks {
             let _ = t.await;
         }
         acked.lock().unwrap().clone()
     });
-    assert!(
-        acked.len() >= 4,
-        "clients wrote too little to test anything: {}",
-        acked.len()
-    );
+    assert!(acked.len() >= KILL_AFTER, "{}", acked.len());
     // Restart on the same data dir: every acknowledged handle resolves.
-    let mut s2 = serve(dir.path());
+    let s2 = serve(dir.path());
     let addr = s2.handle;
     rt.block_on(async move {
         let client = HandleClient::new(addr, Transport::Udp);
@@ -172,12 +180,7 @@ fn kill_9_while_clients_write_loses_no_acknowledged_write() {
             );
         }
     });
-    signal(&s2.child, 15);
-    assert!(
-        wait_exit(&mut s2.child, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+    stop(s2.child);
 }
 
 #[test]
@@ -226,13 +229,8 @@ fn demo_initialises_an_empty_data_dir_once() {
             .iter()
             .any(|n| n["handle"] == "88.888.1/report-2025")
     );
-    let mut first = first.child;
-    signal(&first, 15);
-    assert!(
-        wait_exit(&mut first, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+    let first = first.child;
+    stop(first);
     use std::os::unix::fs::PermissionsExt;
     let secret = d.join("admin-secret");
     assert_eq!(
@@ -241,13 +239,8 @@ fn demo_initialises_an_empty_data_dir_once() {
     );
     let before = std::fs::read(&secret).unwrap();
     // The second run serves what is there: same secret, same node.
-    let mut second = start().child;
-    signal(&second, 15);
-    assert!(
-        wait_exit(&mut second, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+    let second = start().child;
+    stop(second);
     assert_eq!(std::fs::read(&secret).unwrap(), before);
 }
 
@@ -255,7 +248,7 @@ fn demo_initialises_an_empty_data_dir_once() {
 fn trace_through_the_http_api_and_reindex() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
-    let mut s = serve(dir.path());
+    let s = serve(dir.path());
     let addr = s.handle;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -397,12 +390,7 @@ fn trace_through_the_http_api_and_reindex() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
-    signal(&s.child, 15);
-    assert!(
-        wait_exit(&mut s.child, Duration::from_secs(20))
-            .unwrap()
-            .success()
-    );
+    stop(s.child);
     let r = suyuan(&["reindex", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(String::from_utf8_lossy(&r.stderr).contains("reindexed 5 records"));

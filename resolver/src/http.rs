@@ -491,6 +491,22 @@ async fn trace(
                 }
             }
         };
+        // A root under a prefix held elsewhere is not "not found": say where to look instead,
+        // with the status the REST API gives RC 301 (400, as the reference server does).
+        if let Ok(h) = Handle::parse(&root) {
+            if !registry.is_homed(h.prefix())? {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    rc::SERVER_NOT_RESP,
+                    &input,
+                    format!(
+                        "{root}: prefix {} is not homed at this node; resolve 0.NA/{} at a top-level node to find who serves it",
+                        h.prefix(),
+                        h.prefix()
+                    ),
+                ));
+            }
+        }
         let q = match parse_trace_query(&root, raw.as_deref()) {
             Ok(q) => q,
             Err(m) => return Ok(error(StatusCode::BAD_REQUEST, rc::INVALID_VALUE, &input, m)),

@@ -6,7 +6,7 @@ pub mod rest;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_suyuan");
 
@@ -60,10 +60,7 @@ pub fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     // listening handle=127.0.0.1:40123 ops=127.0.0.1:40125
     let field = |k: &str| -> SocketAddr {
         line.split_whitespace()
@@ -80,6 +77,22 @@ pub fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
         http,
         ops,
     }
+}
+
+/// The first line a child prints (its ready line, the first line of its answer).
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+/// Stops a node as an operator does (SIGTERM) and checks that it ends cleanly.
+pub fn stop(mut child: Child) {
+    signal(&child, 15);
+    let status = wait_exit(&mut child, Duration::from_secs(20)).expect("stops on SIGTERM");
+    assert!(status.success(), "{status}");
 }
 
 pub fn serve(dir: &std::path::Path) -> Server {
@@ -102,13 +115,24 @@ pub fn unsafe_free_kill(pid: i32, sig: i32) -> i32 {
     if status.success() { 0 } else { -1 }
 }
 
+/// Waits for the child to exit, at most `within`; a child still running then is killed (so the
+/// waiting thread ends) and `None` returned. The exit itself ends the wait, not a poll.
 pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
+    let pid = child.id() as i32;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = scope.spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(());
+            status
+        });
+        match rx.recv_timeout(within) {
+            Ok(()) => waiter.join().unwrap().ok(),
+            Err(_) => {
+                unsafe_free_kill(pid, 9);
+                let _ = waiter.join();
+                None
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+    })
 }
