@@ -74,15 +74,46 @@ impl Plan {
     }
 }
 
-/// The handles a run creates, for the clean-up.
-pub fn created(plan: &Plan) -> Vec<String> {
-    [
-        "r", "alias", "noloc", "w1", "w2", "w3", "w4", "w5", "w6", "u1", "s1", "s2", "p1", "p2",
-        "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10", "sess",
-    ]
-    .iter()
-    .map(|n| plan.h(n))
-    .collect()
+impl Case {
+    /// The handle this case may create, if it is a write of this run (for the clean-up).
+    pub fn writes(&self, plan: &Plan) -> Option<String> {
+        let h = match &self.kind {
+            Kind::Wire {
+                body: Body::HandleValues { handle, .. },
+                ..
+            } => handle.clone(),
+            Kind::Http { req, .. } if req.method == "PUT" => {
+                let path = req.target.split('?').next().unwrap_or("");
+                percent_decoded(path.strip_prefix("/api/handles/")?)
+            }
+            _ => return None,
+        };
+        h.starts_with(&plan.run).then_some(h)
+    }
+}
+
+/// `%XX` sequences as the bytes they stand for (the handle a REST path names).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn admin_value(prefix: &str) -> HandleValue {
@@ -258,6 +289,18 @@ impl Builder {
             vec![admin_value(&p), HandleValue::new(1, "HS_ALIAS", target)],
             WireAuth::Secret,
         );
+        // An answer larger than one datagram: reassembled over UDP, one frame over TCP.
+        let big = self.plan.h("big");
+        self.values_op(
+            c,
+            flags::CLIENT_DEFAULT,
+            &big,
+            vec![
+                admin_value(&p),
+                HandleValue::new(1, "DESC", "0123456789".repeat(200)),
+            ],
+            WireAuth::Secret,
+        );
         let noloc = self.plan.h("noloc");
         self.values_op(
             c,
@@ -300,6 +343,7 @@ impl Builder {
             self.resolve(t, &r, &[], &[5]);
             self.resolve(t, &r, &["10320/LOC"], &[]);
             self.resolve(t, &self.plan.h("alias"), &[], &[]);
+            self.resolve(t, &self.plan.h("big"), &[], &[]);
             self.resolve(
                 t,
                 &format!("{p}/\u{e9}t\u{e9}-{}", self.plan.run.len()),
@@ -830,6 +874,15 @@ impl Builder {
         self.get(true, &format!("{r}?index=5"), &[("Authorization", &basic)]);
         self.get(true, &format!("{r}?type=10320/LOC"), &[]);
         self.get(true, &format!("/api/handles/{}", self.plan.h("alias")), &[]);
+        self.get(
+            true,
+            &format!("/api/handles/{}?index=1", self.plan.h("alias")),
+            &[],
+        );
+        self.get(true, &format!("/api/handles/{}", self.plan.h("big")), &[]);
+        self.get(true, &format!("{t1}?index=1&type=EMAIL"), &[]);
+        self.get(true, &format!("{t1}?type=HS_ADMIN"), &[]);
+        self.get(true, &format!("{t1}?index=100&pretty"), &[]);
         self.http(true, "HEAD", &t1, &[], None, None);
         // Listings.
         self.get(true, "/api/handles", &[]);
@@ -841,7 +894,7 @@ impl Builder {
         );
         self.get(
             true,
-            &format!("/api/handles?prefix={p}&page=0&pageSize=1"),
+            &format!("/api/handles?prefix={p}&page=0&pageSize=10000"),
             &[("Authorization", &basic)],
         );
         self.get(
@@ -1143,6 +1196,26 @@ impl Builder {
             None,
         );
         self.get(true, &p1, &[]);
+        put(
+            self,
+            &format!("{p1}?index=4"),
+            &[auth, json],
+            &email(5, "five@example.org"),
+        );
+        put(
+            self,
+            &format!("{p1}?index=2"),
+            &[auth, json],
+            &email(2, "p1@example.org"),
+        );
+        let both = format!("{p1}?index=2&index=3");
+        self.http(true, "DELETE", &both, &[auth], None, None);
+        self.get(true, &p1, &[]);
+        // A suffix that is not ASCII, percent-encoded as UTF-8.
+        let utf = format!("{}%C3%A9t%C3%A9", h("p11"));
+        put(self, &utf, &[auth, json], &url("https://example.org/utf"));
+        self.get(true, &utf, &[]);
+        self.http(true, "DELETE", &utf, &[auth], None, None);
         // Bad bodies and bad credentials.
         let dup = br#"{"values":[{"index":1,"type":"URL","data":{"format":"string","value":"https://a"}},{"index":1,"type":"URL","data":{"format":"string","value":"https://b"}}]}"#;
         put(self, &p3, &[auth, json], dup);
@@ -1341,6 +1414,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_clean_up_knows_every_handle_written_by_its_name() {
+        let plan = plan();
+        let written: Vec<String> = all(&plan).iter().filter_map(|c| c.writes(&plan)).collect();
+        assert!(
+            written.contains(&"12345/t-1-p11\u{e9}t\u{e9}".to_string()),
+            "{written:?}"
+        );
+        assert!(written.contains(&"12345/t-1-r".to_string()));
+        assert!(written.contains(&"12345/t-1-w1".to_string()));
+        assert!(written.iter().all(|h| h.starts_with(&plan.run)));
     }
 
     #[test]

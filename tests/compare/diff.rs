@@ -65,7 +65,7 @@ fn normalise_at(v: &mut Json, scope: &Scope, in_site: bool) {
                             .iter()
                             .filter_map(|h| h.as_str().map(str::to_string))
                             .collect();
-                        *val = scope.list(&names);
+                        *val = listing(scope, &names);
                     }
                 } else {
                     normalise_at(val, scope, site);
@@ -81,6 +81,26 @@ fn normalise_at(v: &mut Json, scope: &Scope, in_site: bool) {
         Json::Array(a) => a.iter_mut().for_each(|x| normalise_at(x, scope, in_site)),
         _ => {}
     }
+}
+
+/// A listing as compared: the names in scope with ASCII case folded (handles are
+/// case-insensitive), and apart from them how the server spelled them, so that a server that
+/// upper-cases names reads as one difference, not as every name missing.
+fn listing(scope: &Scope, names: &[String]) -> Json {
+    let Json::Array(kept) = scope.list(names) else {
+        return Json::Null;
+    };
+    let kept: Vec<&str> = kept.iter().filter_map(Json::as_str).collect();
+    let spelling = if kept.is_empty() {
+        "none listed"
+    } else if kept.iter().all(|h| *h == h.to_ascii_uppercase()) {
+        "upper-cased"
+    } else {
+        "as created"
+    };
+    let mut folded: Vec<String> = kept.iter().map(|h| h.to_ascii_lowercase()).collect();
+    folded.sort();
+    serde_json::json!({"names": folded, "spelling": spelling})
 }
 
 /// One difference: where, and the two values (absent as `None`).
@@ -105,8 +125,8 @@ impl std::fmt::Display for Difference {
             None => "(absent)".to_string(),
             Some(j) => {
                 let s = j.to_string();
-                if s.len() > 240 {
-                    format!("{}…", &s[..s.floor_char_boundary(240)])
+                if s.chars().count() > 240 {
+                    format!("{}…", s.chars().take(240).collect::<String>())
                 } else {
                     s
                 }
@@ -162,6 +182,19 @@ fn diff_at(path: &str, a: &Json, b: &Json, out: &mut Vec<Difference>) {
             // extra value reads as one difference, not a shifted list.
             if let (Some(p), Some(q)) = (by_index(x), by_index(y)) {
                 diff_at(path, &Json::Object(p), &Json::Object(q), out);
+            } else if let (Some(p), Some(q)) = (strings(x), strings(y)) {
+                // Lists of names: what only one side lists.
+                let only = |u: &[&str], v: &[&str]| -> Json {
+                    u.iter()
+                        .filter(|s| !v.contains(s))
+                        .map(|s| Json::from(*s))
+                        .collect()
+                };
+                out.push(Difference {
+                    path: format!("{path} (only in one)"),
+                    a: Some(only(&p, &q)),
+                    b: Some(only(&q, &p)),
+                });
             } else {
                 out.push(Difference {
                     path: path.to_string(),
@@ -177,6 +210,10 @@ fn diff_at(path: &str, a: &Json, b: &Json, out: &mut Vec<Difference>) {
             b: Some(b.clone()),
         }),
     }
+}
+
+fn strings(list: &[Json]) -> Option<Vec<&str>> {
+    list.iter().map(Json::as_str).collect()
 }
 
 /// A list of handle values keyed by their index (`None` if it is not such a list).
@@ -245,7 +282,21 @@ mod tests {
         normalise(&mut b, &scope());
         let d = diff(&a, &b);
         assert_eq!(d.len(), 1, "{d:?}");
-        assert_eq!(d[0].path, "handles");
+        assert_eq!(d[0].path, "handles.names (only in one)");
+        assert_eq!(d[0].a, Some(json!(["12345/t-1-b"])));
+        assert_eq!(d[0].b, Some(json!([])));
+    }
+
+    #[test]
+    fn a_listing_in_upper_case_is_one_difference_of_spelling() {
+        let mut a = json!({"handles": ["12345/T-1-A", "12345/TEST1"]});
+        let mut b = json!({"handles": ["12345/test1", "12345/t-1-a"]});
+        normalise(&mut a, &scope());
+        normalise(&mut b, &scope());
+        let d = diff(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "handles.spelling");
+        assert_eq!(d[0].a, Some(json!("upper-cased")));
     }
 
     #[test]

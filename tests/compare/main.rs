@@ -219,7 +219,7 @@ impl Engine {
                         suyuan_codec::value::AdminRecord::new(0x0FFF, format!("{p}/ADMIN"), 300)
                             .encode(),
                     ),
-                    HandleValue::new(1, "URL", format!("https://example.org/test1")),
+                    HandleValue::new(1, "URL", "https://example.org/test1"),
                     HandleValue::new(2, "EMAIL", "test@example.org"),
                 ];
                 let req = side.tcp.request(
@@ -242,20 +242,32 @@ impl Engine {
         notes
     }
 
-    /// Deletes what this run made, on both sides; returns how many each side deleted.
-    fn clean_up(&mut self) -> (usize, usize) {
+    /// Deletes what this run may have made, on both sides, in one session each (one
+    /// challenge answered per side, not one per handle); returns how many each side deleted.
+    fn clean_up(&mut self, written: &[String]) -> (usize, usize) {
         let mut counts = [0usize; 2];
+        let (index, handle) = self.creds.good.identity();
+        let handle = handle.to_string();
         for (i, side) in [&self.a, &self.b].into_iter().enumerate() {
-            for h in cases::created(&self.plan) {
+            let session = self.rt.block_on(side.tcp.open_session(
+                index,
+                &handle,
+                suyuan_federation::Exchange::DiffieHellman,
+                600,
+            ));
+            for h in written {
                 let req = side.tcp.request(
                     opcode::DELETE_HANDLE,
                     flags::CLIENT_DEFAULT,
-                    Body::Handle { handle: h },
+                    Body::Handle { handle: h.clone() },
                 );
-                if let Ok(m) = self
-                    .rt
-                    .block_on(side.tcp.send_authenticated(&req, &self.creds.good))
-                {
+                let sent = self.rt.block_on(async {
+                    match &session {
+                        Ok(s) => side.tcp.send_in_session(s, &req, &self.creds.good).await,
+                        Err(_) => side.tcp.send_authenticated(&req, &self.creds.good).await,
+                    }
+                });
+                if let Ok(m) = sent {
                     if m.first()
                         .is_some_and(|m| m.header.response_code == rc::SUCCESS)
                     {
@@ -414,7 +426,10 @@ fn run() -> Result<ExitCode> {
     }
     println!();
     let outcomes: Vec<Outcome> = all.iter().map(|c| engine.run_case(c)).collect();
-    let (da, db) = engine.clean_up();
+    let mut written: Vec<String> = all.iter().filter_map(|c| c.writes(&engine.plan)).collect();
+    written.sort();
+    written.dedup();
+    let (da, db) = engine.clean_up(&written);
     let text = report(&outcomes, &args);
     print!("{text}");
     println!("clean-up: deleted {da} handles of this run on A, {db} on B");
