@@ -124,6 +124,18 @@ fn admin_value(prefix: &str) -> HandleValue {
     )
 }
 
+/// Data of the values the reads look at: a page that shows a handle is compared by which
+/// of these it shows.
+pub const MARKERS: [&str; 7] = [
+    "https://example.org/test1",
+    "test@example.org",
+    "https://example.org/r",
+    "r@example.org",
+    "a handle to read",
+    "noloc@example.org",
+    "us.example.org",
+];
+
 const LOC: &str = r#"<locations>
 <location href="https://gb.example.org/r" weight="1" country="gb" />
 <location href="https://us.example.org/r" weight="0" country="us" />

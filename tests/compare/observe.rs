@@ -284,12 +284,22 @@ fn http_observation(r: &Response, side: &Side) -> Json {
     } else {
         match serde_json::from_slice::<Json>(&r.body) {
             Ok(j) => j,
-            Err(_) => json!(format!(
-                "<{} body>",
-                r.header("content-type")
-                    .and_then(|c| c.split(';').next())
-                    .unwrap_or("untyped")
-            )),
+            Err(_) => {
+                // A page for people (the redirect face's value page, an error page): which of
+                // the values the run stored it shows is what a reader would notice.
+                let text = String::from_utf8_lossy(&r.body);
+                let shown: Vec<&str> = crate::cases::MARKERS
+                    .iter()
+                    .copied()
+                    .filter(|m| text.contains(m))
+                    .collect();
+                json!({
+                    "page": r.header("content-type")
+                        .and_then(|c| c.split(';').next())
+                        .unwrap_or("untyped"),
+                    "shows": shown,
+                })
+            }
         }
     };
     json!({"status": r.status, "headers": h, "body": body})

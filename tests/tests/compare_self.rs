@@ -121,46 +121,14 @@ fn summary(out: &Output) -> String {
         .to_string()
 }
 
+/// One pair of nodes for both halves: making a node generates its RSA key, which is slow in
+/// a debug build.
 #[test]
-fn two_nodes_set_up_alike_answer_every_request_alike() {
+fn nodes_set_up_alike_answer_alike_and_a_one_sided_handle_is_a_difference() {
     let bin = suyuan_bin();
     let (a, b) = (node(&bin), node(&bin));
-    let out = compare(&a, &b, &["--seed", "--fail-on-diff", "--strict-text"]);
-    let line = summary(&out);
-    assert!(
-        out.status.success(),
-        "{line}\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let requests: usize = line
-        .trim_start_matches("summary: ")
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(requests >= 200, "{line}");
-    assert!(
-        line.contains(" 0 answered differently (0 differences)"),
-        "{line}"
-    );
-    assert!(line.contains(", 0 more differ only in wording"), "{line}");
-    // Everything the run wrote is gone again on both sides.
-    let text = String::from_utf8_lossy(&out.stdout);
-    let clean = text.lines().find(|l| l.starts_with("clean-up: ")).unwrap();
-    let deleted: Vec<usize> = clean
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert_eq!(deleted.len(), 2, "{clean}");
-    assert_eq!(deleted[0], deleted[1], "{clean}");
-}
 
-#[test]
-fn a_handle_only_one_side_holds_is_a_difference_and_fails_the_run() {
-    let bin = suyuan_bin();
-    let (a, b) = (node(&bin), node(&bin));
-    // Seed 12345/test1 on A alone: compare A with itself, with no case selected.
+    // 12345/test1 on A alone (A compared with itself, no case selected, seeds it).
     let seeded = compare(&a, &a, &["--seed", "--only", "no such group"]);
     assert!(seeded.status.success());
     assert!(
@@ -179,6 +147,38 @@ fn a_handle_only_one_side_holds_is_a_difference_and_fails_the_run() {
     let out = compare(&a, &b, &["--only", "RESOLUTION/tcp"]);
     assert!(out.status.success());
     assert!(!summary(&out).contains(" 0 answered differently"));
+
+    // Now B gets 12345/test1 too, and every request is answered alike, wording included.
+    let out = compare(&a, &b, &["--seed", "--fail-on-diff", "--strict-text"]);
+    let line = summary(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("seeded 12345/test1 on B: RC Some(1)"),
+        "{text}"
+    );
+    assert!(!text.contains("seeded 12345/test1 on A"), "{text}");
+    assert!(out.status.success(), "{line}\n{text}");
+    let requests: usize = line
+        .trim_start_matches("summary: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(requests >= 200, "{line}");
+    assert!(
+        line.contains(" 0 answered differently (0 differences)"),
+        "{line}"
+    );
+    assert!(line.contains(", 0 more differ only in wording"), "{line}");
+    // Everything the run wrote is gone again, as many handles on each side.
+    let clean = text.lines().find(|l| l.starts_with("clean-up: ")).unwrap();
+    let deleted: Vec<usize> = clean
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(deleted.len(), 2, "{clean}");
+    assert!(deleted[0] > 0 && deleted[0] == deleted[1], "{clean}");
 }
 
 #[test]
