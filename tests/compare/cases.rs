@@ -1072,6 +1072,66 @@ impl Builder {
         );
         let admin = r#"Handle sessionId="{session:admin}""#;
         self.get(true, "/api/sessions/this", &[("Authorization", admin)]);
+        // Sessions authenticated by a signature over the server's nonce, as REST clients do.
+        let json = ("Content-Type", "application/json");
+        let body = br#"{"values":[{"index":1,"type":"URL","data":{"format":"string","value":"https://example.org/signed"}}]}"#;
+        for (name, how) in [
+            ("seckey", "seckey"),
+            ("pubkey", "pubkey"),
+            ("wrong", "wrong"),
+        ] {
+            if how == "pubkey" && !self.plan.with_rsa {
+                continue;
+            }
+            self.http(true, "POST", "/api/sessions", &[], None, Some(name));
+            let signed = format!("{{signature:{name}:{how}}}");
+            self.http(
+                true,
+                "POST",
+                "/api/sessions/this",
+                &[("Authorization", &signed)],
+                None,
+                None,
+            );
+            let by_id = format!(r#"Handle sessionId="{{session:{name}}}""#);
+            self.get(true, "/api/sessions/this", &[("Authorization", &by_id)]);
+            let target = format!("/api/handles/{}", self.plan.h(&format!("sig-{name}")));
+            self.http(
+                true,
+                "PUT",
+                &target,
+                &[("Authorization", &by_id), json],
+                Some(body),
+                None,
+            );
+            self.http(
+                true,
+                "DELETE",
+                &target,
+                &[("Authorization", &by_id)],
+                None,
+                None,
+            );
+        }
+        // A signature on the request itself, in a session not authenticated before.
+        self.http(true, "POST", "/api/sessions", &[], None, Some("inline"));
+        let target = format!("/api/handles/{}", self.plan.h("sig-inline"));
+        self.http(
+            true,
+            "PUT",
+            &target,
+            &[("Authorization", "{signature:inline:seckey}"), json],
+            Some(body),
+            None,
+        );
+        self.http(
+            true,
+            "DELETE",
+            &target,
+            &[("Authorization", r#"Handle sessionId="{session:inline}""#)],
+            None,
+            None,
+        );
         let sess = format!("/api/handles/{}", self.plan.h("sess"));
         self.http(
             true,

@@ -140,6 +140,7 @@ struct Side {
     pub tcp: HandleClient,
     pub session: Option<ClientSession>,
     pub rest_sessions: HashMap<&'static str, String>,
+    pub rest_nonces: HashMap<&'static str, Vec<u8>>,
 }
 
 impl Side {
@@ -155,6 +156,7 @@ impl Side {
                 .with_tcp_timeout(std::time::Duration::from_secs(15)),
             session: None,
             rest_sessions: HashMap::new(),
+            rest_nonces: HashMap::new(),
         })
     }
 }

@@ -25,7 +25,7 @@ pub fn case(
         Kind::Http { tls, req, capture } => {
             let mut req = req.clone();
             for (_, v) in req.headers.iter_mut() {
-                *v = placeholders(v, side);
+                *v = placeholders(v, side, creds);
             }
             let base = side.base.with_tls(*tls);
             let res = http::send(&base, &req);
@@ -36,6 +36,14 @@ pub fn case(
                         .map(str::to_string)
                 }) {
                     side.rest_sessions.insert(name, id);
+                }
+                if let Some(nonce) = serde_json::from_slice::<Json>(&r.body).ok().and_then(|j| {
+                    j.get("nonce").and_then(Json::as_str).and_then(|n| {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD.decode(n).ok()
+                    })
+                }) {
+                    side.rest_nonces.insert(name, nonce);
                 }
             }
             match res {
@@ -79,21 +87,99 @@ pub fn case(
     obs
 }
 
-fn placeholders(v: &str, side: &Side) -> String {
+/// `{session:NAME}` becomes the id of the session captured as NAME on this side;
+/// `{signature:NAME:HOW}` a whole `Handle` authorization signing that session's nonce, HOW
+/// being `seckey`, `pubkey` or `wrong` (a wrong secret).
+fn placeholders(v: &str, side: &Side, creds: &Creds) -> String {
     let mut out = v.to_string();
-    while let Some(start) = out.find("{session:") {
-        let Some(len) = out[start..].find('}') else {
-            break;
-        };
-        let name = &out[start + "{session:".len()..start + len];
-        let id = side
-            .rest_sessions
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| "no-session-was-opened".into());
-        out.replace_range(start..start + len + 1, &id);
+    for (tag, sign) in [("{session:", false), ("{signature:", true)] {
+        while let Some(start) = out.find(tag) {
+            let Some(len) = out[start..].find('}') else {
+                break;
+            };
+            let inner = out[start + tag.len()..start + len].to_string();
+            let (name, how) = inner.split_once(':').unwrap_or((&inner, ""));
+            let id = side
+                .rest_sessions
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| "no-session-was-opened".into());
+            let text = if sign {
+                let nonce = side.rest_nonces.get(name).cloned().unwrap_or_default();
+                signed_authorization(&id, &nonce, how, creds)
+            } else {
+                id
+            };
+            out.replace_range(start..start + len + 1, &text);
+        }
     }
     out
+}
+
+/// The `Authorization: Handle` header a REST client sends to authenticate a session: the
+/// session's nonce and a client nonce, signed as a challenge answer is.
+fn signed_authorization(session: &str, nonce: &[u8], how: &str, creds: &Creds) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut cnonce = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut cnonce);
+    let cred = match how {
+        "pubkey" => creds.rsa.as_ref(),
+        "wrong" => Some(&creds.wrong),
+        _ => Some(&creds.good),
+    };
+    let (auth_type, alg, signature, who) = match cred {
+        Some(suyuan_federation::Credentials::Secret {
+            index,
+            handle,
+            secret,
+        }) => {
+            // The SHA-1 keyed digest (a 2.1-2.6 answer): `alg` names it.
+            let answer = suyuan_codec::auth::SecretKeyAnswer::for_version(
+                secret,
+                nonce,
+                &cnonce,
+                (2, 6),
+                &mut rand::rngs::OsRng,
+            );
+            let mac = match answer {
+                suyuan_codec::auth::SecretKeyAnswer::Keyed { mac, .. } => mac,
+                _ => Vec::new(),
+            };
+            (
+                "HS_SECKEY",
+                "SHA1".to_string(),
+                mac,
+                format!("{index}:{handle}"),
+            )
+        }
+        Some(suyuan_federation::Credentials::PublicKey { index, handle, key }) => {
+            match suyuan_codec::auth::PublicKeyAnswer::sign(key, nonce, &cnonce, (2, 11)) {
+                Ok(a) => (
+                    "HS_PUBKEY",
+                    String::from_utf8_lossy(&a.hash_alg).into_owned(),
+                    a.signature,
+                    format!("{index}:{handle}"),
+                ),
+                Err(_) => (
+                    "HS_PUBKEY",
+                    String::new(),
+                    Vec::new(),
+                    format!("{index}:{handle}"),
+                ),
+            }
+        }
+        _ => ("none", String::new(), Vec::new(), String::new()),
+    };
+    let id = who
+        .replace('%', "%25")
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    format!(
+        r#"Handle sessionId="{session}", id="{id}", type="{auth_type}", cnonce="{}", alg="{alg}", signature="{}""#,
+        b64(&cnonce),
+        b64(&signature)
+    )
 }
 
 async fn wire(
@@ -279,7 +365,9 @@ fn http_observation(r: &Response, side: &Side) -> Json {
             h.insert(n.clone(), set);
         }
     }
-    let body = if r.body.is_empty() {
+    // A redirect's body is not what a client looks at: it follows the Location.
+    let redirect = (300..400).contains(&r.status) && r.header("location").is_some();
+    let body = if r.body.is_empty() || redirect {
         Json::Null
     } else {
         match serde_json::from_slice::<Json>(&r.body) {
@@ -293,12 +381,13 @@ fn http_observation(r: &Response, side: &Side) -> Json {
                     .copied()
                     .filter(|m| text.contains(m))
                     .collect();
-                json!({
-                    "page": r.header("content-type")
-                        .and_then(|c| c.split(';').next())
-                        .unwrap_or("untyped"),
-                    "shows": shown,
-                })
+                // One string, so that a page where the other side answered JSON is one
+                // difference.
+                let media = r
+                    .header("content-type")
+                    .and_then(|c| c.split(';').next())
+                    .unwrap_or("untyped");
+                json!(format!("<{media} page showing [{}]>", shown.join(", ")))
             }
         }
     };
