@@ -202,7 +202,8 @@ impl Builder {
     }
 
     fn resolve(&mut self, t: Transport, handle: &str, types: &[&str], indexes: &[u32]) {
-        let what = format!("{handle} types={types:?} indexes={indexes:?}");
+        let shown = if handle.is_empty() { "\"\"" } else { handle };
+        let what = format!("{shown} types={types:?} indexes={indexes:?}");
         self.wire(
             t,
             opcode::RESOLUTION,
@@ -313,6 +314,20 @@ impl Builder {
             ],
             WireAuth::Secret,
         );
+        // Type matching: a subtype, a lower-case spelling.
+        let types = self.plan.h("types");
+        self.values_op(
+            c,
+            flags::CLIENT_DEFAULT,
+            &types,
+            vec![
+                admin_value(&p),
+                HandleValue::new(1, "URL.mirror", "https://mirror.example.org/"),
+                HandleValue::new(2, "url", "https://lower.example.org/"),
+                HandleValue::new(3, "EMAIL", "types@example.org"),
+            ],
+            WireAuth::Secret,
+        );
         let noloc = self.plan.h("noloc");
         self.values_op(
             c,
@@ -356,6 +371,9 @@ impl Builder {
             self.resolve(t, &r, &["10320/LOC"], &[]);
             self.resolve(t, &self.plan.h("alias"), &[], &[]);
             self.resolve(t, &self.plan.h("big"), &[], &[]);
+            let types = self.plan.h("types");
+            self.resolve(t, &types, &["URL"], &[]);
+            self.resolve(t, &types, &["url.MIRROR"], &[]);
             self.resolve(
                 t,
                 &format!("{p}/\u{e9}t\u{e9}-{}", self.plan.run.len()),
@@ -895,6 +913,10 @@ impl Builder {
         self.get(true, &format!("{t1}?index=1&type=EMAIL"), &[]);
         self.get(true, &format!("{t1}?type=HS_ADMIN"), &[]);
         self.get(true, &format!("{t1}?index=100&pretty"), &[]);
+        let types = format!("/api/handles/{}", self.plan.h("types"));
+        self.get(true, &format!("{types}?type=URL"), &[]);
+        self.get(true, &format!("{types}?type=url.mirror"), &[]);
+        self.get(false, &t1, &[("Authorization", &basic)]);
         self.http(true, "HEAD", &t1, &[], None, None);
         // Listings.
         self.get(true, "/api/handles", &[]);
@@ -1027,6 +1049,8 @@ impl Builder {
             self.get(tls, &format!("/{p}/test1"), &[]);
         }
         self.get(true, &format!("/{p}/test1?noredirect"), &[]);
+        self.get(true, &format!("/{p}%2Ftest1"), &[]);
+        self.get(true, &format!("/{}", self.plan.h("types")), &[]);
         self.get(true, &format!("/{p}/test1?index=2"), &[]);
         self.get(true, &format!("/{p}/test1?urlappend=/more"), &[]);
         self.get(true, &format!("/{r}"), &[]);
@@ -1283,6 +1307,17 @@ impl Builder {
         let both = format!("{p1}?index=2&index=3");
         self.http(true, "DELETE", &both, &[auth], None, None);
         self.get(true, &p1, &[]);
+        // TTLs and permissions as JSON gives them, and an HS_ADMIN in its JSON form.
+        let p12 = h("p12");
+        put(
+            self,
+            &p12,
+            &[auth, json],
+            br#"{"values":[{"index":100,"type":"HS_ADMIN","data":{"format":"admin","value":{"handle":"12345/ADMIN","index":301,"permissions":"011111110011"}}},{"index":1,"type":"URL","ttl":3600,"data":{"format":"string","value":"https://example.org/ttl"}},{"index":2,"type":"NOTE","permissions":"1100","data":{"format":"string","value":"admins only"}},{"index":3,"type":"NOTE","ttlType":1,"ttl":2000000000,"data":{"format":"string","value":"absolute"}}]}"#,
+        );
+        self.get(true, &p12, &[]);
+        self.get(true, &p12, &[auth]);
+        self.http(true, "DELETE", &p12, &[auth], None, None);
         // A suffix that is not ASCII, percent-encoded as UTF-8.
         let utf = format!("{}%C3%A9t%C3%A9", h("p11"));
         put(self, &utf, &[auth, json], &url("https://example.org/utf"));
