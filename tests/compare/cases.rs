@@ -1318,6 +1318,18 @@ impl Builder {
         self.get(true, &p12, &[]);
         self.get(true, &p12, &[auth]);
         self.http(true, "DELETE", &p12, &[auth], None, None);
+        // Large bodies: 200 KB (within every limit), then 1.5 MB.
+        for (name, size) in [("p13", 200_000), ("p14", 1_500_000)] {
+            let target = h(name);
+            let body = format!(
+                r#"{{"values":[{{"index":1,"type":"DESC","data":{{"format":"string","value":"{}"}}}}]}}"#,
+                "x".repeat(size)
+            );
+            put(self, &target, &[auth, json], body.as_bytes());
+            self.get(true, &format!("{target}?index=1"), &[]);
+            let handle = format!("{}{name}", self.plan.run);
+            self.resolve(Transport::Tcp, &handle, &[], &[1]);
+        }
         // A suffix that is not ASCII, percent-encoded as UTF-8.
         let utf = format!("{}%C3%A9t%C3%A9", h("p11"));
         put(self, &utf, &[auth, json], &url("https://example.org/utf"));
