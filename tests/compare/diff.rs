@@ -18,8 +18,9 @@ const VOLATILE: [&str; 6] = [
     "requestDigest",
 ];
 
-/// Members of site information that name the server itself: every server has its own.
-const SITE_OWN: [&str; 4] = ["address", "port", "publicKey", "serialNumber"];
+/// Members of site information that name the server itself: every server has its own
+/// (`value` is an attribute's, such as the operator's description of the server).
+const SITE_OWN: [&str; 5] = ["address", "port", "publicKey", "serialNumber", "value"];
 
 /// Replaced for what is volatile.
 pub const MASK: &str = "<volatile>";
@@ -302,9 +303,11 @@ mod tests {
     #[test]
     fn site_information_names_each_server_itself_and_that_is_not_a_difference() {
         let mut a = json!({"version": 1, "protocolVersion": "2.10", "serialNumber": 3,
+            "attributes": [{"name": "desc", "value": "one server"}],
             "servers": [{"serverId": 1, "address": "127.0.0.1", "publicKey": {"n": "a"},
                 "interfaces": [{"protocol": "TCP", "port": 2641}]}]});
         let mut b = json!({"version": 1, "protocolVersion": "2.11", "serialNumber": 1,
+            "attributes": [{"name": "desc", "value": "another"}],
             "servers": [{"serverId": 1, "address": "127.0.0.2", "publicKey": {"n": "b"},
                 "interfaces": [{"protocol": "TCP", "port": 12641}]}]});
         normalise(&mut a, &scope());

@@ -490,6 +490,27 @@ fn report(outcomes: &[Outcome], args: &Args) -> String {
             }
         }
     }
+    // The same difference in several requests is usually one cause: list those together.
+    let mut recurring: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        for d in o.diffs.iter().filter(|d| strict || !d.is_text()) {
+            let e = recurring.entry(d.to_string()).or_insert((0, String::new()));
+            e.0 += 1;
+            if e.0 <= 12 {
+                e.1.push_str(&format!(" [{}]", i + 1));
+            }
+        }
+    }
+    let mut recurring: Vec<(String, (usize, String))> =
+        recurring.into_iter().filter(|(_, (n, _))| *n > 1).collect();
+    recurring.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    if !recurring.is_empty() {
+        let _ = writeln!(s, "\n== differences seen in several requests");
+        for (d, (n, at)) in &recurring {
+            let more = if *n > 12 { " …" } else { "" };
+            let _ = writeln!(s, "{n:>4}x {d}\n       in{at}{more}");
+        }
+    }
     #[derive(Default)]
     struct Count {
         requests: usize,
