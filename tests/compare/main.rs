@@ -503,7 +503,7 @@ fn report(outcomes: &[Outcome], args: &Args) -> String {
     }
     let mut recurring: Vec<(String, (usize, String))> =
         recurring.into_iter().filter(|(_, (n, _))| *n > 1).collect();
-    recurring.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    recurring.sort_by_key(|r| std::cmp::Reverse(r.1.0));
     if !recurring.is_empty() {
         let _ = writeln!(s, "\n== differences seen in several requests");
         for (d, (n, at)) in &recurring {
