@@ -41,8 +41,21 @@ pub enum Kind {
     },
     /// Bytes sent as they are over TCP.
     RawTcp(Vec<u8>),
-    /// A Diffie-Hellman session as the administrator (OC 400, as GenericBatch opens one).
-    OpenSession,
+    /// A session as the administrator (OC 400), keys agreed in this way.
+    OpenSession(SessionMode),
+}
+
+/// The key exchanges of session set-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    /// Mode 4, as GenericBatch opens one.
+    DiffieHellman,
+    /// Mode 2: the client wraps a key for the server's RSA key.
+    ServerCipher,
+    /// Mode 1: the server wraps the key for the RSA key the client sends (needs `--rsa-key`).
+    ClientCipher,
+    /// Mode 3: as mode 1 with the key named as `300:PREFIX/ADMIN` (needs `--rsa-key`).
+    HandleCipher,
 }
 
 #[derive(Debug, Clone)]
@@ -760,7 +773,7 @@ impl Builder {
         self.out.push(Case {
             group: "SESSION_SETUP/tcp".into(),
             what: format!("Diffie-Hellman session as {}", self.plan.admin),
-            kind: Kind::OpenSession,
+            kind: Kind::OpenSession(SessionMode::DiffieHellman),
         });
         let d = flags::CLIENT_DEFAULT;
         let url = |s: &str| HandleValue::new(1, "URL", s.to_string());
@@ -811,6 +824,36 @@ impl Builder {
             "",
             WireAuth::Session,
         );
+        // The other key exchanges, each with a write and a delete inside.
+        for (mode, name) in [
+            (SessionMode::ServerCipher, "server-cipher"),
+            (SessionMode::ClientCipher, "client-cipher"),
+            (SessionMode::HandleCipher, "handle-cipher"),
+        ] {
+            if mode != SessionMode::ServerCipher && !self.plan.with_rsa {
+                continue;
+            }
+            self.out.push(Case {
+                group: "SESSION_SETUP/tcp".into(),
+                what: format!("{name} session as {}", self.plan.admin),
+                kind: Kind::OpenSession(mode),
+            });
+            let h = self.plan.h(&format!("s-{name}"));
+            self.values_op(
+                opcode::CREATE_HANDLE,
+                d,
+                &h,
+                vec![admin_value(&p), url("https://example.org/session")],
+                WireAuth::Session,
+            );
+            self.handle_op(Transport::Tcp, opcode::DELETE_HANDLE, &h, WireAuth::Session);
+            self.handle_op(
+                Transport::Tcp,
+                opcode::SESSION_TERMINATE,
+                "",
+                WireAuth::Session,
+            );
+        }
     }
 
     fn get(&mut self, tls: bool, target: &str, headers: &[(&str, &str)]) {

@@ -9,7 +9,7 @@ use suyuan_codec::message::{Body, Message, opcode, rc};
 use suyuan_codec::value::{HandleValue, TtlType};
 use suyuan_federation::{ClientError, Exchange, Transport};
 
-use crate::cases::{Case, Kind, WireAuth};
+use crate::cases::{Case, Kind, SessionMode, WireAuth};
 use crate::diff::{Scope, normalise};
 use crate::http::{self, Response};
 use crate::{Creds, Side};
@@ -65,13 +65,24 @@ pub fn case(
             answers(res)
         }
         Kind::RawTcp(bytes) => answers(rt.block_on(raw_tcp(side, bytes))),
-        Kind::OpenSession => {
+        Kind::OpenSession(mode) => {
             let (index, handle) = creds.good.identity();
             let handle = handle.to_string();
-            match rt.block_on(
-                side.tcp
-                    .open_session(index, &handle, Exchange::DiffieHellman, 3600),
-            ) {
+            let rsa = match &creds.rsa {
+                Some(suyuan_federation::Credentials::PublicKey { index, handle, key }) => {
+                    Some((*index, handle.as_str(), key.as_ref()))
+                }
+                _ => None,
+            };
+            let exchange = match (mode, rsa) {
+                (SessionMode::ServerCipher, _) => Exchange::ServerCipher,
+                (SessionMode::ClientCipher, Some((_, _, key))) => Exchange::ClientCipher(key),
+                (SessionMode::HandleCipher, Some((index, handle, key))) => {
+                    Exchange::HandleCipher { handle, index, key }
+                }
+                _ => Exchange::DiffieHellman,
+            };
+            match rt.block_on(side.tcp.open_session(index, &handle, exchange, 3600)) {
                 Ok(s) => {
                     side.session = Some(s);
                     json!({"session": "open"})
