@@ -79,6 +79,9 @@ pub struct Plan {
     pub basic: String,
     pub basic_wrong: String,
     pub with_rsa: bool,
+    /// A prefix to home and unhome (in a session, as GenericBatch `HOME`/`UNHOME` do): only
+    /// when asked, since it changes what a server serves.
+    pub home: Option<String>,
 }
 
 impl Plan {
@@ -164,6 +167,7 @@ pub fn all(plan: &Plan) -> Vec<Case> {
     b.wire_reads();
     b.wire_writes();
     b.wire_session();
+    b.home_unhome();
     b.rest_reads();
     b.rest_odd();
     b.cors();
@@ -856,6 +860,33 @@ impl Builder {
         }
     }
 
+    fn home_unhome(&mut self) {
+        let Some(px) = self.plan.home.clone() else {
+            return;
+        };
+        let na = format!("0.NA/{px}");
+        self.out.push(Case {
+            group: "SESSION_SETUP/tcp".into(),
+            what: format!(
+                "Diffie-Hellman session as {} (to home {px})",
+                self.plan.admin
+            ),
+            kind: Kind::OpenSession(SessionMode::DiffieHellman),
+        });
+        let t = Transport::Tcp;
+        self.handle_op(t, opcode::HOME_NA, &na, WireAuth::Session);
+        self.handle_op(t, opcode::LIST_HOMED_NAS, &na, WireAuth::Session);
+        self.handle_op(t, opcode::HOME_NA, &na, WireAuth::Session);
+        self.resolve(t, &format!("{px}/x"), &[], &[]);
+        self.handle_op(t, opcode::UNHOME_NA, &na, WireAuth::Session);
+        self.handle_op(t, opcode::UNHOME_NA, &na, WireAuth::Session);
+        self.handle_op(t, opcode::SESSION_TERMINATE, "", WireAuth::Session);
+        // The same outside a session, each request answering its own challenge.
+        self.handle_op(t, opcode::HOME_NA, &na, WireAuth::Secret);
+        self.handle_op(t, opcode::UNHOME_NA, &na, WireAuth::Secret);
+        self.handle_op(t, opcode::HOME_NA, &na, WireAuth::None);
+    }
+
     fn get(&mut self, tls: bool, target: &str, headers: &[(&str, &str)]) {
         self.http(tls, "GET", target, headers, None, None);
     }
@@ -1531,6 +1562,7 @@ mod tests {
             basic: "Basic x".into(),
             basic_wrong: "Basic y".into(),
             with_rsa: true,
+            home: None,
         }
     }
 

@@ -69,6 +69,11 @@ struct Args {
     /// that lacks it, before comparing.
     #[arg(long)]
     seed: bool,
+    /// Also home and unhome this prefix (in a Diffie-Hellman session and outside one), as
+    /// GenericBatch HOME/UNHOME do; the administrator must be one of the server's. Off by
+    /// default: it changes what the servers serve while it runs.
+    #[arg(long)]
+    home_prefix: Option<String>,
     /// Only the cases whose group (route or opcode) contains this text.
     #[arg(long)]
     only: Option<String>,
@@ -374,6 +379,7 @@ fn run() -> Result<ExitCode> {
         basic: basic(&admin, &secret),
         basic_wrong: basic(&admin, &format!("{secret}-wrong")),
         with_rsa: rsa.is_some(),
+        home: args.home_prefix.clone(),
     };
     let mut all = cases::all(&plan);
     if let Some(o) = &args.only {

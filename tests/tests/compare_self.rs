@@ -149,7 +149,17 @@ fn nodes_set_up_alike_answer_alike_and_a_one_sided_handle_is_a_difference() {
     assert!(!summary(&out).contains(" 0 answered differently"));
 
     // Now B gets 12345/test1 too, and every request is answered alike, wording included.
-    let out = compare(&a, &b, &["--seed", "--fail-on-diff", "--strict-text"]);
+    let out = compare(
+        &a,
+        &b,
+        &[
+            "--seed",
+            "--fail-on-diff",
+            "--strict-text",
+            "--home-prefix",
+            "12345.ci",
+        ],
+    );
     let line = summary(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -166,6 +176,7 @@ fn nodes_set_up_alike_answer_alike_and_a_one_sided_handle_is_a_difference() {
         .parse()
         .unwrap();
     assert!(requests >= 200, "{line}");
+    assert!(text.contains("\nHOME_NA/tcp "), "{text}");
     assert!(
         line.contains(" 0 answered differently (0 differences)"),
         "{line}"
