@@ -211,6 +211,32 @@ impl Engine {
         }
     }
 
+    /// Both sides answer at all (site information over TCP, anything over HTTP): comparing
+    /// with a node that is not there would only list its silence.
+    fn reachable(&self) -> Result<()> {
+        for side in [&self.a, &self.b] {
+            let req = side.tcp.request(
+                opcode::GET_SITE_INFO,
+                flags::CLIENT_DEFAULT,
+                Body::GetSiteInfo {
+                    handle: String::new(),
+                },
+            );
+            self.rt
+                .block_on(side.tcp.send_tcp(&req))
+                .map_err(|e| anyhow::anyhow!("{}: no Handle answer: {e}", side.name))?;
+            let probe = http::Request {
+                method: "GET".into(),
+                target: "/".into(),
+                headers: Vec::new(),
+                body: None,
+            };
+            http::send(&side.base, &probe)
+                .with_context(|| format!("{}: no HTTP answer", side.name))?;
+        }
+        Ok(())
+    }
+
     /// Creates PREFIX/test1 where it is missing.
     fn seed(&mut self) -> Vec<String> {
         let p = self.plan.prefix.clone();
@@ -422,6 +448,7 @@ fn run() -> Result<ExitCode> {
         scope,
         rt,
     };
+    engine.reachable()?;
     println!(
         "suyuan-compare: A = {} ({}, {}), B = {} ({}, {})",
         args.a_name, args.a_handle, args.a_http, args.b_name, args.b_handle, args.b_http

@@ -227,3 +227,33 @@ fn addresses_beyond_loopback_are_refused_before_anything_is_sent() {
         );
     }
 }
+
+#[test]
+fn a_node_that_does_not_answer_stops_the_run() {
+    // A port nothing listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let silent = format!("127.0.0.1:{port}");
+    let out = Command::new(COMPARE)
+        .args([
+            "--a-handle",
+            &silent,
+            "--a-http",
+            &format!("http://{silent}"),
+        ])
+        .args([
+            "--b-handle",
+            &silent,
+            "--b-http",
+            &format!("http://{silent}"),
+        ])
+        .args(["--secret", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("A: no Handle answer"), "{err}");
+}
