@@ -563,6 +563,12 @@ impl Builder {
         self.remove(&w1, &[99], WireAuth::Secret);
         self.remove(&w1, &[2], WireAuth::None);
         self.resolve(Transport::Udp, &w1, &[], &[]);
+        // A value whose permissions allow public write, changed without authentication.
+        let r = self.plan.h("r");
+        let mut anyone = HandleValue::new(6, "NOTE", "changed by anyone");
+        anyone.permissions = Permissions(0x0F);
+        self.values_op(m, d, &r, vec![anyone], WireAuth::None);
+        self.resolve(Transport::Tcp, &r, &[], &[6]);
         let nope = self.plan.h("nope");
         self.values_op(
             add,
