@@ -172,8 +172,10 @@ pub fn site_info(
     }
     SiteInfo {
         data_format_version: 1,
+        // The version the node speaks, as the reference's own site info says 2.11: a client
+        // takes the lower of this and its own, so 2.10 here would talk clients down a version.
         protocol_major: 2,
-        protocol_minor: 10,
+        protocol_minor: 11,
         serial_number: serial,
         flags: suyuan_codec::site::SITE_PRIMARY,
         hash_option: suyuan_codec::site::HashOption::ByAll,

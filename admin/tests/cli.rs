@@ -92,6 +92,9 @@ fn serve_answers_resolve_and_stops_on_sigterm() {
     let site: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("siteinfo.json")).unwrap()).unwrap();
     assert_eq!(site["servers"][0]["interfaces"][0]["port"], s.handle.port());
+    // The version the node speaks, as the reference's site info has it: clients take the lower
+    // of the site's and their own.
+    assert_eq!(site["protocolVersion"], "2.11");
     // The operations endpoint answers.
     let ops = std::net::TcpStream::connect(s.ops).unwrap();
     drop(ops);

@@ -1364,8 +1364,16 @@ fn not_served(h: &Handle, asked: &str) -> String {
     } else {
         format!("{asked:?} has no slash, so it was read as the prefix handle {h}, and ")
     };
-    format!(
-        "{NOT_HERE}: {read_as}prefix {} is not served here",
-        h.prefix()
-    )
+    // "prefix 0.NA is not served here" would be true and useless: a prefix handle is answered
+    // by the prefix service of the hierarchy, so say that and name the prefix it describes.
+    match h.described_prefix() {
+        Some(p) => format!(
+            "{NOT_HERE}: {read_as}this node does not answer prefix handles such as {h} \
+             (the prefix service of the hierarchy, a top-level node, says who serves prefix {p})"
+        ),
+        None => format!(
+            "{NOT_HERE}: {read_as}prefix {} is not served here",
+            h.prefix()
+        ),
+    }
 }
