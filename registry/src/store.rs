@@ -1012,16 +1012,12 @@ fn apply_one(tx: &mut Tx<'_, '_>, seq: u64, w: &Write) -> Result<Applied, Regist
         }
         Mutation::Unhome { prefix } => {
             let key = table_key(Table::Prefixes, key_of(prefix.trim()).as_bytes());
-            let entry = tx
-                .get(&key)?
-                .map(|v| PrefixEntry::decode(&v))
-                .transpose()?
-                .ok_or_else(|| {
-                    refused(
-                        rc::HANDLE_NOT_FOUND,
-                        format!("prefix {prefix} is not homed here"),
-                    )
-                })?;
+            // Unhoming a prefix that is not homed succeeds and writes nothing, as the reference
+            // server answers it: the state asked for already holds, and GenericBatch's UNHOME of
+            // a list stops reporting failures for prefixes unhomed by an earlier run.
+            let Some(entry) = tx.get(&key)?.map(|v| PrefixEntry::decode(&v)).transpose()? else {
+                return Ok(Applied { seq: None });
+            };
             tx.delete(key);
             log(tx, seq, w, ChangeOp::Unhome, &entry.prefix, None);
             Ok(Applied { seq: Some(seq) })

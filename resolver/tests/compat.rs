@@ -329,6 +329,11 @@ async fn home_and_unhome_in_a_diffie_hellman_session_carry_a_positive_session_id
         "a CT answer in a session is MAC'd"
     );
     assert!(!lab.registry.is_homed("12345.b-home").unwrap());
+    // The reference answers an UNHOME of a prefix that is not homed with success.
+    let again = lab
+        .anonymous(&in_session(&s, &prefix(opcode::UNHOME_NA)))
+        .await;
+    assert_eq!(code(&again), rc::SUCCESS, "{}", message(&again));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
