@@ -612,6 +612,62 @@ fn locations_xml(locs: &[Loc]) -> Response {
         .into_response()
 }
 
+/// `/`: the query page, a form that resolves one handle, as the reference's proxy front page
+/// offers. The form posts `hdl` (with `noredirect` and `ignore_aliases` as check boxes) back to
+/// `/`, which [`form`] answers like `GET /{hdl}`.
+pub fn front_page() -> Response {
+    let body = "<!DOCTYPE html>\n<html><head><title>Handle Proxy</title></head>\n<body>\n\
+        <h3>Resolve a Handle and View the Values</h3>\n\
+        <p>Type a handle: if it has a URL, your browser is sent there; with \
+        &quot;Don't Redirect to URLs&quot; the handle's values are shown instead. \
+        Appending a handle to this node's address resolves it too, and the REST API \
+        (<code>/api/handles/{handle}</code>) returns records as JSON.</p>\n\
+        <form action=\"/\" method=\"POST\">\n\
+        Handle: <input id=\"hdl\" type=\"text\" name=\"hdl\" value=\"\" size=\"45\"><br>\n\
+        <input type=\"checkbox\" name=\"noredirect\" value=\"\">Don't Redirect to URLs<br>\n\
+        <input type=\"checkbox\" name=\"ignore_aliases\" value=\"\">Don't Follow Aliases<br>\n\
+        <input type=\"submit\" value=\"Submit\">\n</form>\n</body></html>\n";
+    html(StatusCode::OK, body.to_string())
+}
+
+/// `POST /` with the front page's form (`application/x-www-form-urlencoded`): the handle in
+/// `hdl`, the other fields taken as the query of `GET /{hdl}`. No `hdl` answers the page again.
+pub async fn form(
+    state: &RestState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+    http10: bool,
+) -> Response {
+    // The serializer is not Send: build the query before anything is awaited.
+    let (handle, query) = {
+        let mut handle = None;
+        let mut rest = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(body) {
+            if k == "hdl" {
+                handle.get_or_insert_with(|| v.trim().to_string());
+            } else {
+                rest.append_pair(&k, &v);
+            }
+        }
+        (handle, rest.finish())
+    };
+    match handle.filter(|h| !h.is_empty()) {
+        Some(h) => {
+            face(
+                state,
+                conn,
+                headers,
+                &h,
+                Some(&query).filter(|q| !q.is_empty()).map(String::as_str),
+                http10,
+            )
+            .await
+        }
+        None => front_page(),
+    }
+}
+
 /// The value page: every value the caller may read, in a table (index, type, timestamp, data).
 fn value_page(handle: &str, values: &[HandleValue]) -> Response {
     let h = escape_html(handle);

@@ -1191,6 +1191,14 @@ pub async fn fallback(
     if method == Method::POST && hdl {
         return tunnel(&state, &conn, body.to_vec()).await;
     }
+    let http10 = version == axum::http::Version::HTTP_10;
+    if uri.path() == "/" {
+        return match method {
+            Method::GET | Method::HEAD => crate::redirect::front_page(),
+            Method::POST => crate::redirect::form(&state, &conn, &headers, &body, http10).await,
+            _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+        };
+    }
     if method != Method::GET && method != Method::HEAD {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
@@ -1199,7 +1207,6 @@ pub async fn fallback(
     if Handle::parse(&handle).is_err() {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
-    let http10 = version == axum::http::Version::HTTP_10;
     crate::redirect::face(&state, &conn, &headers, &handle, uri.query(), http10).await
 }
 

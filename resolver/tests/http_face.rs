@@ -664,3 +664,37 @@ async fn what_rest_stores_the_handle_wire_can_serve() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("262144"), "{body}");
 }
+
+#[tokio::test]
+async fn the_front_page_is_a_form_that_resolves_like_the_redirect_face() {
+    let node = start(HttpOptions::default()).await;
+    let a = node.addr;
+    // The reference answers `/` with its query page (200, HTML, a form posting `hdl` to `/`).
+    let r = get(a, "/", "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(r.text().contains("<form action=\"/\" method=\"POST\">"));
+    assert!(r.text().contains("name=\"hdl\""));
+    let post = |body: &'static str| async move {
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: node.example\r\nContent-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}",
+            body.len()
+        );
+        send(a, &head, body.as_bytes()).await
+    };
+    // The reference answers the form as `GET /{hdl}`: 302 to the URL ...
+    let r = post("hdl=12345%2Ftest1").await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (302, Some("https://example.org/test1"))
+    );
+    // ... and the value page with the box "Don't Redirect to URLs" ticked.
+    let r = post("hdl=12345/test1&noredirect=").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("test@example.org"), "{}", r.text());
+    // An empty form gets the page again.
+    let r = post("hdl=").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("name=\"hdl\""));
+}
