@@ -44,6 +44,17 @@ const SESSION_ID_BIT: u32 = 0x4000_0000;
 /// The random bits of either kind of id, below [`SESSION_ID_BIT`].
 const ID_RANDOM_BITS: u32 = SESSION_ID_BIT - 1;
 
+/// What the reference answers (RC 501) when a session's key exchange fails, whatever the cause
+/// (an undecodable or non-RSA key, a key handle it cannot resolve): one message per mode, and
+/// one for a key handle without an HS_PUBKEY at the index.
+const DH_EXCHANGE_FAILED: &str = "Error encoding public session key";
+const CLIENT_CIPHER_FAILED: &str = "Error performing client cipher key exchange.";
+const HDL_CIPHER_FAILED: &str = "Error performing hdl cipher key exchange.";
+const NO_EXCHANGE_KEY: &str = "No key found in key exchange handle.";
+const UNKNOWN_EXCHANGE_MODE: &str = "Unrecognized key exchange mode";
+/// The reference's RC 500 message for a session id it does not know (or no longer knows).
+const INVALID_SESSION: &str = "Invalid session id or session time out. Please try again.";
+
 /// The change log's actor for a public write nobody authenticated (no handle has no slash, so
 /// it names no identity).
 const ANONYMOUS: &str = "anonymous";
@@ -317,10 +328,7 @@ impl Inner {
                 if gone {
                     Outcome::Done(Body::Empty)
                 } else {
-                    refused(
-                        rc::SESSION_TIMEOUT,
-                        "Invalid session id or session time out",
-                    )
+                    refused(rc::SESSION_TIMEOUT, INVALID_SESSION)
                 }
             }
             _ => self.execute(m, who.as_ref()),
@@ -341,10 +349,7 @@ impl Inner {
         let s = match table.get_mut(m.envelope.session_id, Instant::now()) {
             Ok(s) => s,
             Err(Lookup::Unknown | Lookup::Expired) => {
-                return Err(refused(
-                    rc::SESSION_TIMEOUT,
-                    "Invalid session id or session time out",
-                ));
+                return Err(refused(rc::SESSION_TIMEOUT, INVALID_SESSION));
             }
         };
         if s.key.is_empty() {
@@ -412,7 +417,6 @@ impl Inner {
                 refused(rc::SESSION_FAILED, "sessions need protocol 2.4 or newer"),
             );
         }
-        let mut rng = rand::rngs::OsRng;
         use suyuan_codec::message::{KeyExchange, session_mode};
         use suyuan_codec::session::{DhKeyPair, alg, dh_response_data, wrap_session_key};
         let aes_key = || {
@@ -420,73 +424,61 @@ impl Inner {
             rand::thread_rng().fill_bytes(&mut k);
             k
         };
-        let client_rsa = |bytes: &[u8]| -> Result<rsa::RsaPublicKey, Outcome> {
-            PublicKey::decode(bytes)
-                .ok()
-                .and_then(|k| rsa_public_from_hs(&k).ok())
-                .ok_or_else(|| {
-                    refused(
-                        rc::NEED_RSAKEY_FOR_SESSIONEXCHANGE,
-                        "an RSA public key is needed for this key exchange",
-                    )
-                })
+        // A fresh key, and the key wrapped for the RSA key in `bytes` (HS_PUBKEY data).
+        let wrap_for = |bytes: &[u8]| -> Result<(Vec<u8>, Vec<u8>), String> {
+            let pk = PublicKey::decode(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|k| rsa_public_from_hs(&k).map_err(|e| e.to_string()))?;
+            let key = aes_key();
+            let data = wrap_session_key(&pk, alg::AES, &key, &mut rand::rngs::OsRng)
+                .map_err(|e| e.to_string())?;
+            Ok((key, data))
         };
-        let made: Result<(Vec<u8>, Vec<u8>), Outcome> = match (s.mode, &s.exchange) {
+        // The session key and the answer's data; or, for RC 501, the one message the reference
+        // gives for the mode and the cause (for the log only).
+        type Made = Result<(Vec<u8>, Vec<u8>), (&'static str, String)>;
+        let made: Made = match (s.mode, &s.exchange) {
             (session_mode::DIFFIE_HELLMAN, KeyExchange::PublicKey(k)) => PublicKey::decode(k)
-                .map_err(|e| refused(rc::INVALID_SESSIONSETUP_REQUEST, e.to_string()))
+                .map_err(|e| e.to_string())
                 .and_then(|client| {
-                    let mine = DhKeyPair::in_group_of(&client, &mut rng)
-                        .map_err(|e| refused(rc::SESSION_FAILED, e.to_string()))?;
-                    let key = mine
-                        .session_key(&client)
-                        .map_err(|e| refused(rc::SESSION_FAILED, e.to_string()))?;
+                    let mine = DhKeyPair::in_group_of(&client, &mut rand::rngs::OsRng)
+                        .map_err(|e| e.to_string())?;
+                    let key = mine.session_key(&client).map_err(|e| e.to_string())?;
                     Ok((key, dh_response_data(alg::AES, &mine.public)))
-                }),
-            (session_mode::CIPHER_CLIENT, KeyExchange::PublicKey(k)) => {
-                client_rsa(k).and_then(|pk| {
-                    let key = aes_key();
-                    let data = wrap_session_key(&pk, alg::AES, &key, &mut rng)
-                        .map_err(|e| refused(rc::SESSION_FAILED, e.to_string()))?;
-                    Ok((key, data))
                 })
+                .map_err(|e| (DH_EXCHANGE_FAILED, e)),
+            (session_mode::CIPHER_CLIENT, KeyExchange::PublicKey(k)) => {
+                wrap_for(k).map_err(|e| (CLIENT_CIPHER_FAILED, e))
             }
             (session_mode::CIPHER_HDL, KeyExchange::KeyRef { handle, index }) => {
-                let rec = self.record(handle).map_err(Outcome::from).and_then(|r| {
-                    r.as_ref()
-                        .as_ref()
-                        .and_then(|r| {
-                            r.values
-                                .iter()
-                                .find(|v| {
-                                    v.index == *index
-                                        && v.value_type.eq_ignore_ascii_case(types::HS_PUBKEY)
-                                })
-                                .map(|v| v.data.clone())
+                match self.record(handle).as_deref() {
+                    Ok(Some(r)) => r
+                        .values
+                        .iter()
+                        .find(|v| {
+                            v.index == *index && v.value_type.eq_ignore_ascii_case(types::HS_PUBKEY)
                         })
-                        .ok_or_else(|| {
-                            refused(rc::SESSION_FAILED, "No key found in key exchange handle.")
-                        })
-                });
-                rec.and_then(|bytes| client_rsa(&bytes)).and_then(|pk| {
-                    let key = aes_key();
-                    let data = wrap_session_key(&pk, alg::AES, &key, &mut rng)
-                        .map_err(|e| refused(rc::SESSION_FAILED, e.to_string()))?;
-                    Ok((key, data))
-                })
+                        .ok_or((NO_EXCHANGE_KEY, format!("{index}:{handle}")))
+                        .and_then(|v| wrap_for(&v.data).map_err(|e| (HDL_CIPHER_FAILED, e))),
+                    // The reference fails to resolve a handle it does not hold, and says only
+                    // that the exchange failed.
+                    Ok(None) => Err((HDL_CIPHER_FAILED, format!("{handle} does not exist"))),
+                    Err(e) => Err((HDL_CIPHER_FAILED, e.to_string())),
+                }
             }
             // The client will send the key, wrapped for our key, with OC 402.
             (session_mode::CIPHER_SERVER, _) => Ok((
                 Vec::new(),
                 suyuan_codec::auth::hs_from_rsa_public(&self.cfg.key.to_public_key()).encode(),
             )),
-            _ => Err(refused(
-                rc::INVALID_SESSIONSETUP_REQUEST,
-                "Unrecognized key exchange mode",
-            )),
+            _ => Err((UNKNOWN_EXCHANGE_MODE, format!("mode {}", s.mode))),
         };
         let (key, data) = match made {
             Ok(x) => x,
-            Err(o) => return self.reply(m, m, o),
+            Err((message, cause)) => {
+                debug!(mode = s.mode, %cause, "session key exchange failed");
+                return self.reply(m, m, refused(rc::SESSION_FAILED, message));
+            }
         };
         let mut table = match self.sessions.lock() {
             Ok(t) => t,
@@ -544,10 +536,7 @@ impl Inner {
                     }
                 }
                 Ok(_) => refused(rc::SESSION_FAILED, "Invalid session id. Session failed."),
-                Err(_) => refused(
-                    rc::SESSION_TIMEOUT,
-                    "Invalid session id or session time out",
-                ),
+                Err(_) => refused(rc::SESSION_TIMEOUT, INVALID_SESSION),
             },
             Err(_) => return Reply::Silence,
         };

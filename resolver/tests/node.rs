@@ -1328,6 +1328,108 @@ async fn every_rsa_session_mode_completes() {
     assert!(e.is_err());
 }
 
+/// A session setup as the Java client lays it out: its body ends in two zero bytes, because it
+/// sizes the two-byte mode as four.
+fn java_session_setup(mode: u16, exchange: suyuan_codec::message::KeyExchange) -> Message {
+    let mut m = request(
+        opcode::SESSION_SETUP,
+        flags::CLIENT_DEFAULT | flags::CT | flags::RD,
+        Body::SessionSetup(suyuan_codec::message::SessionSetupRequest {
+            mode,
+            timeout: 86400,
+            id_handle: "12345/ADMIN".into(),
+            id_index: 300,
+            exchange,
+        }),
+    );
+    m.trailing = vec![0, 0];
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_key_exchanges_answer_501_with_the_reference_message() {
+    use suyuan_codec::message::KeyExchange;
+    let node = start().await;
+    let rsa_key = suyuan_codec::auth::hs_from_rsa_public(&admin_key().to_public_key()).encode();
+    let key_ref = |handle: &str, index| KeyExchange::KeyRef {
+        handle: handle.into(),
+        index,
+    };
+    // The reference server answers each of these RC 501 with this message.
+    let cases = [
+        (7, KeyExchange::None, "Unrecognized key exchange mode"),
+        (0, KeyExchange::None, "Unrecognized key exchange mode"),
+        (
+            4,
+            KeyExchange::PublicKey(b"garbage".to_vec()),
+            "Error encoding public session key",
+        ),
+        (
+            4,
+            KeyExchange::PublicKey(rsa_key),
+            "Error encoding public session key",
+        ),
+        (
+            1,
+            KeyExchange::PublicKey(b"garbage".to_vec()),
+            "Error performing client cipher key exchange.",
+        ),
+        (
+            3,
+            key_ref("12345/nothere", 300),
+            "Error performing hdl cipher key exchange.",
+        ),
+        (
+            3,
+            key_ref("12345/test1", 1),
+            "No key found in key exchange handle.",
+        ),
+        (
+            3,
+            key_ref("12345/ADMIN", 301),
+            "No key found in key exchange handle.",
+        ),
+    ];
+    for (mode, exchange, message) in cases {
+        let what = format!("mode {mode} {exchange:?}");
+        let a = tcp(&node, &java_session_setup(mode, exchange))
+            .await
+            .remove(0);
+        assert_eq!(a.header.response_code, rc::SESSION_FAILED, "{what}");
+        assert_eq!(
+            a.body,
+            Body::Error {
+                message: Some(message.into())
+            },
+            "{what}"
+        );
+        assert_eq!(a.envelope.session_id, 0, "{what}: no session");
+    }
+    // The Java client sends its server-cipher key without the session's id; the reference
+    // answers RC 500 with this message.
+    let key = request(
+        opcode::SESSION_EXCHANGEKEY,
+        flags::CLIENT_DEFAULT,
+        Body::SessionExchangeKey {
+            encrypted_key: vec![7; 256],
+        },
+    );
+    let a = tcp(&node, &key).await.remove(0);
+    assert_eq!(a.header.response_code, rc::SESSION_TIMEOUT);
+    assert_eq!(
+        a.body,
+        Body::Error {
+            message: Some("Invalid session id or session time out. Please try again.".into())
+        }
+    );
+    // The same layout with a usable key opens a session.
+    let ok = tcp(&node, &java_session_setup(3, key_ref("12345/ADMIN", 300)))
+        .await
+        .remove(0);
+    assert_eq!(ok.header.response_code, rc::SUCCESS, "{:?}", ok.body);
+    assert_ne!(ok.envelope.session_id, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_answers_session_timeout() {
     let node = start().await;

@@ -834,7 +834,10 @@ impl Builder {
             "",
             WireAuth::Session,
         );
-        // The other key exchanges, each with a write and a delete inside.
+        // The other key exchanges, each with a write and a delete inside. Handle.Net 9.3.1
+        // refuses all three with RC 501 whoever asks, its own Java client and either
+        // administrator included: it asks the JCE for "RSA/EBC/PKCS1", a cipher no provider
+        // has, to wrap or unwrap the session key. Against it these cases differ by design.
         for (mode, name) in [
             (SessionMode::ServerCipher, "server-cipher"),
             (SessionMode::ClientCipher, "client-cipher"),
