@@ -41,6 +41,7 @@ struct Node {
     server_key: rsa::RsaPublicKey,
     /// The session table's clock, moved on by tests instead of waiting.
     clock: SessionClock,
+    metrics: Metrics,
     _stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -189,7 +190,7 @@ async fn start_cfg(budget: BudgetConfig, challenges: ChallengeConfig) -> Node {
         node.clone(),
         Limits::default(),
         budget,
-        metrics,
+        metrics.clone(),
         rx,
     ));
     Node {
@@ -198,6 +199,7 @@ async fn start_cfg(budget: BudgetConfig, challenges: ChallengeConfig) -> Node {
         registry,
         server_key,
         clock,
+        metrics,
         _stop: stop,
         _dir: dir,
     }
@@ -1076,9 +1078,11 @@ async fn no_wire_write_builds_a_record_too_big_to_resolve_over_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_udp_flood_from_one_source_gets_silence_and_the_node_keeps_serving() {
+    // A refill too slow to matter while the test runs: what the source gets is the burst.
+    const BURST: u64 = 4000;
     let node = start_with(BudgetConfig {
-        bytes_per_sec: 2000,
-        burst_bytes: 4000,
+        bytes_per_sec: 1,
+        burst_bytes: BURST,
         max_sources: 1024,
         exempt_loopback: false,
     })
@@ -1087,19 +1091,43 @@ async fn a_udp_flood_from_one_source_gets_silence_and_the_node_keeps_serving() {
     let req = Message::decode(&fixture("udp/01-resolve-all.req.bin"))
         .unwrap()
         .encode();
-    for _ in 0..300 {
-        sock.send_to(&req, node.addr).await.unwrap();
-    }
-    let mut answers = 0;
+    let dropped = |reason: &str| node.metrics.dropped.with_label_values(&[reason]).get();
+    let started = std::time::Instant::now();
+    let (mut sent, mut answers, mut answer_len) = (0u64, 0u64, 0usize);
     let mut buf = [0u8; 1024];
-    while let Ok(Ok(_)) =
-        tokio::time::timeout(std::time::Duration::from_millis(300), sock.recv(&mut buf)).await
-    {
-        answers += 1;
+    // Waves small enough for the socket buffers, sent back to back; a wave is over when each
+    // of its requests has been answered (the answer arrives here) or withheld (the node counts
+    // it), not after a quiet period.
+    for _ in 0..12 {
+        for _ in 0..25 {
+            sock.send_to(&req, node.addr).await.unwrap();
+        }
+        sent += 25;
+        let wave = async {
+            while answers + dropped("budget") + dropped("in_flight") < sent {
+                // Wake to look at the counters as well as for an answer.
+                let wait = std::time::Duration::from_millis(10);
+                if let Ok(r) = tokio::time::timeout(wait, sock.recv(&mut buf)).await {
+                    answer_len = r.unwrap();
+                    answers += 1;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), wave)
+            .await
+            .expect("every request is answered or counted as withheld");
     }
+    let withheld = dropped("budget");
+    assert_eq!(answers + withheld + dropped("in_flight"), sent);
+    // The burst and whatever trickled in since buy this many answers, and no more.
+    let budget = BURST + started.elapsed().as_secs() + 1;
     assert!(
-        answers > 0 && answers < 150,
-        "{answers} answers: the budget (4000 bytes, 2000/s) must cut the flood short"
+        answer_len > 0 && withheld > 0,
+        "{answers} answers, {withheld} withheld"
+    );
+    assert!(
+        answers * answer_len as u64 <= budget && (answers + 1) * answer_len as u64 > BURST,
+        "{answers} answers of {answer_len} bytes for a budget of {budget} bytes"
     );
     // TCP is not budgeted, so the reference client's fallback works.
     assert_eq!(
