@@ -690,3 +690,22 @@ async fn what_rest_stores_the_handle_wire_can_serve() {
         .unwrap();
     assert_eq!(answers[0].header.response_code, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_client_is_served_over_https() {
+    let (cert, key) = suyuan_resolver::tls::generate_self_signed(vec!["localhost".into()]).unwrap();
+    let node = start(HttpOptions {
+        tls: Some(suyuan_resolver::tls::server_config(cert.as_bytes(), key.as_bytes()).unwrap()),
+        ..HttpOptions::default()
+    })
+    .await;
+    // `curl -0` offers ALPN http/1.0 alone; the reference server answers it 200 (it agrees on
+    // no protocol and serves HTTP/1.1 answers).
+    let url = format!("https://{}/api/handles/12345/test1", node.addr);
+    let (status, body) = tokio::task::spawn_blocking(move || curl(&["-0", &url]))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["handle"], "12345/test1");
+}
