@@ -709,3 +709,44 @@ async fn an_http_1_0_client_is_served_over_https() {
     let j: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(j["handle"], "12345/test1");
 }
+
+#[tokio::test]
+async fn answers_given_before_routing_are_counted() {
+    let metrics = suyuan_resolver::ops::Metrics::new();
+    let node = start(HttpOptions {
+        metrics: Some(metrics.clone()),
+        ..HttpOptions::default()
+    })
+    .await;
+    let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops_addr = ops.local_addr().unwrap();
+    let (_stop, rx) = watch::channel(false);
+    tokio::spawn(suyuan_resolver::ops::serve_ops(
+        ops,
+        metrics,
+        Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        rx,
+    ));
+    let preflight = send(
+        node.addr,
+        "OPTIONS /api/handles/12345/test1 HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: PUT",
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.status, 200);
+    let allow = send(node.addr, "OPTIONS /api/sessions HTTP/1.1\r\nHost: x", b"").await;
+    assert_eq!(allow.status, 200);
+    let long = get(node.addr, &format!("/12345/{}", "x".repeat(8192)), "").await;
+    assert_eq!(long.status, 414);
+    let routed = get(node.addr, "/api/handles/12345/test1", "").await;
+    assert_eq!(routed.status, 200);
+    let text = get(ops_addr, "/metrics", "").await.text();
+    for want in [
+        r#"suyuan_http_requests_total{method="OPTIONS",route="options",status="200"} 2"#,
+        r#"suyuan_http_requests_total{method="GET",route="uri-too-long",status="414"} 1"#,
+        r#"suyuan_http_requests_total{method="GET",route="/api/handles/{*handle}",status="200"} 1"#,
+        r#"suyuan_http_request_seconds_count{route="options"} 2"#,
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
+}
