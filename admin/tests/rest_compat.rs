@@ -321,6 +321,70 @@ fn sessions_are_https_only_and_a_new_one_has_a_location() {
 }
 
 #[test]
+fn an_unknown_session_id_is_offered_a_new_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = reference_like_node(dir.path(), &[]);
+    let http = node.http;
+    let bogus = "Authorization: Handle sessionId=\"bogus123\"";
+    let body = json!({"values": [url_value(1, "http://x")]}).to_string();
+    let read_url = format!("https://{http}/api/handles/12345/test1");
+    let put_url = format!("https://{http}/api/handles/12345/g-bogus");
+    // The reference server answers a session id it does not hold, on /api/handles and
+    // /api/prefixes, GET or PUT alike, with 401, no Basic challenge, an empty body and
+    //   WWW-Authenticate: Handle sessionId="node0…", nonce="…"
+    // (a new session). Our body says what happened and how to authenticate.
+    for args in [
+        vec![read_url.as_str(), "-H", bogus],
+        vec![
+            "-X",
+            "PUT",
+            put_url.as_str(),
+            "-H",
+            bogus,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body.as_str(),
+        ],
+    ] {
+        let a = curl(&args);
+        assert_eq!(a.status, 401, "{args:?}");
+        let c = challenges(&a);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].starts_with("Handle sessionId=\""), "{c:?}");
+        assert!(!c[0].contains("error="), "{c:?}");
+        let m = a.json()["message"].as_str().unwrap().to_string();
+        assert!(m.contains("not open here"), "{m}");
+        // The session offered is real.
+        let this = curl(&[
+            &format!("https://{http}/api/sessions/this"),
+            "-H",
+            &format!(
+                "Authorization: Handle sessionId=\"{}\"",
+                param(c[0], "sessionId")
+            ),
+        ]);
+        assert_eq!(this.status, 200);
+    }
+    assert_eq!(curl(&[&put_url]).status, 404, "nothing was written");
+    // On /api/sessions/this the reference answers 403 with an empty body, for GET, POST and
+    // DELETE with an unknown id, and for a DELETE that names no session at all.
+    let this_url = format!("https://{http}/api/sessions/this");
+    for args in [
+        vec![this_url.as_str(), "-H", bogus],
+        vec!["-X", "POST", this_url.as_str(), "-H", bogus],
+        vec!["-X", "DELETE", this_url.as_str(), "-H", bogus],
+        vec!["-X", "DELETE", this_url.as_str()],
+    ] {
+        let a = curl(&args);
+        assert_eq!(a.status, 403, "{args:?}");
+        assert!(challenges(&a).is_empty(), "{args:?}");
+        assert_eq!(a.json()["responseCode"], 402, "{args:?}");
+    }
+    stop(node);
+}
+
+#[test]
 fn credentials_over_plain_http_are_told_to_use_https() {
     let dir = tempfile::tempdir().unwrap();
     let node = reference_like_node(dir.path(), &[]);

@@ -420,7 +420,7 @@ async fn handle_auth(
         return Err(not_verified(state));
     };
     let Some(session) = sessions().get(&sid) else {
-        return Err(not_verified(state));
+        return Err(challenge(state, Unverified::UnknownSession, None));
     };
     if !h.signs() {
         return Ok((sid, session.id));
@@ -448,12 +448,13 @@ async fn handle_auth(
     Ok((sid, Some(id)))
 }
 
-/// Why a 401 is sent: no credentials for an operation that needs them, or credentials that
-/// did not verify.
+/// Why a 401 is sent: no credentials for an operation that needs them, credentials that did
+/// not verify, or a session id this node does not hold (never opened, ended or expired).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unverified {
     Missing,
     Failed,
+    UnknownSession,
 }
 
 /// The reference's word for credentials that failed (`error` of a challenge or a session).
@@ -469,7 +470,7 @@ const HOW_TO_AUTHENTICATE: &str = "authenticate over HTTPS with Basic authentica
 
 /// The reference's 401: `WWW-Authenticate` offers Basic and a fresh session with its nonce
 /// to sign (a session that exists, as the reference's does), with `error` when credentials
-/// were sent and failed. The body, which the reference leaves empty or bare, says what went
+/// were sent and failed; to a session id it does not hold, only the fresh session. The body, which the reference leaves empty or bare, says what went
 /// wrong and how to authenticate.
 fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Response {
     let opened = state
@@ -486,6 +487,10 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
             rc::AUTHENTICATION_FAILED,
             format!("The identity could not be verified: {HOW_TO_AUTHENTICATE}"),
         ),
+        Unverified::UnknownSession => (
+            rc::AUTHENTICATION_NEEDED,
+            format!("{UNKNOWN_SESSION}: {HOW_TO_AUTHENTICATE}"),
+        ),
     };
     let mut r = json_response(401, &response_to_json(code, handle, Some(&message)), false);
     let mut params = Vec::new();
@@ -500,15 +505,21 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
     // Without a session to offer (the table is full) the Handle challenge names no session.
     let handle_challenge = format!("Handle {}", params.join(", "));
     let h = r.headers_mut();
-    h.append(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"handle\""),
-    );
+    // The reference offers only a new session to a caller who named one it does not hold.
+    if why != Unverified::UnknownSession {
+        h.append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"handle\""),
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(handle_challenge.trim_end()) {
         h.append(header::WWW_AUTHENTICATE, v);
     }
     r
 }
+
+const UNKNOWN_SESSION: &str =
+    "The session named in Authorization is not open here (it never was, ended or expired)";
 
 /// The answer to credentials that do not verify (an unknown identity, a wrong secret or
 /// signature alike).
@@ -636,8 +647,9 @@ fn empty_handle_invalid(pretty: bool) -> Response {
     )
 }
 
-/// GET and POST /api/sessions/this: the caller's session (POST with a signature
-/// authenticates it); DELETE ends it.
+/// GET, POST and PUT /api/sessions/this: the caller's session (a signature authenticates
+/// it); DELETE ends it. A session id not held here, or a DELETE without a session, is
+/// refused with 403, as the reference refuses them.
 pub async fn this_session(
     State(state): State<RestState>,
     Extension(conn): Extension<ConnInfo>,
@@ -655,6 +667,17 @@ pub async fn this_session(
         .unwrap_or("");
     let handle = HandleAuth::parse(auth).filter(|_| conn.tls);
     if let Some(h) = handle {
+        let known = |sid: &String| {
+            state
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(sid)
+                .is_some()
+        };
+        if h.session_id.as_ref().is_some_and(|sid| !known(sid)) {
+            return no_such_session(pretty);
+        }
         let (sid, id) = match handle_auth(&state, &h).await {
             Ok(x) => x,
             Err(r) => return r,
@@ -683,11 +706,21 @@ pub async fn this_session(
         Err(r) => return r,
     };
     if method == Method::DELETE {
-        return StatusCode::NO_CONTENT.into_response();
+        return no_such_session(pretty);
     }
     json_response(
         200,
         &session_json(None, None, who.as_ref()).to_json(),
+        pretty,
+    )
+}
+
+/// `/api/sessions/this` for a session this node does not hold (an unknown id, or none to
+/// end): the reference answers 403 with an empty body; ours says why.
+fn no_such_session(pretty: bool) -> Response {
+    json_response(
+        403,
+        &response_to_json(rc::AUTHENTICATION_NEEDED, None, Some(UNKNOWN_SESSION)),
         pretty,
     )
 }
