@@ -113,20 +113,44 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
     };
     let app = Router::new()
         .route("/api/trace/{*handle}", get(trace))
-        .route("/api/handles", get(rest::list_handles))
+        // The reference answers a POST where it answers a GET, on handles and sessions alike.
+        .route(
+            "/api/handles",
+            get(rest::list_handles)
+                .post(rest::list_handles)
+                .put(rest::put_no_handle)
+                .delete(rest::delete_no_handle),
+        )
         .route(
             "/api/handles/{*handle}",
             get(rest::get_handle)
+                .post(rest::get_handle)
                 .put(rest::put_handle)
                 .delete(rest::delete_handle),
         )
-        .route("/api/handles/", axum::routing::any(rest::empty_handle))
-        .route("/api/prefixes", get(rest::list_prefixes))
+        .route(
+            "/api/handles/",
+            get(rest::empty_handle)
+                .post(rest::empty_handle)
+                .put(rest::put_no_handle)
+                .delete(rest::delete_no_handle),
+        )
+        .route(
+            "/api/prefixes",
+            get(rest::list_prefixes)
+                .post(rest::prefix_not_specified)
+                .delete(rest::prefix_not_specified),
+        )
+        .route(
+            "/api/prefixes/{*prefix}",
+            axum::routing::post(rest::home_prefix).delete(rest::home_prefix),
+        )
         .route("/api/sessions", axum::routing::post(rest::open_session))
         .route(
             "/api/sessions/this",
             get(rest::this_session)
                 .post(rest::this_session)
+                .put(rest::this_session)
                 .delete(rest::this_session),
         )
         .route(
@@ -151,6 +175,9 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
     // to the OPTIONS answers.
     let outer = Router::new()
         .fallback_service(app)
+        // Outside the routes too: a route's method router adds its `Allow` to answers for
+        // methods it does not take, which the reference's do not carry.
+        .layer(axum::middleware::from_fn(rest::api_methods))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(opts.cors.clone()),
             cors::layer,

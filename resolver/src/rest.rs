@@ -519,7 +519,7 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
 }
 
 const UNKNOWN_SESSION: &str =
-    "The session named in Authorization is not open here (it never was, ended or expired)";
+    "The session named in Authorization, if any, is not open here (never opened, ended or expired)";
 
 /// The answer to credentials that do not verify (an unknown identity, a wrong secret or
 /// signature alike).
@@ -548,9 +548,6 @@ pub async fn open_session(
     headers: HeaderMap,
 ) -> Response {
     let pretty = Query::parse(raw.as_deref()).pretty();
-    if !conn.tls {
-        return sessions_need_https(pretty);
-    }
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -596,7 +593,7 @@ pub async fn open_session(
 }
 
 /// The reference refuses every session request over plain HTTP with 403 (and no body): a
-/// session is a credential. The body here says where to go instead.
+/// session is a credential ([`api_methods`] answers it for every session path). The body here says where to go instead.
 fn sessions_need_https(pretty: bool) -> Response {
     json_response(
         403,
@@ -611,17 +608,9 @@ fn sessions_need_https(pretty: bool) -> Response {
     )
 }
 
-/// Any other path under /api: the reference's JSON error (sessions over plain HTTP refused
-/// as on the session routes), not the redirect face.
-pub async fn unknown_endpoint(
-    Extension(conn): Extension<ConnInfo>,
-    method: Method,
-    uri: axum::http::Uri,
-) -> Response {
+/// Any other path under /api: the reference's JSON error, not the redirect face.
+pub async fn unknown_endpoint(method: Method, uri: axum::http::Uri) -> Response {
     let path = uri.path();
-    if !conn.tls && (path == "/api/sessions" || path.starts_with("/api/sessions/")) {
-        return sessions_need_https(false);
-    }
     json_response(
         404,
         &response_to_json(
@@ -633,8 +622,123 @@ pub async fn unknown_endpoint(
     )
 }
 
+/// The methods the reference's servlets know; any other is answered 501 under /api.
+const KNOWN_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::TRACE,
+];
+
+/// The reference's answers under /api to methods a path does not take, before any route
+/// sees the request: every session request over plain HTTP refused (403, whatever the
+/// method); `/api/sessions` taking POST alone and `/api/prefixes/{prefix}` no GET (405 with
+/// the path's `Allow`, no body); a method its servlets do not know (PATCH and the like)
+/// answered 501 `{"responseCode":4,"message":"Unknown method PATCH"}`; any other method a
+/// path does not take, 405 with the unknown-endpoint JSON (`PUT /api/prefixes`). What a path
+/// takes is what its `OPTIONS` answer allows ([`crate::cors::allow_for`]), but TRACE, which
+/// is not served (the reference echoes the request).
+pub async fn api_methods(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
+    if !(path == "/api" || path.starts_with("/api/")) {
+        return next.run(req).await;
+    }
+    let tls = req.extensions().get::<ConnInfo>().is_some_and(|c| c.tls);
+    let sessions = path == "/api/sessions" || path.starts_with("/api/sessions/");
+    if sessions && !tls {
+        return sessions_need_https(Query::parse(req.uri().query()).pretty());
+    }
+    let method = req.method();
+    let prefix_path = path.starts_with("/api/prefixes/");
+    if (path == "/api/sessions" && method != Method::POST)
+        || (prefix_path && (method == Method::GET || method == Method::HEAD))
+    {
+        return not_allowed(path);
+    }
+    let unknown = |message: String| {
+        json_response(
+            if KNOWN_METHODS.contains(method) {
+                405
+            } else {
+                501
+            },
+            &response_to_json(rc::PROTOCOL_ERROR, None, Some(&message)),
+            false,
+        )
+    };
+    if !KNOWN_METHODS.contains(method) {
+        return unknown(format!("Unknown method {method}"));
+    }
+    let takes: Vec<&str> = crate::cors::allow_for(path)
+        .split(", ")
+        .filter(|m| *m != "TRACE" && *m != "OPTIONS")
+        .collect();
+    // A path that takes nothing is no endpoint at all: its route answers 404.
+    if !takes.is_empty() && !takes.contains(&method.as_str()) {
+        return unknown(format!("Unknown HTTP API endpoint {method} {path}"));
+    }
+    next.run(req).await
+}
+
+/// 405 with the path's `Allow` and no body, as the reference's servlets answer a method they
+/// know but the path does not take.
+fn not_allowed(path: &str) -> Response {
+    let mut r = StatusCode::METHOD_NOT_ALLOWED.into_response();
+    r.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static(crate::cors::allow_for(path)),
+    );
+    r
+}
+
+/// POST and DELETE of `/api/prefixes` without a prefix: the reference's 400.
+pub async fn prefix_not_specified(method: Method) -> Response {
+    let what = if method == Method::DELETE {
+        "unhoming"
+    } else {
+        "homing"
+    };
+    protocol_error(
+        None,
+        &format!("java.lang.Exception: Prefix not specified in {what} request"),
+        false,
+    )
+}
+
+/// POST /api/prefixes/{prefix} homes the prefix here, DELETE unhomes it: the node's
+/// HOME_NA and UNHOME_NA, for node administrators.
+pub async fn home_prefix(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    Path(prefix): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (_, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let op = if method == Method::DELETE {
+        opcode::UNHOME_NA
+    } else {
+        opcode::HOME_NA
+    };
+    let na = if prefix.contains('/') {
+        prefix.clone()
+    } else {
+        format!("0.NA/{prefix}")
+    };
+    let m = request(op, flags::REC | flags::CA, Body::Handle { handle: na });
+    write_answer(&state, &conn, &headers, m, who, 200, &prefix, pretty).await
+}
+
 /// `/api/handles/` (no handle), answered as the reference answers a GET of it (its answers to
-/// a PUT or DELETE there are accidents of its lookup order: RC 301 and RC 100).
+/// a PUT or DELETE there are accidents of its lookup order: RC 301 and RC 100, matched by
+/// [`put_no_handle`] and [`delete_no_handle`]).
 pub async fn empty_handle(RawQuery(raw): RawQuery) -> Response {
     empty_handle_invalid(Query::parse(raw.as_deref()).pretty())
 }
@@ -658,9 +762,6 @@ pub async fn this_session(
     headers: HeaderMap,
 ) -> Response {
     let pretty = Query::parse(raw.as_deref()).pretty();
-    if !conn.tls {
-        return sessions_need_https(pretty);
-    }
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -912,6 +1013,54 @@ pub async fn put_handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    put(state, conn, handle, raw, headers, body).await
+}
+
+/// PUT /api/handles/ and /api/handles (no handle): the body is read as for any PUT, then
+/// refused as the reference refuses it, RC 301 "That prefix doesn't live here" (the empty
+/// handle's prefix is served nowhere), credentials or not.
+pub async fn put_no_handle(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    put(state, conn, String::new(), raw, headers, body).await
+}
+
+/// DELETE /api/handles/ and /api/handles (no handle): as the reference answers, a challenge
+/// when anonymous and RC 100 (404) when authenticated: no such handle.
+pub async fn delete_no_handle(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (_, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if who.is_none() {
+        return need_auth(&state, &conn, &headers, None, pretty);
+    }
+    refusal(
+        rc::HANDLE_NOT_FOUND,
+        "",
+        opcode::DELETE_HANDLE,
+        None,
+        pretty,
+    )
+}
+
+async fn put(
+    state: RestState,
+    conn: ConnInfo,
+    handle: String,
+    raw: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (q, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -939,6 +1088,17 @@ pub async fn put_handle(
         Ok(p) => p,
         Err(e) => return protocol_error(None, &e.to_string(), pretty),
     };
+    if handle.is_empty() {
+        return json_response(
+            400,
+            &response_to_json(
+                rc::SERVER_NOT_RESP,
+                None,
+                Some("That prefix doesn't live here"),
+            ),
+            pretty,
+        );
+    }
     if let Some(h) = &parsed.handle {
         if !h.eq_ignore_ascii_case(&handle) {
             return protocol_error(
