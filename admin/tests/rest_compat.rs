@@ -325,6 +325,15 @@ fn an_unknown_session_id_is_offered_a_new_session() {
     let dir = tempfile::tempdir().unwrap();
     let node = reference_like_node(dir.path(), &[]);
     let http = node.http;
+    assert_eq!(
+        put(
+            http,
+            "12345/test1",
+            &[url_value(1, "https://example.org/test1")]
+        )
+        .status,
+        201
+    );
     let bogus = "Authorization: Handle sessionId=\"bogus123\"";
     let body = json!({"values": [url_value(1, "http://x")]}).to_string();
     let read_url = format!("https://{http}/api/handles/12345/test1");
@@ -367,13 +376,30 @@ fn an_unknown_session_id_is_offered_a_new_session() {
         assert_eq!(this.status, 200);
     }
     assert_eq!(curl(&[&put_url]).status, 404, "nothing was written");
-    // On /api/sessions/this the reference answers 403 with an empty body, for GET, POST and
-    // DELETE with an unknown id, and for a DELETE that names no session at all.
+    // A signature that names no session: 401 with the new session and
+    // error="Identity not verified", again without Basic.
+    let unsessioned = "Authorization: Handle id=\"300%3A12345%2FADMIN\", type=\"HS_SECKEY\", alg=\"SHA256\", cnonce=\"AAAA\", signature=\"AAAA\"";
+    let a = curl(&[read_url.as_str(), "-H", unsessioned]);
+    assert_eq!(a.status, 401);
+    let c = challenges(&a);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].starts_with("Handle sessionId=\""), "{c:?}");
+    assert!(c[0].ends_with(", error=\"Identity not verified\""), "{c:?}");
+    // `Handle version="0"` alone is anonymous: 200 for a public read, and
+    // {"authenticated":false} for the session.
+    let bare = "Authorization: Handle version=\"0\"";
+    assert_eq!(curl(&[read_url.as_str(), "-H", bare]).status, 200);
     let this_url = format!("https://{http}/api/sessions/this");
+    let a = curl(&[this_url.as_str(), "-H", bare]);
+    assert_eq!((a.status, a.json()), (200, json!({"authenticated": false})));
+    // On /api/sessions/this the reference answers 403 with an empty body, for GET, POST and
+    // DELETE with an unknown id or a signature naming no session, and for a DELETE that
+    // names no session at all.
     for args in [
         vec![this_url.as_str(), "-H", bogus],
         vec!["-X", "POST", this_url.as_str(), "-H", bogus],
         vec!["-X", "DELETE", this_url.as_str(), "-H", bogus],
+        vec!["-X", "POST", this_url.as_str(), "-H", unsessioned],
         vec!["-X", "DELETE", this_url.as_str()],
     ] {
         let a = curl(&args);

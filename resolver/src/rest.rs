@@ -273,6 +273,11 @@ pub(crate) async fn caller(
         };
     }
     if let Some(h) = HandleAuth::parse(auth) {
+        // `Handle version="0"` alone names no session and signs nothing: the reference takes
+        // the caller as anonymous.
+        if h.session_id.is_none() && !h.signs() {
+            return Ok(None);
+        }
         return handle_auth(state, &h).await.map(|(_, id)| id);
     }
     Err(not_verified(state))
@@ -416,8 +421,8 @@ async fn handle_auth(
 ) -> Result<(String, Option<Identity>), Response> {
     let sessions = || state.sessions.lock().unwrap_or_else(|e| e.into_inner());
     let Some(sid) = h.session_id.clone() else {
-        // A signature without a session has nothing to sign yet: offer one (a challenge).
-        return Err(not_verified(state));
+        // A signature without a session signed no nonce of ours: offer a session to sign.
+        return Err(challenge(state, Unverified::NoSession, None));
     };
     let Some(session) = sessions().get(&sid) else {
         return Err(challenge(state, Unverified::UnknownSession, None));
@@ -455,6 +460,8 @@ enum Unverified {
     Missing,
     Failed,
     UnknownSession,
+    /// A `Handle` signature that names no session.
+    NoSession,
 }
 
 /// The reference's word for credentials that failed (`error` of a challenge or a session).
@@ -491,6 +498,10 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
             rc::AUTHENTICATION_NEEDED,
             format!("{UNKNOWN_SESSION}: {HOW_TO_AUTHENTICATE}"),
         ),
+        Unverified::NoSession => (
+            rc::AUTHENTICATION_FAILED,
+            format!("The signature names no session (sessionId): {HOW_TO_AUTHENTICATE}"),
+        ),
     };
     let mut r = json_response(401, &response_to_json(code, handle, Some(&message)), false);
     let mut params = Vec::new();
@@ -499,14 +510,15 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
         params.push(format!("sessionId=\"{sid}\""));
         params.push(format!("nonce=\"{nonce}\""));
     }
-    if why == Unverified::Failed {
+    if matches!(why, Unverified::Failed | Unverified::NoSession) {
         params.push(format!("error=\"{IDENTITY_NOT_VERIFIED}\""));
     }
     // Without a session to offer (the table is full) the Handle challenge names no session.
     let handle_challenge = format!("Handle {}", params.join(", "));
     let h = r.headers_mut();
-    // The reference offers only a new session to a caller who named one it does not hold.
-    if why != Unverified::UnknownSession {
+    // The reference offers only a session to a caller who named one it does not hold, or
+    // signed without naming one.
+    if !matches!(why, Unverified::UnknownSession | Unverified::NoSession) {
         h.append(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"handle\""),
@@ -766,7 +778,8 @@ pub async fn this_session(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let handle = HandleAuth::parse(auth).filter(|_| conn.tls);
+    let handle =
+        HandleAuth::parse(auth).filter(|h| conn.tls && (h.session_id.is_some() || h.signs()));
     if let Some(h) = handle {
         let known = |sid: &String| {
             state
@@ -776,7 +789,8 @@ pub async fn this_session(
                 .get(sid)
                 .is_some()
         };
-        if h.session_id.as_ref().is_some_and(|sid| !known(sid)) {
+        let named_unknown = h.session_id.as_ref().is_some_and(|sid| !known(sid));
+        if named_unknown || (h.session_id.is_none() && h.signs()) {
             return no_such_session(pretty);
         }
         let (sid, id) = match handle_auth(&state, &h).await {
