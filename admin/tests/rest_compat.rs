@@ -392,6 +392,17 @@ fn an_unknown_session_id_is_offered_a_new_session() {
     let this_url = format!("https://{http}/api/sessions/this");
     let a = curl(&[this_url.as_str(), "-H", bare]);
     assert_eq!((a.status, a.json()), (200, json!({"authenticated": false})));
+    // A protected operation with a `Handle` header or a scheme it does not know: the reference
+    // server's 401 offers the session alone, no Basic ({"responseCode":402,...} for the
+    // former, an empty body for the latter).
+    let delete_url = format!("https://{http}/api/handles/12345/test1");
+    for auth in [bare, "Authorization: Bearer xyz"] {
+        let a = curl(&["-X", "DELETE", delete_url.as_str(), "-H", auth]);
+        assert_eq!(a.status, 401, "{auth}");
+        let c = challenges(&a);
+        assert_eq!(c.len(), 1, "{auth}: {c:?}");
+        assert!(c[0].starts_with("Handle sessionId=\""), "{auth}: {c:?}");
+    }
     // On /api/sessions/this the reference answers 403 with an empty body, for GET, POST and
     // DELETE with an unknown id or a signature naming no session, and for a DELETE that
     // names no session at all.

@@ -240,7 +240,7 @@ pub(crate) async fn caller(
         .or_else(|| auth.strip_prefix("basic "))
     {
         let Some((id, secret)) = basic_credentials(b64.trim()) else {
-            return Err(not_verified(state));
+            return Err(not_verified(state, true));
         };
         let who = id.clone();
         let ok = tokio::task::spawn_blocking(move || node.verify_secret(&who, &secret))
@@ -249,18 +249,18 @@ pub(crate) async fn caller(
         return if ok {
             Ok(Some(id))
         } else {
-            Err(not_verified(state))
+            Err(not_verified(state, true))
         };
     }
     if auth.starts_with("Handle") && auth.contains("clientCert=\"true\"") {
         let Some(cert) = conn.cert.clone() else {
-            return Err(not_verified(state));
+            return Err(not_verified(state, false));
         };
         let Some(id) = cert.subject_name().and_then(|n| Identity::parse(&n).ok()) else {
-            return Err(not_verified(state));
+            return Err(not_verified(state, false));
         };
         let Some(key) = cert.rsa_key() else {
-            return Err(not_verified(state));
+            return Err(not_verified(state, false));
         };
         let who = id.clone();
         let ok = tokio::task::spawn_blocking(move || node.holds_public_key(&who, &key))
@@ -269,7 +269,7 @@ pub(crate) async fn caller(
         return if ok {
             Ok(Some(id))
         } else {
-            Err(not_verified(state))
+            Err(not_verified(state, false))
         };
     }
     if let Some(h) = HandleAuth::parse(auth) {
@@ -280,7 +280,7 @@ pub(crate) async fn caller(
         }
         return handle_auth(state, &h).await.map(|(_, id)| id);
     }
-    Err(not_verified(state))
+    Err(not_verified(state, false))
 }
 
 /// The parameters of `Authorization: Handle k="v", ...` (`HandleAuthorizationHeader`).
@@ -422,10 +422,10 @@ async fn handle_auth(
     let sessions = || state.sessions.lock().unwrap_or_else(|e| e.into_inner());
     let Some(sid) = h.session_id.clone() else {
         // A signature without a session signed no nonce of ours: offer a session to sign.
-        return Err(challenge(state, Unverified::NoSession, None));
+        return Err(challenge(state, Unverified::NoSession, None, false));
     };
     let Some(session) = sessions().get(&sid) else {
-        return Err(challenge(state, Unverified::UnknownSession, None));
+        return Err(challenge(state, Unverified::UnknownSession, None, false));
     };
     if !h.signs() {
         return Ok((sid, session.id));
@@ -434,7 +434,7 @@ async fn handle_auth(
         h.id.as_deref().and_then(|i| Identity::parse(i).ok()),
         h.answer(),
     ) else {
-        return Err(not_verified(state));
+        return Err(not_verified(state, false));
     };
     let node = state.node.clone();
     let who = id.clone();
@@ -447,7 +447,7 @@ async fn handle_auth(
     .and_then(Result::ok)
     .unwrap_or(false);
     if !ok {
-        return Err(not_verified(state));
+        return Err(not_verified(state, false));
     }
     sessions().authenticate(&sid, id.clone());
     Ok((sid, Some(id)))
@@ -475,11 +475,21 @@ const HOW_TO_AUTHENTICATE: &str = "authenticate over HTTPS with Basic authentica
     (Authorization: Handle sessionId=..., id=..., type=HS_PUBKEY or HS_SECKEY, cnonce=..., \
     signature=...)";
 
-/// The reference's 401: `WWW-Authenticate` offers Basic and a fresh session with its nonce
-/// to sign (a session that exists, as the reference's does), with `error` when credentials
-/// were sent and failed; to a session id it does not hold, only the fresh session. The body, which the reference leaves empty or bare, says what went
+/// Whether a 401 to this request offers Basic: the reference offers it to a request without
+/// credentials or with Basic ones, and to any other (a `Handle` header, an unknown scheme)
+/// only a session to sign.
+fn offers_basic(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|a| a.trim_start().to_ascii_lowercase().starts_with("basic "))
+}
+
+/// The reference's 401: `WWW-Authenticate` offers a fresh session with its nonce to sign (a
+/// session that exists, as the reference's does), after Basic when `basic`, with `error`
+/// when credentials were sent and failed. The body, which the reference leaves empty or bare, says what went
 /// wrong and how to authenticate.
-fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Response {
+fn challenge(state: &RestState, why: Unverified, handle: Option<&str>, basic: bool) -> Response {
     let opened = state
         .sessions
         .lock()
@@ -516,9 +526,7 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
     // Without a session to offer (the table is full) the Handle challenge names no session.
     let handle_challenge = format!("Handle {}", params.join(", "));
     let h = r.headers_mut();
-    // The reference offers only a session to a caller who named one it does not hold, or
-    // signed without naming one.
-    if !matches!(why, Unverified::UnknownSession | Unverified::NoSession) {
+    if basic {
         h.append(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"handle\""),
@@ -535,8 +543,8 @@ const UNKNOWN_SESSION: &str =
 
 /// The answer to credentials that do not verify (an unknown identity, a wrong secret or
 /// signature alike).
-fn not_verified(state: &RestState) -> Response {
-    challenge(state, Unverified::Failed, None)
+fn not_verified(state: &RestState, basic: bool) -> Response {
+    challenge(state, Unverified::Failed, None, basic)
 }
 
 fn session_json(
@@ -922,7 +930,7 @@ fn need_auth(
     pretty: bool,
 ) -> Response {
     if conn.tls {
-        return challenge(state, Unverified::Missing, handle);
+        return challenge(state, Unverified::Missing, handle, offers_basic(headers));
     }
     let message = headers
         .contains_key(header::AUTHORIZATION)
