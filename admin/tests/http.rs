@@ -414,7 +414,16 @@ fn rest_sessions_signed_with_hs_pubkey_and_hs_seckey() {
             "-H",
             &by_session,
         ]);
+        // An ended session speaks for nobody: the reference server answers a session id it no
+        // longer holds 401 with only a new session offered (no Basic challenge).
         assert_eq!(after.status, 401, "an ended session speaks for nobody");
+        let offered: Vec<_> = after
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
+            .collect();
+        assert_eq!(offered.len(), 1, "{offered:?}");
+        assert!(offered[0].1.starts_with("Handle sessionId="), "{offered:?}");
     }
     // A signature that does not verify.
     let open = curl(&["-X", "POST", &format!("{base}/api/sessions")]).json();

@@ -321,6 +321,107 @@ fn sessions_are_https_only_and_a_new_one_has_a_location() {
 }
 
 #[test]
+fn an_unknown_session_id_is_offered_a_new_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = reference_like_node(dir.path(), &[]);
+    let http = node.http;
+    assert_eq!(
+        put(
+            http,
+            "12345/test1",
+            &[url_value(1, "https://example.org/test1")]
+        )
+        .status,
+        201
+    );
+    let bogus = "Authorization: Handle sessionId=\"bogus123\"";
+    let body = json!({"values": [url_value(1, "http://x")]}).to_string();
+    let read_url = format!("https://{http}/api/handles/12345/test1");
+    let put_url = format!("https://{http}/api/handles/12345/g-bogus");
+    // The reference server answers a session id it does not hold, on /api/handles and
+    // /api/prefixes, GET or PUT alike, with 401, no Basic challenge, an empty body and
+    //   WWW-Authenticate: Handle sessionId="node0…", nonce="…"
+    // (a new session). Our body says what happened and how to authenticate.
+    for args in [
+        vec![read_url.as_str(), "-H", bogus],
+        vec![
+            "-X",
+            "PUT",
+            put_url.as_str(),
+            "-H",
+            bogus,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body.as_str(),
+        ],
+    ] {
+        let a = curl(&args);
+        assert_eq!(a.status, 401, "{args:?}");
+        let c = challenges(&a);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].starts_with("Handle sessionId=\""), "{c:?}");
+        assert!(!c[0].contains("error="), "{c:?}");
+        let m = a.json()["message"].as_str().unwrap().to_string();
+        assert!(m.contains("not open here"), "{m}");
+        // The session offered is real.
+        let this = curl(&[
+            &format!("https://{http}/api/sessions/this"),
+            "-H",
+            &format!(
+                "Authorization: Handle sessionId=\"{}\"",
+                param(c[0], "sessionId")
+            ),
+        ]);
+        assert_eq!(this.status, 200);
+    }
+    assert_eq!(curl(&[&put_url]).status, 404, "nothing was written");
+    // A signature that names no session: 401 with the new session and
+    // error="Identity not verified", again without Basic.
+    let unsessioned = "Authorization: Handle id=\"300%3A12345%2FADMIN\", type=\"HS_SECKEY\", alg=\"SHA256\", cnonce=\"AAAA\", signature=\"AAAA\"";
+    let a = curl(&[read_url.as_str(), "-H", unsessioned]);
+    assert_eq!(a.status, 401);
+    let c = challenges(&a);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].starts_with("Handle sessionId=\""), "{c:?}");
+    assert!(c[0].ends_with(", error=\"Identity not verified\""), "{c:?}");
+    // `Handle version="0"` alone is anonymous: 200 for a public read, and
+    // {"authenticated":false} for the session.
+    let bare = "Authorization: Handle version=\"0\"";
+    assert_eq!(curl(&[read_url.as_str(), "-H", bare]).status, 200);
+    let this_url = format!("https://{http}/api/sessions/this");
+    let a = curl(&[this_url.as_str(), "-H", bare]);
+    assert_eq!((a.status, a.json()), (200, json!({"authenticated": false})));
+    // A protected operation with a `Handle` header or a scheme it does not know: the reference
+    // server's 401 offers the session alone, no Basic ({"responseCode":402,...} for the
+    // former, an empty body for the latter).
+    let delete_url = format!("https://{http}/api/handles/12345/test1");
+    for auth in [bare, "Authorization: Bearer xyz"] {
+        let a = curl(&["-X", "DELETE", delete_url.as_str(), "-H", auth]);
+        assert_eq!(a.status, 401, "{auth}");
+        let c = challenges(&a);
+        assert_eq!(c.len(), 1, "{auth}: {c:?}");
+        assert!(c[0].starts_with("Handle sessionId=\""), "{auth}: {c:?}");
+    }
+    // On /api/sessions/this the reference answers 403 with an empty body, for GET, POST and
+    // DELETE with an unknown id or a signature naming no session, and for a DELETE that
+    // names no session at all.
+    for args in [
+        vec![this_url.as_str(), "-H", bogus],
+        vec!["-X", "POST", this_url.as_str(), "-H", bogus],
+        vec!["-X", "DELETE", this_url.as_str(), "-H", bogus],
+        vec!["-X", "POST", this_url.as_str(), "-H", unsessioned],
+        vec!["-X", "DELETE", this_url.as_str()],
+    ] {
+        let a = curl(&args);
+        assert_eq!(a.status, 403, "{args:?}");
+        assert!(challenges(&a).is_empty(), "{args:?}");
+        assert_eq!(a.json()["responseCode"], 402, "{args:?}");
+    }
+    stop(node);
+}
+
+#[test]
 fn credentials_over_plain_http_are_told_to_use_https() {
     let dir = tempfile::tempdir().unwrap();
     let node = reference_like_node(dir.path(), &[]);
@@ -473,5 +574,203 @@ fn a_duplicate_index_in_one_write_is_an_index_conflict() {
     }
     let untouched = curl(&[&format!("http://{http}/api/handles/12345/a")]).json();
     assert_eq!(untouched["values"].as_array().unwrap().len(), 1);
+    stop(node);
+}
+
+#[test]
+fn methods_a_route_does_not_take_get_the_reference_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = reference_like_node(dir.path(), &[]);
+    let http = node.http;
+    assert_eq!(
+        put(
+            http,
+            "12345/test1",
+            &[url_value(1, "https://example.org/test1")]
+        )
+        .status,
+        201
+    );
+    let base = format!("https://{http}");
+    let call = |method: &str, path: &str| curl(&["-X", method, &format!("{base}{path}")]);
+    // The reference server answers a POST of a handle as a GET of it (200 and its values),
+    // and a POST of /api/handles as a GET of it.
+    let get = call("GET", "/api/handles/12345/test1");
+    let post = call("POST", "/api/handles/12345/test1");
+    assert_eq!((post.status, post.json()), (200, get.json()));
+    let post = call("POST", "/api/handles");
+    assert_eq!(
+        (post.status, post.json()),
+        (
+            400,
+            json!({"responseCode": 102, "message": "Empty handle invalid"})
+        )
+    );
+    // A method its servlets do not know, anywhere under /api but /api/sessions: 501
+    // {"responseCode":4,"message":"Unknown method PATCH"} (FOO alike), no Allow.
+    for path in [
+        "/api/handles/12345/test1",
+        "/api/handles",
+        "/api/handles/",
+        "/api/prefixes",
+        "/api/prefixes/12345",
+        "/api/sessions/this",
+        "/api/",
+        "/api/x",
+    ] {
+        for method in ["PATCH", "FOO"] {
+            let a = call(method, path);
+            assert_eq!(
+                (a.status, a.json()),
+                (
+                    501,
+                    json!({"responseCode": 4, "message": format!("Unknown method {method}")})
+                ),
+                "{method} {path}"
+            );
+            assert_eq!(a.header("allow"), None, "{method} {path}");
+        }
+    }
+    // /api/sessions takes POST alone: 405, `Allow: POST, TRACE, OPTIONS`, no body (GET, PUT,
+    // DELETE, PATCH alike); /api/prefixes/{prefix} takes no GET: 405 with its own Allow.
+    for (method, path, allow) in [
+        ("GET", "/api/sessions", "POST, TRACE, OPTIONS"),
+        ("PUT", "/api/sessions", "POST, TRACE, OPTIONS"),
+        ("DELETE", "/api/sessions", "POST, TRACE, OPTIONS"),
+        ("PATCH", "/api/sessions", "POST, TRACE, OPTIONS"),
+        ("GET", "/api/prefixes/12345", "POST, DELETE, TRACE, OPTIONS"),
+    ] {
+        let a = call(method, path);
+        assert_eq!(
+            (a.status, a.header("allow"), a.body.len()),
+            (405, Some(allow), 0),
+            "{method} {path}"
+        );
+    }
+    // PUT of /api/prefixes or a prefix: 405 with the unknown-endpoint JSON.
+    for path in ["/api/prefixes", "/api/prefixes/12345"] {
+        let a = call("PUT", path);
+        assert_eq!(
+            (a.status, a.json()),
+            (
+                405,
+                json!({"responseCode": 4, "message": format!("Unknown HTTP API endpoint PUT {path}")})
+            )
+        );
+    }
+    // POST or DELETE of /api/prefixes without a prefix: 400.
+    for (method, what) in [("POST", "homing"), ("DELETE", "unhoming")] {
+        let a = call(method, "/api/prefixes");
+        assert_eq!(
+            (a.status, a.json()),
+            (
+                400,
+                json!({"responseCode": 4, "message": format!("java.lang.Exception: Prefix not specified in {what} request")})
+            )
+        );
+    }
+    // PUT of /api/sessions/this is a GET of it: 200 {"authenticated":false}.
+    let a = call("PUT", "/api/sessions/this");
+    assert_eq!((a.status, a.json()), (200, json!({"authenticated": false})));
+    // POST and DELETE of a prefix home and unhome it: the reference server challenges an
+    // anonymous caller (401, {"responseCode":402,"handle":"12345"}); a node administrator
+    // is served.
+    for method in ["POST", "DELETE"] {
+        let a = call(method, "/api/prefixes/12345");
+        assert_eq!(a.status, 401, "{method}");
+        assert_eq!(challenges(&a).len(), 2);
+        assert_eq!(
+            (&a.json()["responseCode"], &a.json()["handle"]),
+            (&json!(402), &json!("12345"))
+        );
+    }
+    let as_admin =
+        |method: &str, path: &str| curl(&["-X", method, &format!("{base}{path}"), "-u", ADMIN]);
+    let homed = |p: &str| {
+        as_admin("GET", "/api/prefixes").json()["prefixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == p)
+    };
+    let a = as_admin("POST", "/api/prefixes/12345.g");
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert!(homed("0.NA/12345.g"));
+    let a = as_admin("DELETE", "/api/prefixes/12345.g");
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert!(!homed("0.NA/12345.g"));
+    stop(node);
+}
+
+#[test]
+fn a_put_or_delete_without_a_handle_gets_the_reference_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = reference_like_node(dir.path(), &[]);
+    let http = node.http;
+    let body = json!({"values": [url_value(1, "http://x")]}).to_string();
+    for path in ["/api/handles/", "/api/handles"] {
+        // The reference server answers a PUT there 400 {"responseCode":301,"message":"That
+        // prefix doesn't live here"}, with or without credentials, over HTTP or HTTPS; a
+        // body that is not JSON gets its JSON error first.
+        for scheme in ["http", "https"] {
+            for auth in [vec![], vec!["-u", ADMIN]] {
+                let url = format!("{scheme}://{http}{path}");
+                let mut args = vec![
+                    "-X",
+                    "PUT",
+                    url.as_str(),
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    body.as_str(),
+                ];
+                args.extend_from_slice(&auth);
+                let a = curl(&args);
+                assert_eq!(
+                    (a.status, a.json()),
+                    (
+                        400,
+                        json!({"responseCode": 301, "message": "That prefix doesn't live here"})
+                    ),
+                    "{url} {auth:?}"
+                );
+            }
+        }
+        let not_json = curl(&[
+            "-X",
+            "PUT",
+            &format!("https://{http}{path}"),
+            "-H",
+            "Content-Type: text/plain",
+            "--data-binary",
+            &body,
+        ]);
+        assert_eq!(not_json.status, 400);
+        assert_eq!(not_json.json()["responseCode"], 4);
+        // DELETE: 401 with both challenges and {"responseCode":402} when anonymous over
+        // HTTPS, 403 {"responseCode":402} over HTTP, and 404 {"responseCode":100} for an
+        // administrator: there is no such handle.
+        let anonymous = curl(&["-X", "DELETE", &format!("https://{http}{path}")]);
+        assert_eq!(anonymous.status, 401);
+        assert_eq!(challenges(&anonymous).len(), 2);
+        assert_eq!(anonymous.json()["responseCode"], 402);
+        assert_eq!(anonymous.json().get("handle"), None);
+        let plain = curl(&["-X", "DELETE", &format!("http://{http}{path}")]);
+        assert_eq!(
+            (plain.status, plain.json()),
+            (403, json!({"responseCode": 402}))
+        );
+        let admin = curl(&[
+            "-X",
+            "DELETE",
+            &format!("https://{http}{path}"),
+            "-u",
+            ADMIN,
+        ]);
+        assert_eq!(
+            (admin.status, admin.json()),
+            (404, json!({"responseCode": 100}))
+        );
+    }
     stop(node);
 }

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use suyuan_codec::handle::{Handle, key_of};
-use suyuan_codec::message::rc;
+use suyuan_codec::message::{HEADER_LEN, rc};
 use suyuan_codec::value::{
     AdminRecord, HandleValue, PublicKey, decode_value_list, duplicate_index, types,
 };
+use suyuan_codec::wire::MAX_MESSAGE_LENGTH;
 
 use crate::error::RegistryError;
 use crate::kv::{Kv, Op, Table, open_embedded, prefix_end, table_key};
@@ -29,6 +30,10 @@ const MAX_GROUP: usize = 4096;
 /// Caps on what one record may hold, so one request cannot bloat the store.
 pub const MAX_VALUES: usize = 10_000;
 pub const MAX_VALUE_DATA: usize = 1 << 20;
+/// Room kept in a resolution answer for what the node adds around the values: the longest
+/// request digest (SHA-256 and its algorithm byte) and an HS_SIGNED credential with a
+/// signature of up to 7,000-odd RSA bits, or the padding and IV of an encrypted session.
+pub const ANSWER_RESERVE: usize = 33 + 1024;
 
 /// How a create treats an existing handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -717,6 +722,31 @@ fn check_values(handle: &str, values: &[HandleValue]) -> Result<(), RegistryErro
     Ok(())
 }
 
+/// The bytes a resolution answer carrying every value of `handle`'s record takes (envelope
+/// excluded, [`ANSWER_RESERVE`] included): what the TCP message cap is measured against.
+pub fn resolution_answer_len(handle: &str, values: &[HandleValue]) -> usize {
+    let body = 4 + handle.len() + 4 + values.iter().map(HandleValue::encoded_len).sum::<usize>();
+    HEADER_LEN + body + ANSWER_RESERVE
+}
+
+/// A record must fit the Handle message that answers its resolution: the reference stores
+/// records whose answer outgrows [`MAX_MESSAGE_LENGTH`] and then cannot serve them over TCP
+/// (its own client refuses the answer), so a write that would build one is refused here, in
+/// the one write path every surface shares (REST, the wire, import).
+fn check_answer_fits(handle: &str, values: &[HandleValue]) -> Result<(), RegistryError> {
+    let len = resolution_answer_len(handle, values);
+    if len > MAX_MESSAGE_LENGTH {
+        return Err(refused(
+            rc::INVALID_VALUE,
+            format!(
+                "{handle}: the record would take {len} bytes in a resolution answer, more than \
+                 the {MAX_MESSAGE_LENGTH} bytes one Handle message may carry over TCP"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Template validation, the vocabulary check and link extraction for the record `values` will
 /// make. Every `mrv.templateRef` value, at whatever index, names a template the record must
 /// follow.
@@ -774,6 +804,7 @@ fn put_record(
     op: ChangeOp,
 ) -> Result<Applied, RegistryError> {
     let key = h.key();
+    check_answer_fits(h.as_str(), &values)?;
     let links = links_for(tx, h.as_str(), &values)?;
     // Aliases: an identifier is bound to at most one handle.
     let new_aliases: Vec<String> = values.iter().filter_map(alias_of).collect();

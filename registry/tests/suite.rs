@@ -292,6 +292,93 @@ fn value_operations() {
     );
 }
 
+/// What a Handle answer to a resolution of every value of `h` takes, envelope excluded,
+/// encoded by the codec as the node would send it (SHA-256 request digest, no credential).
+fn answer_len(h: &str, values: Vec<HandleValue>) -> usize {
+    use suyuan_codec::message::{Body, Message, opcode};
+    let req = Message::request(
+        opcode::RESOLUTION,
+        0,
+        1,
+        0,
+        Body::Resolution {
+            handle: h.into(),
+            indexes: vec![],
+            types: vec![],
+        },
+    );
+    let mut answer = Message::request(
+        opcode::RESOLUTION,
+        0,
+        1,
+        0,
+        Body::ResolutionResponse {
+            handle: h.into(),
+            values,
+        },
+    );
+    answer.request_digest = Some(req.digest_as_request((2, 11)));
+    answer.encode().len() - suyuan_codec::message::ENVELOPE_LEN
+}
+
+#[test]
+fn no_write_builds_a_record_whose_answer_outgrows_a_tcp_message() {
+    use suyuan_codec::wire::MAX_MESSAGE_LENGTH;
+    use suyuan_registry::store::{ANSWER_RESERVE, resolution_answer_len};
+    let (_d, reg) = open();
+    let big = |index: u32, n: usize| v(index, "DESC", &"x".repeat(n));
+    // The measure is the codec's own encoding of the answer (with its SHA-256 digest), whose
+    // 4-byte empty credential gives way to the room kept for a signature.
+    let vals = vec![big(1, 1000), v(2, "URL", "https://a")];
+    let exact = answer_len("88.888.1/w", vals.clone());
+    assert_eq!(
+        resolution_answer_len("88.888.1/w", &vals),
+        exact - 4 + (ANSWER_RESERVE - 33)
+    );
+    // Each value alone is well under the per-value cap; together they are not.
+    let refused = create(&reg, "88.888.1/w", vec![big(1, 140_000), big(2, 140_000)]);
+    let e = refused.expect_err("two 140,000-byte values cannot be answered in one message");
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("262144") && msg.contains("88.888.1/w"),
+        "{msg}"
+    );
+    assert!(reg.get("88.888.1/w").unwrap().is_none());
+    // Adds and modifications are measured on the record they make.
+    create(&reg, "88.888.1/w", vec![big(1, 140_000)]).unwrap();
+    let add = reg.apply(w(Mutation::AddValues {
+        handle: "88.888.1/w".into(),
+        values: vec![big(2, 140_000)],
+        overwrite: false,
+    }));
+    assert_eq!(code(add), rc::INVALID_VALUE);
+    reg.apply(w(Mutation::AddValues {
+        handle: "88.888.1/w".into(),
+        values: vec![big(2, 100_000)],
+        overwrite: false,
+    }))
+    .unwrap();
+    let modify = reg.apply(w(Mutation::ModifyValues {
+        handle: "88.888.1/w".into(),
+        values: vec![big(2, 140_000)],
+    }));
+    assert_eq!(code(modify), rc::INVALID_VALUE);
+    assert_eq!(
+        reg.get("88.888.1/w").unwrap().unwrap().values[1].data.len(),
+        100_000
+    );
+    // Right at the cap is still taken: the largest DESC that fits.
+    let base = resolution_answer_len("88.888.1/edge", &[big(1, 0)]);
+    let fits = MAX_MESSAGE_LENGTH - base;
+    assert_eq!(
+        code(create(&reg, "88.888.1/edge", vec![big(1, fits + 1)])),
+        rc::INVALID_VALUE
+    );
+    create(&reg, "88.888.1/edge", vec![big(1, fits)]).unwrap();
+    assert!(answer_len("88.888.1/edge", vec![big(1, fits)]) <= MAX_MESSAGE_LENGTH);
+}
+
 #[test]
 fn change_log_is_gap_free_with_actors_and_tombstones() {
     let (_d, reg) = open();

@@ -1,7 +1,7 @@
 //! The node's HTTP port: HTTP and HTTPS on one port (a connection opening with a TLS
 //! handshake is HTTPS), with a connection limit, handshake and header timeouts, accept
 //! backoff and graceful shutdown. It serves the Handle.Net REST API and the rest of
-//! [`crate::rest`], and `GET /api/trace/{handle}`, the trace answer of design section 2 with
+//! [`crate::rest`], and `GET /api/trace/{handle}`, the trace answer (docs/trace-api.md) with
 //! the values the caller may read.
 
 use std::collections::HashMap;
@@ -113,20 +113,44 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
     };
     let app = Router::new()
         .route("/api/trace/{*handle}", get(trace))
-        .route("/api/handles", get(rest::list_handles))
+        // The reference answers a POST where it answers a GET, on handles and sessions alike.
+        .route(
+            "/api/handles",
+            get(rest::list_handles)
+                .post(rest::list_handles)
+                .put(rest::put_no_handle)
+                .delete(rest::delete_no_handle),
+        )
         .route(
             "/api/handles/{*handle}",
             get(rest::get_handle)
+                .post(rest::get_handle)
                 .put(rest::put_handle)
                 .delete(rest::delete_handle),
         )
-        .route("/api/handles/", axum::routing::any(rest::empty_handle))
-        .route("/api/prefixes", get(rest::list_prefixes))
+        .route(
+            "/api/handles/",
+            get(rest::empty_handle)
+                .post(rest::empty_handle)
+                .put(rest::put_no_handle)
+                .delete(rest::delete_no_handle),
+        )
+        .route(
+            "/api/prefixes",
+            get(rest::list_prefixes)
+                .post(rest::prefix_not_specified)
+                .delete(rest::prefix_not_specified),
+        )
+        .route(
+            "/api/prefixes/{*prefix}",
+            axum::routing::post(rest::home_prefix).delete(rest::home_prefix),
+        )
         .route("/api/sessions", axum::routing::post(rest::open_session))
         .route(
             "/api/sessions/this",
             get(rest::this_session)
                 .post(rest::this_session)
+                .put(rest::this_session)
                 .delete(rest::this_session),
         )
         .route(
@@ -146,19 +170,40 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
             },
             body_limits,
         ));
-    let app = match &opts.metrics {
-        Some(m) => app.layer(axum::middleware::from_fn_with_state(m.clone(), count)),
-        None => app,
-    };
+    let app = app.layer(axum::middleware::from_fn(route_label));
     // Around the routes, not inside them: a route's method router would add its own `Allow`
     // to the OPTIONS answers.
-    Router::new()
+    let outer = Router::new()
         .fallback_service(app)
+        // Outside the routes too: a route's method router adds its `Allow` to answers for
+        // methods it does not take, which the reference's do not carry.
+        .layer(axum::middleware::from_fn(rest::api_methods))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(opts.cors.clone()),
             cors::layer,
         ))
-        .layer(axum::middleware::from_fn(request_line_limit))
+        .layer(axum::middleware::from_fn(request_line_limit));
+    // Outermost, so the answers given before routing (OPTIONS, 414) are counted too.
+    match &opts.metrics {
+        Some(m) => outer.layer(axum::middleware::from_fn_with_state(m.clone(), count)),
+        None => outer,
+    }
+}
+
+/// The route an answer came from, for the metrics: its pattern, not its path (handles would
+/// explode the labels).
+#[derive(Debug, Clone)]
+struct RouteLabel(String);
+
+async fn route_label(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let mut r = next.run(req).await;
+    r.extensions_mut().insert(RouteLabel(route));
+    r
 }
 
 /// 414 for a request line longer than [`MAX_REQUEST_LINE`], with the reference's answer.
@@ -260,25 +305,28 @@ async fn body_limits(
     .await
 }
 
-/// Counts an HTTP request by its route (not its path: handles would explode the labels).
+/// Counts an HTTP request by its route ([`RouteLabel`]); answers given before any route was
+/// reached are counted as `options` (CORS and `Allow` answers) or `uri-too-long` (414).
 async fn count(
     State(m): State<crate::ops::Metrics>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".into());
-    let method = req.method().as_str().to_string();
+    let method = req.method().clone();
     let started = std::time::Instant::now();
     let r = next.run(req).await;
+    let route = match r.extensions().get::<RouteLabel>() {
+        Some(RouteLabel(route)) => route.as_str(),
+        None if r.status() == StatusCode::URI_TOO_LONG => "uri-too-long",
+        None if method == axum::http::Method::OPTIONS => "options",
+        None => "other",
+    };
+    let method = method.as_str();
     m.http_requests
-        .with_label_values(&[&route, &method, r.status().as_str()])
+        .with_label_values(&[route, method, r.status().as_str()])
         .inc();
     m.http_latency
-        .with_label_values(&[&route])
+        .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
     r
 }

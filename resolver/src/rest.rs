@@ -240,7 +240,7 @@ pub(crate) async fn caller(
         .or_else(|| auth.strip_prefix("basic "))
     {
         let Some((id, secret)) = basic_credentials(b64.trim()) else {
-            return Err(not_verified(state));
+            return Err(not_verified(state, true));
         };
         let who = id.clone();
         let ok = tokio::task::spawn_blocking(move || node.verify_secret(&who, &secret))
@@ -249,18 +249,18 @@ pub(crate) async fn caller(
         return if ok {
             Ok(Some(id))
         } else {
-            Err(not_verified(state))
+            Err(not_verified(state, true))
         };
     }
     if auth.starts_with("Handle") && auth.contains("clientCert=\"true\"") {
         let Some(cert) = conn.cert.clone() else {
-            return Err(not_verified(state));
+            return Err(not_verified(state, false));
         };
         let Some(id) = cert.subject_name().and_then(|n| Identity::parse(&n).ok()) else {
-            return Err(not_verified(state));
+            return Err(not_verified(state, false));
         };
         let Some(key) = cert.rsa_key() else {
-            return Err(not_verified(state));
+            return Err(not_verified(state, false));
         };
         let who = id.clone();
         let ok = tokio::task::spawn_blocking(move || node.holds_public_key(&who, &key))
@@ -269,13 +269,18 @@ pub(crate) async fn caller(
         return if ok {
             Ok(Some(id))
         } else {
-            Err(not_verified(state))
+            Err(not_verified(state, false))
         };
     }
     if let Some(h) = HandleAuth::parse(auth) {
+        // `Handle version="0"` alone names no session and signs nothing: the reference takes
+        // the caller as anonymous.
+        if h.session_id.is_none() && !h.signs() {
+            return Ok(None);
+        }
         return handle_auth(state, &h).await.map(|(_, id)| id);
     }
-    Err(not_verified(state))
+    Err(not_verified(state, false))
 }
 
 /// The parameters of `Authorization: Handle k="v", ...` (`HandleAuthorizationHeader`).
@@ -416,11 +421,11 @@ async fn handle_auth(
 ) -> Result<(String, Option<Identity>), Response> {
     let sessions = || state.sessions.lock().unwrap_or_else(|e| e.into_inner());
     let Some(sid) = h.session_id.clone() else {
-        // A signature without a session has nothing to sign yet: offer one (a challenge).
-        return Err(not_verified(state));
+        // A signature without a session signed no nonce of ours: offer a session to sign.
+        return Err(challenge(state, Unverified::NoSession, None, false));
     };
     let Some(session) = sessions().get(&sid) else {
-        return Err(not_verified(state));
+        return Err(challenge(state, Unverified::UnknownSession, None, false));
     };
     if !h.signs() {
         return Ok((sid, session.id));
@@ -429,7 +434,7 @@ async fn handle_auth(
         h.id.as_deref().and_then(|i| Identity::parse(i).ok()),
         h.answer(),
     ) else {
-        return Err(not_verified(state));
+        return Err(not_verified(state, false));
     };
     let node = state.node.clone();
     let who = id.clone();
@@ -442,18 +447,21 @@ async fn handle_auth(
     .and_then(Result::ok)
     .unwrap_or(false);
     if !ok {
-        return Err(not_verified(state));
+        return Err(not_verified(state, false));
     }
     sessions().authenticate(&sid, id.clone());
     Ok((sid, Some(id)))
 }
 
-/// Why a 401 is sent: no credentials for an operation that needs them, or credentials that
-/// did not verify.
+/// Why a 401 is sent: no credentials for an operation that needs them, credentials that did
+/// not verify, or a session id this node does not hold (never opened, ended or expired).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unverified {
     Missing,
     Failed,
+    UnknownSession,
+    /// A `Handle` signature that names no session.
+    NoSession,
 }
 
 /// The reference's word for credentials that failed (`error` of a challenge or a session).
@@ -467,11 +475,21 @@ const HOW_TO_AUTHENTICATE: &str = "authenticate over HTTPS with Basic authentica
     (Authorization: Handle sessionId=..., id=..., type=HS_PUBKEY or HS_SECKEY, cnonce=..., \
     signature=...)";
 
-/// The reference's 401: `WWW-Authenticate` offers Basic and a fresh session with its nonce
-/// to sign (a session that exists, as the reference's does), with `error` when credentials
-/// were sent and failed. The body, which the reference leaves empty or bare, says what went
+/// Whether a 401 to this request offers Basic: the reference offers it to a request without
+/// credentials or with Basic ones, and to any other (a `Handle` header, an unknown scheme)
+/// only a session to sign.
+fn offers_basic(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|a| a.trim_start().to_ascii_lowercase().starts_with("basic "))
+}
+
+/// The reference's 401: `WWW-Authenticate` offers a fresh session with its nonce to sign (a
+/// session that exists, as the reference's does), after Basic when `basic`, with `error`
+/// when credentials were sent and failed. The body, which the reference leaves empty or bare, says what went
 /// wrong and how to authenticate.
-fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Response {
+fn challenge(state: &RestState, why: Unverified, handle: Option<&str>, basic: bool) -> Response {
     let opened = state
         .sessions
         .lock()
@@ -486,6 +504,14 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
             rc::AUTHENTICATION_FAILED,
             format!("The identity could not be verified: {HOW_TO_AUTHENTICATE}"),
         ),
+        Unverified::UnknownSession => (
+            rc::AUTHENTICATION_NEEDED,
+            format!("{UNKNOWN_SESSION}: {HOW_TO_AUTHENTICATE}"),
+        ),
+        Unverified::NoSession => (
+            rc::AUTHENTICATION_FAILED,
+            format!("The signature names no session (sessionId): {HOW_TO_AUTHENTICATE}"),
+        ),
     };
     let mut r = json_response(401, &response_to_json(code, handle, Some(&message)), false);
     let mut params = Vec::new();
@@ -494,26 +520,31 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>) -> Respon
         params.push(format!("sessionId=\"{sid}\""));
         params.push(format!("nonce=\"{nonce}\""));
     }
-    if why == Unverified::Failed {
+    if matches!(why, Unverified::Failed | Unverified::NoSession) {
         params.push(format!("error=\"{IDENTITY_NOT_VERIFIED}\""));
     }
     // Without a session to offer (the table is full) the Handle challenge names no session.
     let handle_challenge = format!("Handle {}", params.join(", "));
     let h = r.headers_mut();
-    h.append(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"handle\""),
-    );
+    if basic {
+        h.append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"handle\""),
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(handle_challenge.trim_end()) {
         h.append(header::WWW_AUTHENTICATE, v);
     }
     r
 }
 
+const UNKNOWN_SESSION: &str =
+    "The session named in Authorization, if any, is not open here (never opened, ended or expired)";
+
 /// The answer to credentials that do not verify (an unknown identity, a wrong secret or
 /// signature alike).
-fn not_verified(state: &RestState) -> Response {
-    challenge(state, Unverified::Failed, None)
+fn not_verified(state: &RestState, basic: bool) -> Response {
+    challenge(state, Unverified::Failed, None, basic)
 }
 
 fn session_json(
@@ -537,9 +568,6 @@ pub async fn open_session(
     headers: HeaderMap,
 ) -> Response {
     let pretty = Query::parse(raw.as_deref()).pretty();
-    if !conn.tls {
-        return sessions_need_https(pretty);
-    }
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -585,7 +613,7 @@ pub async fn open_session(
 }
 
 /// The reference refuses every session request over plain HTTP with 403 (and no body): a
-/// session is a credential. The body here says where to go instead.
+/// session is a credential ([`api_methods`] answers it for every session path). The body here says where to go instead.
 fn sessions_need_https(pretty: bool) -> Response {
     json_response(
         403,
@@ -600,17 +628,9 @@ fn sessions_need_https(pretty: bool) -> Response {
     )
 }
 
-/// Any other path under /api: the reference's JSON error (sessions over plain HTTP refused
-/// as on the session routes), not the redirect face.
-pub async fn unknown_endpoint(
-    Extension(conn): Extension<ConnInfo>,
-    method: Method,
-    uri: axum::http::Uri,
-) -> Response {
+/// Any other path under /api: the reference's JSON error, not the redirect face.
+pub async fn unknown_endpoint(method: Method, uri: axum::http::Uri) -> Response {
     let path = uri.path();
-    if !conn.tls && (path == "/api/sessions" || path.starts_with("/api/sessions/")) {
-        return sessions_need_https(false);
-    }
     json_response(
         404,
         &response_to_json(
@@ -622,8 +642,123 @@ pub async fn unknown_endpoint(
     )
 }
 
+/// The methods the reference's servlets know; any other is answered 501 under /api.
+const KNOWN_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::TRACE,
+];
+
+/// The reference's answers under /api to methods a path does not take, before any route
+/// sees the request: every session request over plain HTTP refused (403, whatever the
+/// method); `/api/sessions` taking POST alone and `/api/prefixes/{prefix}` no GET (405 with
+/// the path's `Allow`, no body); a method its servlets do not know (PATCH and the like)
+/// answered 501 `{"responseCode":4,"message":"Unknown method PATCH"}`; any other method a
+/// path does not take, 405 with the unknown-endpoint JSON (`PUT /api/prefixes`). What a path
+/// takes is what its `OPTIONS` answer allows ([`crate::cors::allow_for`]), but TRACE, which
+/// is not served (the reference echoes the request).
+pub async fn api_methods(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
+    if !(path == "/api" || path.starts_with("/api/")) {
+        return next.run(req).await;
+    }
+    let tls = req.extensions().get::<ConnInfo>().is_some_and(|c| c.tls);
+    let sessions = path == "/api/sessions" || path.starts_with("/api/sessions/");
+    if sessions && !tls {
+        return sessions_need_https(Query::parse(req.uri().query()).pretty());
+    }
+    let method = req.method();
+    let prefix_path = path.starts_with("/api/prefixes/");
+    if (path == "/api/sessions" && method != Method::POST)
+        || (prefix_path && (method == Method::GET || method == Method::HEAD))
+    {
+        return not_allowed(path);
+    }
+    let unknown = |message: String| {
+        json_response(
+            if KNOWN_METHODS.contains(method) {
+                405
+            } else {
+                501
+            },
+            &response_to_json(rc::PROTOCOL_ERROR, None, Some(&message)),
+            false,
+        )
+    };
+    if !KNOWN_METHODS.contains(method) {
+        return unknown(format!("Unknown method {method}"));
+    }
+    let takes: Vec<&str> = crate::cors::allow_for(path)
+        .split(", ")
+        .filter(|m| *m != "TRACE" && *m != "OPTIONS")
+        .collect();
+    // A path that takes nothing is no endpoint at all: its route answers 404.
+    if !takes.is_empty() && !takes.contains(&method.as_str()) {
+        return unknown(format!("Unknown HTTP API endpoint {method} {path}"));
+    }
+    next.run(req).await
+}
+
+/// 405 with the path's `Allow` and no body, as the reference's servlets answer a method they
+/// know but the path does not take.
+fn not_allowed(path: &str) -> Response {
+    let mut r = StatusCode::METHOD_NOT_ALLOWED.into_response();
+    r.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static(crate::cors::allow_for(path)),
+    );
+    r
+}
+
+/// POST and DELETE of `/api/prefixes` without a prefix: the reference's 400.
+pub async fn prefix_not_specified(method: Method) -> Response {
+    let what = if method == Method::DELETE {
+        "unhoming"
+    } else {
+        "homing"
+    };
+    protocol_error(
+        None,
+        &format!("java.lang.Exception: Prefix not specified in {what} request"),
+        false,
+    )
+}
+
+/// POST /api/prefixes/{prefix} homes the prefix here, DELETE unhomes it: the node's
+/// HOME_NA and UNHOME_NA, for node administrators.
+pub async fn home_prefix(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    method: Method,
+    Path(prefix): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (_, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let op = if method == Method::DELETE {
+        opcode::UNHOME_NA
+    } else {
+        opcode::HOME_NA
+    };
+    let na = if prefix.contains('/') {
+        prefix.clone()
+    } else {
+        format!("0.NA/{prefix}")
+    };
+    let m = request(op, flags::REC | flags::CA, Body::Handle { handle: na });
+    write_answer(&state, &conn, &headers, m, who, 200, &prefix, pretty).await
+}
+
 /// `/api/handles/` (no handle), answered as the reference answers a GET of it (its answers to
-/// a PUT or DELETE there are accidents of its lookup order: RC 301 and RC 100).
+/// a PUT or DELETE there are accidents of its lookup order: RC 301 and RC 100, matched by
+/// [`put_no_handle`] and [`delete_no_handle`]).
 pub async fn empty_handle(RawQuery(raw): RawQuery) -> Response {
     empty_handle_invalid(Query::parse(raw.as_deref()).pretty())
 }
@@ -636,8 +771,9 @@ fn empty_handle_invalid(pretty: bool) -> Response {
     )
 }
 
-/// GET and POST /api/sessions/this: the caller's session (POST with a signature
-/// authenticates it); DELETE ends it.
+/// GET, POST and PUT /api/sessions/this: the caller's session (a signature authenticates
+/// it); DELETE ends it. A session id not held here, or a DELETE without a session, is
+/// refused with 403, as the reference refuses them.
 pub async fn this_session(
     State(state): State<RestState>,
     Extension(conn): Extension<ConnInfo>,
@@ -646,15 +782,25 @@ pub async fn this_session(
     headers: HeaderMap,
 ) -> Response {
     let pretty = Query::parse(raw.as_deref()).pretty();
-    if !conn.tls {
-        return sessions_need_https(pretty);
-    }
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let handle = HandleAuth::parse(auth).filter(|_| conn.tls);
+    let handle =
+        HandleAuth::parse(auth).filter(|h| conn.tls && (h.session_id.is_some() || h.signs()));
     if let Some(h) = handle {
+        let known = |sid: &String| {
+            state
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(sid)
+                .is_some()
+        };
+        let named_unknown = h.session_id.as_ref().is_some_and(|sid| !known(sid));
+        if named_unknown || (h.session_id.is_none() && h.signs()) {
+            return no_such_session(pretty);
+        }
         let (sid, id) = match handle_auth(&state, &h).await {
             Ok(x) => x,
             Err(r) => return r,
@@ -683,11 +829,21 @@ pub async fn this_session(
         Err(r) => return r,
     };
     if method == Method::DELETE {
-        return StatusCode::NO_CONTENT.into_response();
+        return no_such_session(pretty);
     }
     json_response(
         200,
         &session_json(None, None, who.as_ref()).to_json(),
+        pretty,
+    )
+}
+
+/// `/api/sessions/this` for a session this node does not hold (an unknown id, or none to
+/// end): the reference answers 403 with an empty body; ours says why.
+fn no_such_session(pretty: bool) -> Response {
+    json_response(
+        403,
+        &response_to_json(rc::AUTHENTICATION_NEEDED, None, Some(UNKNOWN_SESSION)),
         pretty,
     )
 }
@@ -774,7 +930,7 @@ fn need_auth(
     pretty: bool,
 ) -> Response {
     if conn.tls {
-        return challenge(state, Unverified::Missing, handle);
+        return challenge(state, Unverified::Missing, handle, offers_basic(headers));
     }
     let message = headers
         .contains_key(header::AUTHORIZATION)
@@ -879,6 +1035,54 @@ pub async fn put_handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    put(state, conn, handle, raw, headers, body).await
+}
+
+/// PUT /api/handles/ and /api/handles (no handle): the body is read as for any PUT, then
+/// refused as the reference refuses it, RC 301 "That prefix doesn't live here" (the empty
+/// handle's prefix is served nowhere), credentials or not.
+pub async fn put_no_handle(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    put(state, conn, String::new(), raw, headers, body).await
+}
+
+/// DELETE /api/handles/ and /api/handles (no handle): as the reference answers, a challenge
+/// when anonymous and RC 100 (404) when authenticated: no such handle.
+pub async fn delete_no_handle(
+    State(state): State<RestState>,
+    Extension(conn): Extension<ConnInfo>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (_, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if who.is_none() {
+        return need_auth(&state, &conn, &headers, None, pretty);
+    }
+    refusal(
+        rc::HANDLE_NOT_FOUND,
+        "",
+        opcode::DELETE_HANDLE,
+        None,
+        pretty,
+    )
+}
+
+async fn put(
+    state: RestState,
+    conn: ConnInfo,
+    handle: String,
+    raw: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (q, pretty, who) = match prologue(&state, &conn, &headers, raw.as_deref()).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -906,6 +1110,17 @@ pub async fn put_handle(
         Ok(p) => p,
         Err(e) => return protocol_error(None, &e.to_string(), pretty),
     };
+    if handle.is_empty() {
+        return json_response(
+            400,
+            &response_to_json(
+                rc::SERVER_NOT_RESP,
+                None,
+                Some("That prefix doesn't live here"),
+            ),
+            pretty,
+        );
+    }
     if let Some(h) = &parsed.handle {
         if !h.eq_ignore_ascii_case(&handle) {
             return protocol_error(

@@ -52,7 +52,10 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/1.0 too: a client offering only it (`curl -0`) would otherwise be refused at the
+    // handshake ("no application protocol"), where the reference server, which agrees on no
+    // protocol at all, serves it.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(Arc::new(cfg))
 }
 

@@ -607,12 +607,19 @@ async fn what_rest_stores_the_handle_wire_can_serve() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let put = |suffix: &str, len: usize| {
-        let body = serde_json::json!({"values": [{"index": 1, "type": "DESC",
-            "data": {"format": "string", "value": "x".repeat(len)}}]});
-        let file = dir.path().join(format!("{suffix}.json"));
+    // PUT `{path}` with DESC values of the given lengths at the given indexes.
+    let put = |path: &str, values: &[(u32, usize)]| {
+        let values: Vec<_> = values
+            .iter()
+            .map(|(i, len)| {
+                serde_json::json!({"index": i, "type": "DESC",
+                "data": {"format": "string", "value": "x".repeat(*len)}})
+            })
+            .collect();
+        let body = serde_json::json!({ "values": values });
+        let file = dir.path().join("body.json");
         std::fs::write(&file, body.to_string()).unwrap();
-        let url = format!("https://{}/api/handles/12345/{suffix}", node.addr);
+        let url = format!("https://{}/api/handles/12345/{path}", node.addr);
         let data = format!("@{}", file.display());
         let args: Vec<String> = [
             "-u",
@@ -636,7 +643,7 @@ async fn what_rest_stores_the_handle_wire_can_serve() {
         }
     };
     // 200,000 bytes of data: stored over REST, and resolved over TCP.
-    let (status, body) = put("a2-wide", 200_000).await;
+    let (status, body) = put("a2-wide", &[(1, 200_000)]).await;
     assert!((200..=201).contains(&status), "{status} {body}");
     let m = suyuan_codec::Message::request(
         suyuan_codec::message::opcode::RESOLUTION,
@@ -660,9 +667,88 @@ async fn what_rest_stores_the_handle_wire_can_serve() {
     // 300,000 bytes: the reference server stores it (201) and then cannot serve it over TCP
     // (its own client refuses the answer: "Invalid message length: 300084"); Suyuan refuses
     // the value, whose answer could not fit one Handle message.
-    let (status, body) = put("a2-wider", 300_000).await;
+    let (status, body) = put("a2-wider", &[(1, 300_000)]).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("262144"), "{body}");
+    // Values that each fit but together make a record whose answer does not: the reference
+    // server stores such a record (a PUT of three 100,000-byte values answered 201) and its own
+    // client then refuses the answer over TCP ("Invalid message length: 300193"). Suyuan
+    // refuses the write, whether the record is made at once or grown by `?index=` adds.
+    let (status, body) = put("a2-sum", &[(1, 140_000), (2, 140_000)]).await;
+    assert_eq!(status, 400, "{body}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["responseCode"], 202, "{body}");
+    let msg = j["message"].as_str().unwrap();
+    assert!(msg.contains("262144") && msg.contains("bytes"), "{msg}");
+    let (status, body) = put("a2-wide?index=2", &[(2, 100_000)]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("262144"), "{body}");
+    // What stayed is what was there, and it still resolves over TCP.
+    let answers = suyuan_federation::HandleClient::new(node.tcp, suyuan_federation::Transport::Tcp)
+        .send_tcp(&m)
+        .await
+        .unwrap();
+    assert_eq!(answers[0].header.response_code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_client_is_served_over_https() {
+    let (cert, key) = suyuan_resolver::tls::generate_self_signed(vec!["localhost".into()]).unwrap();
+    let node = start(HttpOptions {
+        tls: Some(suyuan_resolver::tls::server_config(cert.as_bytes(), key.as_bytes()).unwrap()),
+        ..HttpOptions::default()
+    })
+    .await;
+    // `curl -0` offers ALPN http/1.0 alone; the reference server answers it 200 (it agrees on
+    // no protocol and serves HTTP/1.1 answers).
+    let url = format!("https://{}/api/handles/12345/test1", node.addr);
+    let (status, body) = tokio::task::spawn_blocking(move || curl(&["-0", &url]))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["handle"], "12345/test1");
+}
+
+#[tokio::test]
+async fn answers_given_before_routing_are_counted() {
+    let metrics = suyuan_resolver::ops::Metrics::new();
+    let node = start(HttpOptions {
+        metrics: Some(metrics.clone()),
+        ..HttpOptions::default()
+    })
+    .await;
+    let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ops_addr = ops.local_addr().unwrap();
+    let (_stop, rx) = watch::channel(false);
+    tokio::spawn(suyuan_resolver::ops::serve_ops(
+        ops,
+        metrics,
+        Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        rx,
+    ));
+    let preflight = send(
+        node.addr,
+        "OPTIONS /api/handles/12345/test1 HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: PUT",
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.status, 200);
+    let allow = send(node.addr, "OPTIONS /api/sessions HTTP/1.1\r\nHost: x", b"").await;
+    assert_eq!(allow.status, 200);
+    let long = get(node.addr, &format!("/12345/{}", "x".repeat(8192)), "").await;
+    assert_eq!(long.status, 414);
+    let routed = get(node.addr, "/api/handles/12345/test1", "").await;
+    assert_eq!(routed.status, 200);
+    let text = get(ops_addr, "/metrics", "").await.text();
+    for want in [
+        r#"suyuan_http_requests_total{method="OPTIONS",route="options",status="200"} 2"#,
+        r#"suyuan_http_requests_total{method="GET",route="uri-too-long",status="414"} 1"#,
+        r#"suyuan_http_requests_total{method="GET",route="/api/handles/{*handle}",status="200"} 1"#,
+        r#"suyuan_http_request_seconds_count{route="options"} 2"#,
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
 }
 
 #[tokio::test]
