@@ -205,7 +205,7 @@ impl HandleNode {
         identity_rsa_keys(rec, who).any(|k| &k == key)
     }
 
-    /// Registers `handle` (design section 2's register mode) for a device, whose right to it
+    /// Registers `handle` (register mode: absent is created, equal is left alone, different is refused) for a device, whose right to it
     /// the calling surface has checked: absent creates, equal writes nothing, different is
     /// refused with RC 101. Blocks.
     pub fn register(
@@ -494,8 +494,9 @@ impl Inner {
             timeout,
             Instant::now(),
         );
-        // Session ids have the top bit set, pending-challenge ids do not: they share the
-        // envelope's one field and must never collide.
+        // Session ids have bit 30 set, pending-challenge ids do not: they share the envelope's
+        // one field and must never collide. The top bit stays clear, since a Java client reads
+        // an id <= 0 as "no session".
         let id = table.insert(session, Instant::now(), || {
             (rand::thread_rng().next_u32() & ID_RANDOM_BITS) | SESSION_ID_BIT
         });
