@@ -774,3 +774,39 @@ fn a_put_or_delete_without_a_handle_gets_the_reference_answers() {
     }
     stop(node);
 }
+
+#[test]
+fn credentials_that_cannot_be_read_are_challenged_without_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = reference_like_node(dir.path(), &[]);
+    let http = node.http;
+    assert_eq!(
+        put(http, "12345/pub", &[url_value(1, "http://x")]).status,
+        201
+    );
+    let url = format!("https://{http}/api/handles/12345/pub");
+    let get = |auth: &str| curl(&[url.as_str(), "-H", &format!("Authorization: {auth}")]);
+    // The reference answers a public GET with `Authorization: Bearer nothing` with 401 and
+    // only a session to sign, no `error` (nothing was verified) ...
+    let a = get("Bearer nothing");
+    assert_eq!(a.status, 401);
+    let c = challenges(&a);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].starts_with("Handle sessionId=\""), "{c:?}");
+    assert!(!c[0].contains("error="), "{c:?}");
+    // ... a Basic value that does not decode with Basic and the session, no `error` ...
+    let a = get("Basic !!!not-base64");
+    assert_eq!(a.status, 401);
+    let c = challenges(&a);
+    assert_eq!(c[0], "Basic realm=\"handle\"");
+    assert!(c[1].starts_with("Handle sessionId=\""), "{c:?}");
+    assert!(!c[1].contains("error="), "{c:?}");
+    // ... a wrong secret with `error="Identity not verified"` ...
+    let a = get("Basic MzAxJTNBMTIzNDUlMkZBRE1JTjp3cm9uZw==");
+    assert_eq!(a.status, 401);
+    assert_eq!(param(challenges(&a)[1], "error"), "Identity not verified");
+    // ... and a client-certificate login without a certificate as an anonymous caller: 200.
+    let a = get("Handle clientCert=\"true\"");
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    stop(node);
+}

@@ -240,7 +240,7 @@ pub(crate) async fn caller(
         .or_else(|| auth.strip_prefix("basic "))
     {
         let Some((id, secret)) = basic_credentials(b64.trim()) else {
-            return Err(not_verified(state, true));
+            return Err(challenge(state, Unverified::Unreadable, None, true));
         };
         let who = id.clone();
         let ok = tokio::task::spawn_blocking(move || node.verify_secret(&who, &secret))
@@ -253,8 +253,10 @@ pub(crate) async fn caller(
         };
     }
     if auth.starts_with("Handle") && auth.contains("clientCert=\"true\"") {
+        // No certificate came with the connection: the reference takes the caller as
+        // anonymous (a public read is answered, anything else challenged).
         let Some(cert) = conn.cert.clone() else {
-            return Err(not_verified(state, false));
+            return Ok(None);
         };
         let Some(id) = cert.subject_name().and_then(|n| Identity::parse(&n).ok()) else {
             return Err(not_verified(state, false));
@@ -280,7 +282,7 @@ pub(crate) async fn caller(
         }
         return handle_auth(state, &h).await.map(|(_, id)| id);
     }
-    Err(not_verified(state, false))
+    Err(challenge(state, Unverified::Unreadable, None, false))
 }
 
 /// The parameters of `Authorization: Handle k="v", ...` (`HandleAuthorizationHeader`).
@@ -462,6 +464,10 @@ enum Unverified {
     UnknownSession,
     /// A `Handle` signature that names no session.
     NoSession,
+    /// An `Authorization` header that is not credentials this node reads (another scheme, a
+    /// Basic value that does not decode to `user:password`): nothing was verified, so the
+    /// reference's challenge carries no `error`.
+    Unreadable,
 }
 
 /// The reference's word for credentials that failed (`error` of a challenge or a session).
@@ -511,6 +517,12 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>, basic: bo
         Unverified::NoSession => (
             rc::AUTHENTICATION_FAILED,
             format!("The signature names no session (sessionId): {HOW_TO_AUTHENTICATE}"),
+        ),
+        Unverified::Unreadable => (
+            rc::AUTHENTICATION_FAILED,
+            format!(
+                "The Authorization header holds no credentials this node reads: {HOW_TO_AUTHENTICATE}"
+            ),
         ),
     };
     let mut r = json_response(401, &response_to_json(code, handle, Some(&message)), false);
