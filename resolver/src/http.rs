@@ -206,7 +206,8 @@ async fn route_label(req: axum::extract::Request, next: axum::middleware::Next) 
     r
 }
 
-/// 414 for a request line longer than [`MAX_REQUEST_LINE`], with the reference's answer.
+/// 414 for a request line longer than [`MAX_REQUEST_LINE`], and 400 for a path whose escapes
+/// do not decode, with the reference's answers.
 async fn request_line_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let target = req
         .uri()
@@ -226,7 +227,30 @@ async fn request_line_limit(req: axum::extract::Request, next: axum::middleware:
         )
             .into_response();
     }
+    // A path whose percent-escapes do not decode is no URI at all: the reference's HTTP layer
+    // answers it 400 before any servlet sees it (a bad escape in the query reaches the API).
+    if !escapes_decode(req.uri().path().as_bytes()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            [
+                (header::CONTENT_TYPE, "text/html;charset=iso-8859-1"),
+                (header::CONNECTION, "close"),
+            ],
+            "<h1>Bad Message 400</h1><pre>reason: Bad Request</pre>",
+        )
+            .into_response();
+    }
     next.run(req).await
+}
+
+/// Every `%` is followed by two hex digits.
+fn escapes_decode(path: &[u8]) -> bool {
+    path.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || path
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -306,7 +330,8 @@ async fn body_limits(
 }
 
 /// Counts an HTTP request by its route ([`RouteLabel`]); answers given before any route was
-/// reached are counted as `options` (CORS and `Allow` answers) or `uri-too-long` (414).
+/// reached are counted as `options` (CORS and `Allow` answers), `uri-too-long` (414) or
+/// `bad-uri` (400 for a path that does not decode).
 async fn count(
     State(m): State<crate::ops::Metrics>,
     req: axum::extract::Request,
@@ -318,6 +343,7 @@ async fn count(
     let route = match r.extensions().get::<RouteLabel>() {
         Some(RouteLabel(route)) => route.as_str(),
         None if r.status() == StatusCode::URI_TOO_LONG => "uri-too-long",
+        None if r.status() == StatusCode::BAD_REQUEST => "bad-uri",
         None if method == axum::http::Method::OPTIONS => "options",
         None => "other",
     };
