@@ -7,9 +7,7 @@ use anyhow::{Context, Result, bail};
 use rsa::RsaPrivateKey;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use suyuan_codec::auth::{hs_from_rsa_public, rsa_private_from_pem};
-use suyuan_codec::site::{
-    Interface, ServerInfo, SiteAttribute, SiteInfo, interface_protocol, interface_type,
-};
+use suyuan_codec::site::{Interface, SiteAttribute, SiteInfo, interface_protocol, interface_type};
 use suyuan_registry::Identity;
 
 pub struct DataDir {
@@ -170,27 +168,17 @@ pub fn site_info(
             port: u32::from(p),
         });
     }
-    SiteInfo {
-        data_format_version: 1,
-        // The version the node speaks, as the reference's own site info says 2.11: a client
-        // takes the lower of this and its own, so 2.10 here would talk clients down a version.
-        protocol_major: 2,
-        protocol_minor: 11,
-        serial_number: serial,
-        flags: suyuan_codec::site::SITE_PRIMARY,
-        hash_option: suyuan_codec::site::HashOption::ByAll,
-        hash_filter: String::new(),
-        attributes: vec![SiteAttribute {
-            name: "desc".into(),
-            value: "Suyuan secondary node".into(),
-        }],
-        servers: vec![ServerInfo {
-            server_id: 1,
-            address: ServerInfo::address_of(public),
-            public_key: hs_from_rsa_public(&key.to_public_key()).encode(),
-            interfaces,
-        }],
-    }
+    let mut site = SiteInfo::single_server(
+        serial,
+        public,
+        hs_from_rsa_public(&key.to_public_key()).encode(),
+        interfaces,
+    );
+    site.attributes.push(SiteAttribute {
+        name: "desc".into(),
+        value: "Suyuan secondary node".into(),
+    });
+    site
 }
 
 pub fn write_siteinfo(dir: &DataDir, site: &SiteInfo) -> Result<()> {

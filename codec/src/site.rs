@@ -133,6 +133,33 @@ const MIN_SERVER_SIZE: usize = 4 + 16 + 4 + 4;
 const INTERFACE_SIZE: usize = 6;
 
 impl SiteInfo {
+    /// A primary site of one server (id 1) at `address`, hashing by the whole handle, at the
+    /// protocol version this crate speaks (2.11, as the reference's own site info says: a
+    /// client takes the lower of the site's version and its own).
+    pub fn single_server(
+        serial_number: u16,
+        address: IpAddr,
+        public_key: Vec<u8>,
+        interfaces: Vec<Interface>,
+    ) -> SiteInfo {
+        SiteInfo {
+            data_format_version: 1,
+            protocol_major: 2,
+            protocol_minor: 11,
+            serial_number,
+            flags: SITE_PRIMARY,
+            hash_option: HashOption::ByAll,
+            hash_filter: String::new(),
+            attributes: Vec::new(),
+            servers: vec![ServerInfo {
+                server_id: 1,
+                address: ServerInfo::address_of(address),
+                public_key,
+                interfaces,
+            }],
+        }
+    }
+
     pub fn is_primary(&self) -> bool {
         self.flags & SITE_PRIMARY != 0
     }

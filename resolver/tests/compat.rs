@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use suyuan_codec::auth::rsa_private_from_pem;
 use suyuan_codec::message::{Body, Message, flags, opcode, rc};
-use suyuan_codec::site::{Interface, ServerInfo, SiteInfo, interface_protocol, interface_type};
+use suyuan_codec::site::{Interface, SiteInfo, interface_protocol, interface_type};
 use suyuan_codec::value::{AdminRecord, HandleValue, Permissions, admin_perm};
 use suyuan_federation::{ClientSession, Credentials, Exchange, HandleClient, Transport};
 use suyuan_registry::{CreateMode, Identity, Mutation, Registry, Write};
@@ -104,26 +104,16 @@ async fn start() -> Lab {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = listener.local_addr().unwrap();
-    let site = SiteInfo {
-        data_format_version: 1,
-        protocol_major: 2,
-        protocol_minor: 11,
-        serial_number: 1,
-        flags: suyuan_codec::site::SITE_PRIMARY,
-        hash_option: suyuan_codec::site::HashOption::ByAll,
-        hash_filter: String::new(),
-        attributes: vec![],
-        servers: vec![ServerInfo {
-            server_id: 1,
-            address: ServerInfo::address_of(handle.ip()),
-            public_key: suyuan_codec::auth::hs_from_rsa_public(&key.to_public_key()).encode(),
-            interfaces: vec![Interface {
-                kind: interface_type::ADMIN_AND_QUERY,
-                protocol: interface_protocol::TCP,
-                port: u32::from(handle.port()),
-            }],
+    let site = SiteInfo::single_server(
+        1,
+        handle.ip(),
+        suyuan_codec::auth::hs_from_rsa_public(&key.to_public_key()).encode(),
+        vec![Interface {
+            kind: interface_type::ADMIN_AND_QUERY,
+            protocol: interface_protocol::TCP,
+            port: u32::from(handle.port()),
         }],
-    };
+    );
     let node = HandleNode::new(
         registry.clone(),
         NodeConfig {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::SeedableRng;
-use suyuan_codec::site::{Interface, ServerInfo, SiteInfo, interface_protocol, interface_type};
+use suyuan_codec::site::{Interface, SiteInfo, interface_protocol, interface_type};
 use suyuan_codec::value::{AdminRecord, HandleValue};
 use suyuan_registry::{CreateMode, Identity, Mutation, Registry, Write};
 use suyuan_resolver::cors::CorsOrigins;
@@ -112,26 +112,16 @@ async fn start(opts: HttpOptions) -> Node {
     let tcp = tcp_listener.local_addr().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let key = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
-    let site = SiteInfo {
-        data_format_version: 1,
-        protocol_major: 2,
-        protocol_minor: 11,
-        serial_number: 1,
-        flags: suyuan_codec::site::SITE_PRIMARY,
-        hash_option: suyuan_codec::site::HashOption::ByAll,
-        hash_filter: String::new(),
-        attributes: vec![],
-        servers: vec![ServerInfo {
-            server_id: 1,
-            address: ServerInfo::address_of(addr.ip()),
-            public_key: suyuan_codec::auth::hs_from_rsa_public(&key.to_public_key()).encode(),
-            interfaces: vec![Interface {
-                kind: interface_type::ADMIN_AND_QUERY,
-                protocol: interface_protocol::TCP,
-                port: 2641,
-            }],
+    let site = SiteInfo::single_server(
+        1,
+        addr.ip(),
+        suyuan_codec::auth::hs_from_rsa_public(&key.to_public_key()).encode(),
+        vec![Interface {
+            kind: interface_type::ADMIN_AND_QUERY,
+            protocol: interface_protocol::TCP,
+            port: 2641,
         }],
-    };
+    );
     let node = HandleNode::new(
         registry.clone(),
         NodeConfig {

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use suyuan_codec::auth::{SecretKeyAnswer, rsa_private_from_pem, verify_signed_message};
 use suyuan_codec::message::{Body, Message, flags, opcode, rc};
-use suyuan_codec::site::{Interface, ServerInfo, SiteInfo, interface_protocol, interface_type};
+use suyuan_codec::site::{Interface, SiteInfo, interface_protocol, interface_type};
 use suyuan_codec::value::{AdminRecord, HandleValue, Permissions};
 use suyuan_federation::{Credentials, HandleClient, Transport};
 use suyuan_registry::{CreateMode, Identity, Mutation, Registry, Write};
@@ -134,33 +134,23 @@ async fn start_cfg(budget: BudgetConfig, challenges: ChallengeConfig) -> Node {
     let server_key = key.to_public_key();
     let (tcp, udp) = bind_handle("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = tcp.local_addr().unwrap();
-    let site = SiteInfo {
-        data_format_version: 1,
-        protocol_major: 2,
-        protocol_minor: 11,
-        serial_number: 1,
-        flags: suyuan_codec::site::SITE_PRIMARY,
-        hash_option: suyuan_codec::site::HashOption::ByAll,
-        hash_filter: String::new(),
-        attributes: vec![],
-        servers: vec![ServerInfo {
-            server_id: 1,
-            address: ServerInfo::address_of(addr.ip()),
-            public_key: suyuan_codec::auth::hs_from_rsa_public(&server_key).encode(),
-            interfaces: vec![
-                Interface {
-                    kind: interface_type::ADMIN_AND_QUERY,
-                    protocol: interface_protocol::TCP,
-                    port: addr.port() as u32,
-                },
-                Interface {
-                    kind: interface_type::QUERY,
-                    protocol: interface_protocol::UDP,
-                    port: addr.port() as u32,
-                },
-            ],
-        }],
-    };
+    let site = SiteInfo::single_server(
+        1,
+        addr.ip(),
+        suyuan_codec::auth::hs_from_rsa_public(&server_key).encode(),
+        vec![
+            Interface {
+                kind: interface_type::ADMIN_AND_QUERY,
+                protocol: interface_protocol::TCP,
+                port: addr.port() as u32,
+            },
+            Interface {
+                kind: interface_type::QUERY,
+                protocol: interface_protocol::UDP,
+                port: addr.port() as u32,
+            },
+        ],
+    );
     let clock = SessionClock::manual();
     let node = Arc::new(HandleNode::new(
         registry.clone(),
