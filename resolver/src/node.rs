@@ -704,6 +704,25 @@ impl Inner {
         Ok(false)
     }
 
+    /// `None` when `who` may change `h`'s values with the permission `admin` (when HS_ADMIN
+    /// values are among them) or `value` (otherwise); else the refusal to answer.
+    fn refuse_unless_may(
+        &self,
+        who: &Identity,
+        h: &Handle,
+        rec: Option<&Record>,
+        touches_admin: bool,
+        (admin, value): (u16, u16),
+    ) -> Result<Option<Outcome>, RegistryError> {
+        let need = if touches_admin { admin } else { value };
+        Ok((!self.may(who, h, rec, need)?).then(|| {
+            refused(
+                rc::INSUFFICIENT_PERMISSIONS,
+                format!("{who} lacks the permission on {h}"),
+            )
+        }))
+    }
+
     /// Whether `who` may do what `perm` names to `handle` (existing record `rec`).
     fn may(
         &self,
@@ -815,16 +834,14 @@ impl Inner {
                         if existing.is_none() {
                             return Ok(not_found());
                         }
-                        let need = if has_admin {
-                            admin_perm::ADD_ADMIN
-                        } else {
-                            admin_perm::ADD_VALUE
-                        };
-                        if !self.may(who, &h, existing, need)? {
-                            return Ok(refused(
-                                rc::INSUFFICIENT_PERMISSIONS,
-                                format!("{who} lacks the permission on {h}"),
-                            ));
+                        if let Some(no) = self.refuse_unless_may(
+                            who,
+                            &h,
+                            existing,
+                            has_admin,
+                            (admin_perm::ADD_ADMIN, admin_perm::ADD_VALUE),
+                        )? {
+                            return Ok(no);
                         }
                         self.write(
                             h.as_str(),
@@ -857,16 +874,14 @@ impl Inner {
                 let removes_admin = rec.values.iter().any(|v| {
                     indexes.contains(&v.index) && v.value_type.eq_ignore_ascii_case(types::HS_ADMIN)
                 });
-                let need = if removes_admin {
-                    admin_perm::REMOVE_ADMIN
-                } else {
-                    admin_perm::REMOVE_VALUE
-                };
-                if !self.may(who, &h, Some(rec), need)? {
-                    return Ok(refused(
-                        rc::INSUFFICIENT_PERMISSIONS,
-                        format!("{who} lacks the permission on {h}"),
-                    ));
+                if let Some(no) = self.refuse_unless_may(
+                    who,
+                    &h,
+                    Some(rec),
+                    removes_admin,
+                    (admin_perm::REMOVE_ADMIN, admin_perm::REMOVE_VALUE),
+                )? {
+                    return Ok(no);
                 }
                 self.write(
                     h.as_str(),
@@ -1054,19 +1069,17 @@ impl Inner {
             }
         }
         if !public {
-            let need = if pairs
+            let touches_admin = pairs
                 .iter()
-                .any(|(n, o)| is_admin(n) || o.is_some_and(is_admin))
-            {
-                admin_perm::MODIFY_ADMIN
-            } else {
-                admin_perm::MODIFY_VALUE
-            };
-            if !self.may(who, &h, Some(rec), need)? {
-                return Ok(refused(
-                    rc::INSUFFICIENT_PERMISSIONS,
-                    format!("{who} lacks the permission on {h}"),
-                ));
+                .any(|(n, o)| is_admin(n) || o.is_some_and(is_admin));
+            if let Some(no) = self.refuse_unless_may(
+                who,
+                &h,
+                Some(rec),
+                touches_admin,
+                (admin_perm::MODIFY_ADMIN, admin_perm::MODIFY_VALUE),
+            )? {
+                return Ok(no);
             }
         }
         self.write(
