@@ -810,3 +810,36 @@ fn credentials_that_cannot_be_read_are_challenged_without_an_error() {
     assert_eq!(a.status, 200, "{:?}", a.json());
     stop(node);
 }
+
+#[test]
+fn a_failed_signature_in_a_session_is_offered_that_session_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = reference_like_node(dir.path(), &[]);
+    let http = node.http;
+    let url = format!("https://{http}/api/sessions");
+    let opened = curl(&["-X", "POST", url.as_str()]).json();
+    let (sid, nonce) = (
+        opened["sessionId"].as_str().unwrap().to_string(),
+        opened["nonce"].as_str().unwrap().to_string(),
+    );
+    let auth = format!(
+        "Authorization: Handle version=\"0\", sessionId=\"{sid}\", id=\"301:12345/ADMIN\", \
+         type=\"HS_SECKEY\", cnonce=\"AAECAwQFBgc=\", signature=\"AAECAwQFBgcICQoLDA0ODxAREhM=\""
+    );
+    let this = format!("{url}/this");
+    // The reference server answers a signature that does not verify, in a session it holds,
+    // with 401, `WWW-Authenticate: Handle sessionId=<the same>, nonce=<the same>, error=…`
+    // and that session's JSON with the error as the body.
+    let a = curl(&["-X", "POST", this.as_str(), "-H", auth.as_str()]);
+    assert_eq!(a.status, 401);
+    let c = challenges(&a);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(param(c[0], "sessionId"), sid);
+    assert_eq!(param(c[0], "nonce"), nonce);
+    assert_eq!(param(c[0], "error"), "Identity not verified");
+    assert_eq!(
+        a.json(),
+        json!({"sessionId": sid, "nonce": nonce, "error": "Identity not verified"})
+    );
+    stop(node);
+}

@@ -559,6 +559,30 @@ fn not_verified(state: &RestState, basic: bool) -> Response {
     challenge(state, Unverified::Failed, None, basic)
 }
 
+/// 401 to a failed signature in session `sid`: `WWW-Authenticate: Handle` names that same
+/// session and nonce with `error`, and the body is the session's JSON with the error.
+fn session_not_verified(state: &RestState, sid: &str, pretty: bool) -> Response {
+    let st = state
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(sid);
+    let body = RestSession {
+        error: Some(IDENTITY_NOT_VERIFIED.to_string()),
+        ..session_json(Some(sid), st.as_ref(), None)
+    };
+    let mut r = json_response(401, &body.to_json(), pretty);
+    let nonce = st
+        .map(|st| base64::engine::general_purpose::STANDARD.encode(st.nonce))
+        .unwrap_or_default();
+    let challenge =
+        format!("Handle sessionId=\"{sid}\", nonce=\"{nonce}\", error=\"{IDENTITY_NOT_VERIFIED}\"");
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
 fn session_json(
     sid: Option<&str>,
     st: Option<&RestSessionState>,
@@ -815,7 +839,12 @@ pub async fn this_session(
         }
         let (sid, id) = match handle_auth(&state, &h).await {
             Ok(x) => x,
-            Err(r) => return r,
+            Err(_) => {
+                // A session this node holds whose signature did not verify: the reference
+                // answers 401 offering the same session again, with its state as the body.
+                let sid = h.session_id.clone().unwrap_or_default();
+                return session_not_verified(&state, &sid, pretty);
+            }
         };
         if method == Method::DELETE {
             state
