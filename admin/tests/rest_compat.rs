@@ -843,3 +843,35 @@ fn a_failed_signature_in_a_session_is_offered_that_session_again() {
     );
     stop(node);
 }
+
+#[test]
+fn an_index_that_is_not_a_number_is_a_protocol_error_without_the_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = reference_like_node(dir.path(), &[]);
+    let http = node.http;
+    assert_eq!(
+        put(http, "12345/n", &[url_value(1, "http://x")]).status,
+        201
+    );
+    // The reference server answers GET, PUT and DELETE with `?index=abc` with 400 and
+    // {"responseCode":4,"message":"java.lang.NumberFormatException: …"}: no handle member.
+    let url = format!("https://{http}/api/handles/12345/n?index=abc");
+    for method in ["GET", "PUT", "DELETE"] {
+        let a = curl(&[
+            "-X",
+            method,
+            url.as_str(),
+            "-u",
+            ADMIN,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "{\"values\":[]}",
+        ]);
+        assert_eq!(a.status, 400, "{method}");
+        let j = a.json();
+        assert_eq!(j["responseCode"], 4, "{method}: {j}");
+        assert!(j.get("handle").is_none(), "{method}: {j}");
+    }
+    stop(node);
+}

@@ -1013,7 +1013,7 @@ pub async fn get_handle(
     };
     let indexes = match q.indexes() {
         Ok(i) => i,
-        Err(why) => return protocol_error(Some(&handle), &why, pretty),
+        Err(why) => return protocol_error(None, &why, pretty),
     };
     let types: Vec<String> = q.all("type").map(str::to_string).collect();
     // The reference leaves restricted values out unless the caller authenticated, or asked
@@ -1174,7 +1174,7 @@ async fn put(
     let various = q.all("index").any(|v| v == "various");
     let indexes = match q.indexes() {
         Ok(i) => i,
-        Err(why) => return protocol_error(Some(&handle), &why, pretty),
+        Err(why) => return protocol_error(None, &why, pretty),
     };
     let add = various || !indexes.is_empty();
     if add && !various {
@@ -1298,7 +1298,7 @@ pub async fn delete_handle(
     };
     let indexes = match q.indexes() {
         Ok(i) => i,
-        Err(why) => return protocol_error(Some(&handle), &why, pretty),
+        Err(why) => return protocol_error(None, &why, pretty),
     };
     let (op, body) = if indexes.is_empty() {
         (
