@@ -1,5 +1,5 @@
-//! The two input formats of `suyuan import` (JSON Lines and Handle.Net batch files), read one entry at a time so a
-//! file of millions of records never sits in memory whole:
+//! The two input formats of `suyuan import` (JSON Lines and Handle.Net batch files), read one
+//! entry at a time so a file of millions of records never sits in memory whole:
 //!
 //! - JSON Lines: `{"handle": "88.888.1/m-001", "values": [<REST value JSON>...]}` a line;
 //! - the Handle.Net batch file of GenericBatch (Technical Manual, chapter 4): `CREATE h` and

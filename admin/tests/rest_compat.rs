@@ -51,6 +51,18 @@ fn param<'a>(challenge: &'a str, k: &str) -> &'a str {
     &challenge[start..start + len]
 }
 
+/// A node like the reference lab's, holding `12345/test1` as the lab does.
+fn node_with_test1(dir: &std::path::Path) -> common::Server {
+    let node = reference_like_node(dir, &[]);
+    let test1 = put(
+        node.http,
+        "12345/test1",
+        &[url_value(1, "https://example.org/test1")],
+    );
+    assert_eq!(test1.status, 201);
+    node
+}
+
 fn stop(mut node: common::Server) {
     node.child.kill().unwrap();
     node.child.wait().unwrap();
@@ -323,17 +335,8 @@ fn sessions_are_https_only_and_a_new_one_has_a_location() {
 #[test]
 fn an_unknown_session_id_is_offered_a_new_session() {
     let dir = tempfile::tempdir().unwrap();
-    let node = reference_like_node(dir.path(), &[]);
+    let node = node_with_test1(dir.path());
     let http = node.http;
-    assert_eq!(
-        put(
-            http,
-            "12345/test1",
-            &[url_value(1, "https://example.org/test1")]
-        )
-        .status,
-        201
-    );
     let bogus = "Authorization: Handle sessionId=\"bogus123\"";
     let body = json!({"values": [url_value(1, "http://x")]}).to_string();
     let read_url = format!("https://{http}/api/handles/12345/test1");
@@ -580,17 +583,8 @@ fn a_duplicate_index_in_one_write_is_an_index_conflict() {
 #[test]
 fn methods_a_route_does_not_take_get_the_reference_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let node = reference_like_node(dir.path(), &[]);
+    let node = node_with_test1(dir.path());
     let http = node.http;
-    assert_eq!(
-        put(
-            http,
-            "12345/test1",
-            &[url_value(1, "https://example.org/test1")]
-        )
-        .status,
-        201
-    );
     let base = format!("https://{http}");
     let call = |method: &str, path: &str| curl(&["-X", method, &format!("{base}{path}")]);
     // The reference server answers a POST of a handle as a GET of it (200 and its values),

@@ -191,16 +191,25 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
 }
 
 /// The route an answer came from, for the metrics: its pattern, not its path (handles would
-/// explode the labels).
+/// explode the labels). Answers given before routing are labelled where they are made.
 #[derive(Debug, Clone)]
-struct RouteLabel(String);
+pub(crate) struct RouteLabel(pub(crate) std::borrow::Cow<'static, str>);
+
+impl RouteLabel {
+    /// Labels an answer made outside the routes.
+    pub(crate) fn mark(mut r: Response, label: &'static str) -> Response {
+        r.extensions_mut()
+            .insert(RouteLabel(std::borrow::Cow::Borrowed(label)));
+        r
+    }
+}
 
 async fn route_label(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".into());
+        .map(|p| std::borrow::Cow::Owned(p.as_str().to_string()))
+        .unwrap_or(std::borrow::Cow::Borrowed("other"));
     let mut r = next.run(req).await;
     r.extensions_mut().insert(RouteLabel(route));
     r
@@ -217,28 +226,34 @@ async fn request_line_limit(req: axum::extract::Request, next: axum::middleware:
     // "METHOD SP target SP HTTP/1.1 CRLF"
     let line = req.method().as_str().len() + 1 + target + 1 + 8 + 2;
     if line > MAX_REQUEST_LINE {
-        return (
-            StatusCode::URI_TOO_LONG,
-            [
-                (header::CONTENT_TYPE, "text/html;charset=iso-8859-1"),
-                (header::CONNECTION, "close"),
-            ],
-            "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>",
-        )
-            .into_response();
+        return RouteLabel::mark(
+            (
+                StatusCode::URI_TOO_LONG,
+                [
+                    (header::CONTENT_TYPE, "text/html;charset=iso-8859-1"),
+                    (header::CONNECTION, "close"),
+                ],
+                "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>",
+            )
+                .into_response(),
+            "uri-too-long",
+        );
     }
     // A path whose percent-escapes do not decode is no URI at all: the reference's HTTP layer
     // answers it 400 before any servlet sees it (a bad escape in the query reaches the API).
     if !escapes_decode(req.uri().path().as_bytes()) {
-        return (
-            StatusCode::BAD_REQUEST,
-            [
-                (header::CONTENT_TYPE, "text/html;charset=iso-8859-1"),
-                (header::CONNECTION, "close"),
-            ],
-            "<h1>Bad Message 400</h1><pre>reason: Bad Request</pre>",
-        )
-            .into_response();
+        return RouteLabel::mark(
+            (
+                StatusCode::BAD_REQUEST,
+                [
+                    (header::CONTENT_TYPE, "text/html;charset=iso-8859-1"),
+                    (header::CONNECTION, "close"),
+                ],
+                "<h1>Bad Message 400</h1><pre>reason: Bad Request</pre>",
+            )
+                .into_response(),
+            "bad-uri",
+        );
     }
     next.run(req).await
 }
@@ -330,8 +345,8 @@ async fn body_limits(
 }
 
 /// Counts an HTTP request by its route ([`RouteLabel`]); answers given before any route was
-/// reached are counted as `options` (CORS and `Allow` answers), `uri-too-long` (414) or
-/// `bad-uri` (400 for a path that does not decode).
+/// reached carry the label their maker gave them: `options` (CORS and `Allow` answers),
+/// `uri-too-long` (414), `bad-uri` (400 for a path that does not decode), else `other`.
 async fn count(
     State(m): State<crate::ops::Metrics>,
     req: axum::extract::Request,
@@ -340,13 +355,10 @@ async fn count(
     let method = req.method().clone();
     let started = std::time::Instant::now();
     let r = next.run(req).await;
-    let route = match r.extensions().get::<RouteLabel>() {
-        Some(RouteLabel(route)) => route.as_str(),
-        None if r.status() == StatusCode::URI_TOO_LONG => "uri-too-long",
-        None if r.status() == StatusCode::BAD_REQUEST => "bad-uri",
-        None if method == axum::http::Method::OPTIONS => "options",
-        None => "other",
-    };
+    let route = r
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("other", |RouteLabel(route)| route.as_ref());
     let method = method.as_str();
     m.http_requests
         .with_label_values(&[route, method, r.status().as_str()])

@@ -205,9 +205,9 @@ impl HandleNode {
         identity_rsa_keys(rec, who).any(|k| &k == key)
     }
 
-    /// Registers `handle` (register mode: absent is created, equal is left alone, different is refused) for a device, whose right to it
-    /// the calling surface has checked: absent creates, equal writes nothing, different is
-    /// refused with RC 101. Blocks.
+    /// Registers `handle` in register mode for a device, whose right to it the calling surface
+    /// has checked: absent creates, equal writes nothing, different is refused with RC 101.
+    /// Blocks.
     pub fn register(
         &self,
         handle: &str,
@@ -928,10 +928,7 @@ impl Inner {
                     .and_then(|h| h.described_prefix().map(str::to_string))
                     .unwrap_or_else(|| handle.clone());
                 if !self.homed(&prefix)? {
-                    return Ok(refused(
-                        rc::SERVER_NOT_RESP,
-                        format!("{NOT_HERE}: prefix {prefix} is not served here"),
-                    ));
+                    return Ok(refused(rc::SERVER_NOT_RESP, prefix_not_served(&prefix)));
                 }
                 if !self.is_prefix_admin(who, &prefix)? {
                     return Ok(refused(
@@ -1356,7 +1353,7 @@ fn not_found() -> Outcome {
 }
 
 /// The reference's words for RC 301, which every such answer of ours starts with.
-const NOT_HERE: &str = "That prefix doesn't live here";
+pub(crate) const NOT_HERE: &str = "That prefix doesn't live here";
 
 /// RC 301's message for `h`, parsed from what the client sent (`asked`): which prefix is not
 /// served, and, for input without a slash, how it was read. It names no prefix that is
@@ -1374,9 +1371,12 @@ fn not_served(h: &Handle, asked: &str) -> String {
             "{NOT_HERE}: {read_as}this node does not answer prefix handles such as {h} \
              (the prefix service of the hierarchy, a top-level node, says who serves prefix {p})"
         ),
-        None => format!(
-            "{NOT_HERE}: {read_as}prefix {} is not served here",
-            h.prefix()
-        ),
+        // Input without a slash is always read as a prefix handle, so nothing is lost here.
+        None => prefix_not_served(h.prefix()),
     }
+}
+
+/// RC 301's message for a prefix this node does not home.
+fn prefix_not_served(prefix: &str) -> String {
+    format!("{NOT_HERE}: prefix {prefix} is not served here")
 }

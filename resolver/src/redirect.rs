@@ -84,13 +84,8 @@ pub async fn face(
         .map(str::to_ascii_lowercase)
         .or_else(|| ask.get("noredirect").map(|_| "showvalues".into()))
         .unwrap_or_else(|| "redirect".into());
-    let now = std::time::SystemTime::now();
-    let now_secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let mut expiry = Expiry {
-        now: now_secs,
+        now: u64::from(crate::service::now_secs()),
         at: u64::MAX,
     };
     let mut handle = handle.to_string();

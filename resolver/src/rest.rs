@@ -493,8 +493,8 @@ fn offers_basic(headers: &HeaderMap) -> bool {
 
 /// The reference's 401: `WWW-Authenticate` offers a fresh session with its nonce to sign (a
 /// session that exists, as the reference's does), after Basic when `basic`, with `error`
-/// when credentials were sent and failed. The body, which the reference leaves empty or bare, says what went
-/// wrong and how to authenticate.
+/// when credentials were sent and failed. The body, which the reference leaves empty or
+/// bare, says what went wrong and how to authenticate.
 fn challenge(state: &RestState, why: Unverified, handle: Option<&str>, basic: bool) -> Response {
     let opened = state
         .sessions
@@ -526,17 +526,7 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>, basic: bo
         ),
     };
     let mut r = json_response(401, &response_to_json(code, handle, Some(&message)), false);
-    let mut params = Vec::new();
-    if let Some((sid, st)) = opened {
-        let nonce = base64::engine::general_purpose::STANDARD.encode(st.nonce);
-        params.push(format!("sessionId=\"{sid}\""));
-        params.push(format!("nonce=\"{nonce}\""));
-    }
-    if matches!(why, Unverified::Failed | Unverified::NoSession) {
-        params.push(format!("error=\"{IDENTITY_NOT_VERIFIED}\""));
-    }
-    // Without a session to offer (the table is full) the Handle challenge names no session.
-    let handle_challenge = format!("Handle {}", params.join(", "));
+    let failed = matches!(why, Unverified::Failed | Unverified::NoSession);
     let h = r.headers_mut();
     if basic {
         h.append(
@@ -544,10 +534,28 @@ fn challenge(state: &RestState, why: Unverified, handle: Option<&str>, basic: bo
             HeaderValue::from_static("Basic realm=\"handle\""),
         );
     }
-    if let Ok(v) = HeaderValue::from_str(handle_challenge.trim_end()) {
+    if let Some(v) = handle_challenge(opened.as_ref().map(|(sid, st)| (sid.as_str(), st)), failed) {
         h.append(header::WWW_AUTHENTICATE, v);
     }
     r
+}
+
+/// `WWW-Authenticate: Handle`: the session to sign and its nonce (none when the table is full
+/// and no session could be offered), with `error` when credentials were read and failed.
+fn handle_challenge(
+    session: Option<(&str, &RestSessionState)>,
+    failed: bool,
+) -> Option<HeaderValue> {
+    let mut params = Vec::new();
+    if let Some((sid, st)) = session {
+        let nonce = base64::engine::general_purpose::STANDARD.encode(st.nonce);
+        params.push(format!("sessionId=\"{sid}\""));
+        params.push(format!("nonce=\"{nonce}\""));
+    }
+    if failed {
+        params.push(format!("error=\"{IDENTITY_NOT_VERIFIED}\""));
+    }
+    HeaderValue::from_str(format!("Handle {}", params.join(", ")).trim_end()).ok()
 }
 
 const UNKNOWN_SESSION: &str =
@@ -572,12 +580,7 @@ fn session_not_verified(state: &RestState, sid: &str, pretty: bool) -> Response 
         ..session_json(Some(sid), st.as_ref(), None)
     };
     let mut r = json_response(401, &body.to_json(), pretty);
-    let nonce = st
-        .map(|st| base64::engine::general_purpose::STANDARD.encode(st.nonce))
-        .unwrap_or_default();
-    let challenge =
-        format!("Handle sessionId=\"{sid}\", nonce=\"{nonce}\", error=\"{IDENTITY_NOT_VERIFIED}\"");
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
+    if let Some(v) = handle_challenge(st.as_ref().map(|st| (sid, st)), true) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     r
@@ -649,7 +652,8 @@ pub async fn open_session(
 }
 
 /// The reference refuses every session request over plain HTTP with 403 (and no body): a
-/// session is a credential ([`api_methods`] answers it for every session path). The body here says where to go instead.
+/// session is a credential ([`api_methods`] answers it for every session path). The body
+/// here says where to go instead.
 fn sessions_need_https(pretty: bool) -> Response {
     json_response(
         403,
@@ -728,15 +732,21 @@ pub async fn api_methods(req: axum::extract::Request, next: axum::middleware::Ne
     if !KNOWN_METHODS.contains(method) {
         return unknown(format!("Unknown method {method}"));
     }
-    let takes: Vec<&str> = crate::cors::allow_for(path)
-        .split(", ")
-        .filter(|m| *m != "TRACE" && *m != "OPTIONS")
-        .collect();
     // A path that takes nothing is no endpoint at all: its route answers 404.
-    if !takes.is_empty() && !takes.contains(&method.as_str()) {
+    if !takes(path, method.as_str()) {
         return unknown(format!("Unknown HTTP API endpoint {method} {path}"));
     }
     next.run(req).await
+}
+
+/// Whether `path` takes `method`, by what its `OPTIONS` answer allows (TRACE and OPTIONS aside,
+/// which are answered elsewhere); a path that takes nothing is left to its route.
+fn takes(path: &str, method: &str) -> bool {
+    let mut allowed = crate::cors::allow_for(path)
+        .split(", ")
+        .filter(|m| *m != "TRACE" && *m != "OPTIONS")
+        .peekable();
+    allowed.peek().is_none() || allowed.any(|m| m == method)
 }
 
 /// 405 with the path's `Allow` and no body, as the reference's servlets answer a method they
@@ -1154,11 +1164,7 @@ async fn put(
     if handle.is_empty() {
         return json_response(
             400,
-            &response_to_json(
-                rc::SERVER_NOT_RESP,
-                None,
-                Some("That prefix doesn't live here"),
-            ),
+            &response_to_json(rc::SERVER_NOT_RESP, None, Some(crate::node::NOT_HERE)),
             pretty,
         );
     }
