@@ -3,8 +3,11 @@
 //!
 //! - [`kv`]: the ordered key-value layer and its backends (redb by default, sled behind the
 //!   `sled` feature).
-//! - [`store`]: the [`Registry`]: records, prefixes, the one write path (group commits, the
-//!   change log, the reverse link index, the alias index), reads and paging.
+//! - [`store`]: the [`Store`] trait (the registry's operations as a backend does them) and the
+//!   [`Registry`] every surface holds.
+//! - [`rules`]: the one write path's rules, written once above every backend (create modes,
+//!   value checks, templates, aliases, tombstones, the change).
+//! - [`embedded`]: the store over the ordered key-value layer (group commits).
 //! - [`template`]: data templates and their validation.
 //! - [`links`]: the provenance vocabulary; which values are links and aliases.
 //! - [`trace`]: the trace engine, up (to sources) and down (to what a source fed).
@@ -12,15 +15,20 @@
 //!
 //! Time is passed in by callers; the registry has no clock.
 
+pub mod embedded;
 pub mod error;
+pub mod handlesql;
 pub mod kv;
 pub mod links;
 pub mod model;
+pub mod postgres;
+pub mod rules;
 pub mod store;
 pub mod template;
 pub mod trace;
 
 pub use error::RegistryError;
 pub use model::{Change, ChangeOp, Identity, PrefixEntry, Record, Tombstone};
-pub use store::{Applied, CreateMode, Mutation, Registry, Ticket, Write, select_values};
+pub use rules::{Applied, CreateMode, Mutation, Write};
+pub use store::{Committed, Registry, Store, Ticket, select_values};
 pub use trace::{Direction, Trace, TraceQuery};

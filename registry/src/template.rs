@@ -84,6 +84,18 @@ impl Template {
 
     /// Checks `values` against the template. `kind_of` gives the `mrv.kind` of a local target
     /// (None when it is not here: a remote or dangling target is not this write's fault).
+    /// The handles whose kinds [`Template::validate`] asks `kind_of` for, for these values:
+    /// a backend whose reads are asynchronous reads them first.
+    pub fn reference_targets(&self, values: &[HandleValue]) -> Vec<String> {
+        self.attributes
+            .iter()
+            .filter(|a| a.reference.as_ref().is_some_and(|r| !r.kinds.is_empty()))
+            .filter_map(|a| values.iter().find(|v| v.index == a.index))
+            .filter_map(reference_target)
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn validate(
         &self,
         handle: &str,
@@ -109,16 +121,9 @@ impl Template {
                 }
                 Some(v) => {
                     if let Some(r) = &a.reference {
-                        let target = std::str::from_utf8(&v.data)
-                            .ok()
-                            .map(str::trim)
-                            .filter(|t| t.contains('/') && !t.starts_with('/'))
-                            .ok_or_else(|| {
-                                invalid(format!(
-                                    "{handle}: attribute {} must name a handle",
-                                    a.name
-                                ))
-                            })?;
+                        let target = reference_target(v).ok_or_else(|| {
+                            invalid(format!("{handle}: attribute {} must name a handle", a.name))
+                        })?;
                         if !r.kinds.is_empty() {
                             if let Some(k) = kind_of(target)? {
                                 if !r.kinds.contains(&k) {
@@ -145,6 +150,15 @@ impl Template {
         }
         Ok(())
     }
+}
+
+/// The handle a reference attribute's value names: UTF-8 text with a slash, not starting with
+/// one.
+fn reference_target(v: &HandleValue) -> Option<&str> {
+    std::str::from_utf8(&v.data)
+        .ok()
+        .map(str::trim)
+        .filter(|t| t.contains('/') && !t.starts_with('/'))
 }
 
 #[cfg(test)]

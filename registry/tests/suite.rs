@@ -1,5 +1,8 @@
-//! The registry's behaviour on real store files. Runs against the backend the build selects:
-//! `cargo test -p suyuan-registry` (redb) and `cargo test -p suyuan-registry --features sled`.
+//! The registry's conformance suite, on real stores. Runs against the embedded backend the
+//! build selects (`cargo test -p suyuan-registry`: redb; `--features sled`: sled), and against
+//! PostgreSQL when `SUYUAN_TEST_STORE` names a server (`postgres://USER@HOST:PORT/DB`): each
+//! test then gets a database of its own on that server. Tests that need the embedded layer
+//! itself (a failing key-value store, reopening a directory) open it directly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -14,9 +17,38 @@ use suyuan_registry::{
 
 const P: &str = "88.888.1";
 
+/// A new, empty store of the backend under test.
+fn fresh(dir: &std::path::Path) -> Registry {
+    match std::env::var("SUYUAN_TEST_STORE") {
+        Ok(url) if !url.is_empty() => {
+            let name = format!("suite_{}_{}", std::process::id(), rand::random::<u32>());
+            // A schema of its own on the server's database, first on the search path.
+            let out = std::process::Command::new("psql")
+                .args([url.as_str(), "-qXc", &format!("CREATE SCHEMA {name}")])
+                .output()
+                .expect("psql runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let db = format!("{url}{sep}options=-csearch_path%3D{name}");
+            suyuan_registry::postgres::init_blocking(
+                &db,
+                suyuan_registry::postgres::InitMode::Create,
+            )
+            .unwrap();
+            let store = suyuan_registry::postgres::PgStore::open(&db, "suite").unwrap();
+            Registry::with_store(Arc::new(store))
+        }
+        _ => Registry::open(dir).unwrap(),
+    }
+}
+
 fn open() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
-    let reg = Registry::open(dir.path()).unwrap();
+    let reg = fresh(dir.path());
     reg.apply(w(Mutation::Home {
         prefix: P.into(),
         admins: vec![Identity::new(300, "88.888.1/ADMIN")],

@@ -114,7 +114,17 @@ impl From<RegistryError> for Outcome {
 
 impl HandleNode {
     pub fn new(registry: Arc<Registry>, cfg: NodeConfig) -> Self {
-        let cache = moka::sync::Cache::new(cfg.cache_entries.max(1));
+        let cache: moka::sync::Cache<String, Arc<Option<Record>>> =
+            moka::sync::Cache::new(cfg.cache_entries.max(1));
+        // Every commit evicts what it changed before it is acknowledged, whichever server on
+        // a shared store made it: the cache never serves a value older than an acknowledged
+        // write.
+        let evict = cache.clone();
+        registry.watch(Box::new(move |c| {
+            for k in &c.keys {
+                evict.invalidate(k);
+            }
+        }));
         let challenges = Mutex::new(ChallengeTable::new(cfg.challenges));
         let sessions = Mutex::new(SessionTable::new(cfg.sessions));
         HandleNode {

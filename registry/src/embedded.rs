@@ -1,0 +1,575 @@
+//! The embedded [`Store`]: the registry's operations over the ordered key-value layer
+//! ([`crate::kv`]: redb by default, sled behind the `sled` feature). One writer thread gathers
+//! queued writes into group commits: each write runs the rules over a view of the store with
+//! the group's earlier writes layered on top, a refused one does not abort the others, and
+//! none is acknowledged before the group's one batch is durable.
+
+use std::collections::BTreeMap;
+use std::future::{Future, ready};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+
+use suyuan_codec::handle::key_of;
+
+use crate::error::RegistryError;
+use crate::kv::{Kv, Op, Table, open_embedded, prefix_end, table_key};
+use crate::links::{alias_of, links_of, template_refs};
+use crate::model::{Change, PrefixEntry, Record, Tombstone};
+use crate::rules::{Applied, Effect, View, Write, plan};
+use crate::store::{
+    BacklinkPage, CommitWatcher, Committed, Reply, SCHEMA_VERSION, Store, StoreFuture, Ticket,
+    block_on,
+};
+use crate::template::Template;
+
+/// Writes gathered into one durable commit at most.
+const MAX_GROUP: usize = 4096;
+
+const META_SCHEMA: &[u8] = b"schema";
+const META_SEQ: &[u8] = b"seq";
+
+struct Job {
+    write: Write,
+    reply: Reply,
+}
+
+struct Shared {
+    kv: Box<dyn Kv>,
+    /// The last durable change's sequence number.
+    last_seq: AtomicU64,
+    /// Durable batches the writer committed since the store was opened.
+    commits: AtomicU64,
+    watchers: RwLock<Vec<CommitWatcher>>,
+}
+
+/// The registry's store over an embedded ordered key-value backend.
+pub struct KvStore {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for KvStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvStore")
+            .field("backend", &self.shared.kv.backend())
+            .field("last_seq", &self.last_seq())
+            .finish()
+    }
+}
+
+fn u64_of(b: &[u8]) -> Result<u64, RegistryError> {
+    <[u8; 8]>::try_from(b)
+        .map(u64::from_be_bytes)
+        .map_err(|_| RegistryError::Corrupt("sequence counter".into()))
+}
+
+impl KvStore {
+    /// Opens (creating if needed) the embedded store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, RegistryError> {
+        Self::new(open_embedded(dir)?)
+    }
+
+    pub fn new(kv: Box<dyn Kv>) -> Result<Self, RegistryError> {
+        match kv.get(&table_key(Table::Meta, META_SCHEMA))? {
+            Some(v) => {
+                let found = u32::from_be_bytes(
+                    <[u8; 4]>::try_from(v.as_slice())
+                        .map_err(|_| RegistryError::Corrupt("schema version".into()))?,
+                );
+                if found > SCHEMA_VERSION {
+                    return Err(RegistryError::SchemaTooNew {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+            None => kv.write(&[Op::Put(
+                table_key(Table::Meta, META_SCHEMA),
+                SCHEMA_VERSION.to_be_bytes().to_vec(),
+            )])?,
+        }
+        let last = match kv.get(&table_key(Table::Meta, META_SEQ))? {
+            Some(v) => u64_of(&v)?,
+            None => 0,
+        };
+        let shared = Arc::new(Shared {
+            kv,
+            last_seq: AtomicU64::new(last),
+            commits: AtomicU64::new(0),
+            watchers: RwLock::new(Vec::new()),
+        });
+        let (tx, rx) = mpsc::channel::<Job>();
+        let s = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("suyuan-registry-writer".into())
+            .spawn(move || writer_loop(&s, rx))
+            .map_err(|e| RegistryError::Storage(format!("cannot start the writer: {e}")))?;
+        Ok(KvStore {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    fn kv(&self) -> &dyn Kv {
+        self.shared.kv.as_ref()
+    }
+
+    fn rebuild_indexes(&self) -> Result<u64, RegistryError> {
+        let kv = self.kv();
+        for t in [Table::Backlinks, Table::Aliases] {
+            let start = table_key(t, b"");
+            let end = prefix_end(&start);
+            loop {
+                let page = kv.scan(&start, &end, 10_000)?;
+                if page.is_empty() {
+                    break;
+                }
+                let ops: Vec<Op> = page.into_iter().map(|(k, _)| Op::Delete(k)).collect();
+                kv.write(&ops)?;
+            }
+        }
+        let start = table_key(Table::Records, b"");
+        let end = prefix_end(&start);
+        let mut cursor = start.clone();
+        let mut n = 0;
+        let mut cache = BTreeMap::new();
+        loop {
+            let page = kv.scan(&cursor, &end, 1000)?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = last.clone();
+            cursor.push(0);
+            let mut ops = Vec::new();
+            for (k, v) in &page {
+                let mut rec = Record::decode(v)?;
+                let extra = reference_types(kv, &mut cache, &rec.values)?;
+                rec.links = links_of(&rec.values, &extra);
+                let key = &k[1..];
+                for l in &rec.links {
+                    ops.push(Op::Put(
+                        backlink_key(&key_of(&l.target), &l.rel, key),
+                        Vec::new(),
+                    ));
+                }
+                for a in rec.values.iter().filter_map(alias_of) {
+                    ops.push(Op::Put(
+                        table_key(Table::Aliases, a.as_bytes()),
+                        key.to_vec(),
+                    ));
+                }
+                ops.push(Op::Put(k.clone(), rec.encode()));
+                n += 1;
+            }
+            kv.write(&ops)?;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for KvStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn get_record(kv: &dyn Kv, key: &str) -> Result<Option<Record>, RegistryError> {
+    kv.get(&table_key(Table::Records, key.as_bytes()))?
+        .map(|v| Record::decode(&v))
+        .transpose()
+}
+
+fn backlink_prefix(target_key: &str) -> Vec<u8> {
+    let mut k = table_key(Table::Backlinks, target_key.as_bytes());
+    k.push(0);
+    k
+}
+
+fn backlink_key(target_key: &str, rel: &str, source_key: &[u8]) -> Vec<u8> {
+    let mut k = backlink_prefix(target_key);
+    k.extend_from_slice(rel.as_bytes());
+    k.push(0);
+    k.extend_from_slice(source_key);
+    k
+}
+
+/// The value types the templates a record names declare as references (none without one).
+fn reference_types(
+    kv: &dyn Kv,
+    cache: &mut BTreeMap<String, Vec<String>>,
+    values: &[suyuan_codec::value::HandleValue],
+) -> Result<Vec<String>, RegistryError> {
+    let mut out = Vec::new();
+    for (_, name) in template_refs(values) {
+        if let Some(r) = cache.get(&name) {
+            out.extend_from_slice(r);
+            continue;
+        }
+        let refs = match get_record(kv, &key_of(&name))? {
+            Some(rec) => Template::from_values(&name, &rec.values)
+                .map(|t| t.reference_types())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        out.extend_from_slice(&refs);
+        cache.insert(name, refs);
+    }
+    Ok(out)
+}
+
+/// The store with a group's writes not yet committed layered on top, so writes later in a
+/// group see the earlier ones.
+struct Overlay<'a> {
+    kv: &'a dyn Kv,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RegistryError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.kv.get(key),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, v: Vec<u8>) {
+        self.writes.insert(key, Some(v));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    /// Carries out one write's effects; returns the keys they make stale.
+    fn carry_out(&mut self, effects: Vec<Effect>, stale: &mut Vec<String>) {
+        for e in effects {
+            stale.extend(e.touches());
+            match e {
+                Effect::PutRecord(r) => {
+                    let k = table_key(Table::Records, key_of(&r.handle).as_bytes());
+                    self.put(k, r.encode());
+                }
+                Effect::DeleteRecord(k) => self.delete(table_key(Table::Records, k.as_bytes())),
+                Effect::PutBacklink {
+                    target,
+                    rel,
+                    source,
+                } => self.put(backlink_key(&target, &rel, source.as_bytes()), Vec::new()),
+                Effect::DeleteBacklink {
+                    target,
+                    rel,
+                    source,
+                } => self.delete(backlink_key(&target, &rel, source.as_bytes())),
+                Effect::PutAlias { alias, key } => self.put(
+                    table_key(Table::Aliases, alias.as_bytes()),
+                    key.into_bytes(),
+                ),
+                Effect::DeleteAlias(a) => self.delete(table_key(Table::Aliases, a.as_bytes())),
+                Effect::PutTombstone(k, t) => {
+                    self.put(table_key(Table::Tombstones, k.as_bytes()), t.encode())
+                }
+                Effect::DeleteTombstone(k) => {
+                    self.delete(table_key(Table::Tombstones, k.as_bytes()))
+                }
+                Effect::PutPrefix(k, p) => {
+                    self.put(table_key(Table::Prefixes, k.as_bytes()), p.encode())
+                }
+                Effect::DeletePrefix(k) => self.delete(table_key(Table::Prefixes, k.as_bytes())),
+                Effect::Change(c) => {
+                    self.put(table_key(Table::Changes, &c.seq.to_be_bytes()), c.encode())
+                }
+            }
+        }
+    }
+}
+
+impl View for Overlay<'_> {
+    fn indexed(
+        &mut self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Record>, RegistryError>> + Send {
+        self.record(key)
+    }
+
+    fn record(
+        &mut self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Record>, RegistryError>> + Send {
+        ready(
+            self.get(&table_key(Table::Records, key.as_bytes()))
+                .and_then(|v| v.map(|v| Record::decode(&v)).transpose()),
+        )
+    }
+
+    fn alias(
+        &mut self,
+        alias: &str,
+    ) -> impl Future<Output = Result<Option<String>, RegistryError>> + Send {
+        ready(
+            self.get(&table_key(Table::Aliases, alias.as_bytes()))
+                .map(|v| v.map(|k| String::from_utf8_lossy(&k).into_owned())),
+        )
+    }
+
+    fn prefix(
+        &mut self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<PrefixEntry>, RegistryError>> + Send {
+        ready(
+            self.get(&table_key(Table::Prefixes, key.as_bytes()))
+                .and_then(|v| v.map(|v| PrefixEntry::decode(&v)).transpose()),
+        )
+    }
+}
+
+fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let kv = shared.kv.as_ref();
+        let mut group = Overlay {
+            kv,
+            writes: BTreeMap::new(),
+        };
+        let mut seq = shared.last_seq.load(Ordering::Acquire);
+        let mut stale = Vec::new();
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            // The view's reads are ready at once, so this never parks.
+            let r = block_on(plan(&mut group, seq + 1, &job.write)).map(|p| {
+                if let Some(s) = p.seq {
+                    seq = s;
+                }
+                group.carry_out(p.effects, &mut stale);
+                Applied { seq: p.seq }
+            });
+            results.push(r);
+        }
+        let committed = if group.writes.is_empty() {
+            Ok(false)
+        } else {
+            let mut ops: Vec<Op> = group
+                .writes
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Some(v) => Op::Put(k, v),
+                    None => Op::Delete(k),
+                })
+                .collect();
+            ops.push(Op::Put(
+                table_key(Table::Meta, META_SEQ),
+                seq.to_be_bytes().to_vec(),
+            ));
+            kv.write(&ops).map(|()| true)
+        };
+        match committed {
+            Ok(wrote) => {
+                if wrote {
+                    shared.commits.fetch_add(1, Ordering::AcqRel);
+                }
+                shared.last_seq.store(seq, Ordering::Release);
+                if wrote {
+                    let c = Committed { seq, keys: stale };
+                    if let Ok(ws) = shared.watchers.read() {
+                        for w in ws.iter() {
+                            w(&c);
+                        }
+                    }
+                }
+                for (job, r) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) => {
+                // Nothing of the group is durable: every write in it failed, refused or not.
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn now<T: Send + 'static>(r: Result<T, RegistryError>) -> StoreFuture<'static, T> {
+    Box::pin(ready(r))
+}
+
+impl Store for KvStore {
+    fn backend(&self) -> &'static str {
+        self.shared.kv.backend()
+    }
+
+    fn submit(&self, write: Write) -> Ticket {
+        let (reply, ticket) = Ticket::new();
+        let sent = self.tx.lock().ok().and_then(|g| {
+            g.as_ref()
+                .map(|tx| tx.send(Job { write, reply }).map_err(|e| e.0.reply))
+        });
+        match sent {
+            Some(Ok(())) => ticket,
+            Some(Err(reply)) => {
+                let _ = reply.send(Err(RegistryError::Closed));
+                ticket
+            }
+            None => Ticket::ready(Err(RegistryError::Closed)),
+        }
+    }
+
+    fn record(&self, key: &str) -> StoreFuture<'_, Option<Record>> {
+        now(get_record(self.kv(), key))
+    }
+
+    fn prefix(&self, key: &str) -> StoreFuture<'_, Option<PrefixEntry>> {
+        now(self
+            .kv()
+            .get(&table_key(Table::Prefixes, key.as_bytes()))
+            .and_then(|v| v.map(|v| PrefixEntry::decode(&v)).transpose()))
+    }
+
+    fn prefixes(&self) -> StoreFuture<'_, Vec<PrefixEntry>> {
+        let start = table_key(Table::Prefixes, b"");
+        now(self
+            .kv()
+            .scan(&start, &prefix_end(&start), usize::MAX)
+            .and_then(|page| page.iter().map(|(_, v)| PrefixEntry::decode(v)).collect()))
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<String>> {
+        let base = table_key(Table::Records, format!("{prefix}/").as_bytes());
+        let start = match after {
+            Some(a) => {
+                let mut k = table_key(Table::Records, a.as_bytes());
+                k.push(0);
+                k.max(base.clone())
+            }
+            None => base.clone(),
+        };
+        now(self
+            .kv()
+            .scan(&start, &prefix_end(&base), limit)
+            .and_then(|page| {
+                page.iter()
+                    .map(|(_, v)| Record::decode(v).map(|r| r.handle))
+                    .collect()
+            }))
+    }
+
+    fn count(&self, prefix: &str) -> StoreFuture<'_, u64> {
+        let base = table_key(Table::Records, format!("{prefix}/").as_bytes());
+        let end = prefix_end(&base);
+        let mut start = base;
+        let mut n = 0u64;
+        now(loop {
+            let page = match self.kv().scan(&start, &end, 10_000) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            n += page.len() as u64;
+            match page.last() {
+                Some((k, _)) if page.len() == 10_000 => {
+                    start = k.clone();
+                    start.push(0);
+                }
+                _ => break Ok(n),
+            }
+        })
+    }
+
+    fn backlinks(
+        &self,
+        target: &str,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreFuture<'_, BacklinkPage> {
+        let base = backlink_prefix(target);
+        let start = match cursor {
+            Some(c) => {
+                let mut k = c.to_vec();
+                k.push(0);
+                k.max(base.clone())
+            }
+            None => base.clone(),
+        };
+        now(self
+            .kv()
+            .scan(&start, &prefix_end(&base), limit)
+            .map(|page| {
+                let next = (page.len() == limit)
+                    .then(|| page.last().map(|(k, _)| k.clone()))
+                    .flatten();
+                let out = page
+                    .iter()
+                    .map(|(k, _)| {
+                        let rest = &k[base.len()..];
+                        let mut parts = rest.splitn(2, |&b| b == 0);
+                        let rel = String::from_utf8_lossy(parts.next().unwrap_or_default());
+                        let src = String::from_utf8_lossy(parts.next().unwrap_or_default());
+                        (rel.into_owned(), src.into_owned())
+                    })
+                    .collect();
+                (out, next)
+            }))
+    }
+
+    fn alias(&self, identifier: &str) -> StoreFuture<'_, Option<String>> {
+        now(self
+            .kv()
+            .get(&table_key(Table::Aliases, identifier.as_bytes()))
+            .map(|v| v.map(|k| String::from_utf8_lossy(&k).into_owned())))
+    }
+
+    fn tombstone(&self, key: &str) -> StoreFuture<'_, Option<Tombstone>> {
+        now(self
+            .kv()
+            .get(&table_key(Table::Tombstones, key.as_bytes()))
+            .and_then(|v| v.map(|v| Tombstone::decode(&v)).transpose()))
+    }
+
+    fn changes_since(&self, from: u64, limit: usize) -> StoreFuture<'_, Vec<Change>> {
+        let start = table_key(Table::Changes, &from.to_be_bytes());
+        let end = prefix_end(&table_key(Table::Changes, b""));
+        now(self
+            .kv()
+            .scan(&start, &end, limit)
+            .and_then(|page| page.iter().map(|(_, v)| Change::decode(v)).collect()))
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.shared.last_seq.load(Ordering::Acquire)
+    }
+
+    fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Acquire)
+    }
+
+    fn watch(&self, watcher: CommitWatcher) {
+        if let Ok(mut ws) = self.shared.watchers.write() {
+            ws.push(watcher);
+        }
+    }
+
+    fn reindex(&self) -> StoreFuture<'_, u64> {
+        now(self.rebuild_indexes())
+    }
+
+    fn close(&self) {
+        if let Ok(mut g) = self.tx.lock() {
+            g.take();
+        }
+        if let Some(h) = self.writer.lock().ok().and_then(|mut g| g.take()) {
+            let _ = h.join();
+        }
+    }
+}
