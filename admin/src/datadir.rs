@@ -60,7 +60,7 @@ impl DataDir {
     }
     /// Whether `init` has run here.
     pub fn initialised(&self) -> bool {
-        self.store().exists() && self.key().exists()
+        (self.store().exists() || self.store_url().exists()) && self.key().exists()
     }
 
     /// Writes a secret file readable by the owner only.
@@ -124,7 +124,11 @@ impl DataDir {
 
     /// Refuses a directory that already holds a node.
     pub fn ensure_fresh(&self) -> Result<()> {
-        if self.store().exists() || self.key().exists() || self.siteinfo().exists() {
+        if self.store().exists()
+            || self.store_url().exists()
+            || self.key().exists()
+            || self.siteinfo().exists()
+        {
             bail!(
                 "{} already holds a node (remove it, or use `suyuan serve` on it)",
                 self.root.display()

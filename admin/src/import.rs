@@ -309,12 +309,15 @@ fn offline(
             dir.root.display()
         );
     }
-    let registry = Registry::open(&dir.store()).map_err(|e| match e {
-        RegistryError::Locked(_) => {
-            anyhow!("{e}: stop the node first, or import through it (without --offline)")
-        }
-        e => e.into(),
-    })?;
+    let registry = dir
+        .store_spec(None)?
+        .open(&dir.server_id())
+        .map_err(|e| match e.downcast_ref::<RegistryError>() {
+            Some(locked @ RegistryError::Locked(_)) => {
+                anyhow!("{locked}: stop the node first, or import through it (without --offline)")
+            }
+            _ => e,
+        })?;
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

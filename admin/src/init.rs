@@ -9,9 +9,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use suyuan_codec::auth::{hs_from_rsa_public, rsa_public_from_pem};
 use suyuan_codec::value::{AdminRecord, HandleValue, Permissions, PublicKey, admin_perm};
-use suyuan_registry::{CreateMode, Identity, Mutation, Registry, Write};
+use suyuan_registry::{CreateMode, Identity, Mutation, Write};
 
 use crate::datadir::{DataDir, site_info, write_siteinfo};
+use crate::store::StoreSpec;
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -37,11 +38,23 @@ pub struct InitArgs {
     /// The HTTP(S) port published in siteinfo.json.
     #[arg(long, default_value_t = 8000)]
     http_port: u16,
+    /// Keep the records in this PostgreSQL database (postgres://USER@HOST:PORT/DB) instead of
+    /// the embedded store in the data dir; `serve` then uses it too.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Join a database another server of this node initialised (with --store): the prefix
+    /// and its administrators are there already; this server gets its own key and site file.
+    #[arg(long, requires = "store")]
+    join: bool,
 }
 
-/// What `init` and `serve --demo` share: a node for `prefix` with its administrator.
+/// What `init` and `serve --demo` share: a node for `prefix` with its administrator, on
+/// `store` (joined, not created, with `join`).
+#[allow(clippy::too_many_arguments)]
 pub fn initialise(
     dir: &DataDir,
+    store: &StoreSpec,
+    join: bool,
     prefix: &str,
     secret: Option<&str>,
     pubkey: Option<PublicKey>,
@@ -53,8 +66,25 @@ pub fn initialise(
         bail!("{prefix:?} is not a prefix (expected something like 88.888.1)");
     }
     dir.ensure_fresh()?;
+    store.init(join)?;
     let key = dir.generate_key()?;
-    let registry = Registry::open(&dir.store())?;
+    dir.record_store(store)?;
+    let registry = store.open(&dir.server_id())?;
+    if join {
+        let entry = registry.prefix(prefix)?;
+        registry.close();
+        let Some(entry) = entry else {
+            bail!(
+                "{} does not serve prefix {prefix}: join it with the prefix its first server was \
+                 initialised for",
+                store.describe()
+            );
+        };
+        dir.write_admins(&entry.admins)?;
+        dir.ensure_tls(public)?;
+        write_siteinfo(dir, &site_info(&key, public, port, Some(http_port), 1))?;
+        return Ok(());
+    }
     let admin = format!("{prefix}/ADMIN");
     let mut admins = Vec::new();
     if pubkey.is_some() {
@@ -147,7 +177,7 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         .admin_secret
         .or_else(|| std::env::var("SUYUAN_ADMIN_SECRET").ok())
         .filter(|s| !s.is_empty());
-    if secret.is_none() && a.admin_pubkey.is_none() {
+    if secret.is_none() && a.admin_pubkey.is_none() && !a.join {
         eprintln!(
             "suyuan init: the administrator needs a public key, a secret, or both:\n  \
              --admin-pubkey admpub.bin (make one with `suyuan keygen`)\n  \
@@ -157,8 +187,14 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
     }
     let pubkey = a.admin_pubkey.as_ref().map(read_pubkey).transpose()?;
     let dir = DataDir::new(&a.data_dir);
+    let store = match &a.store {
+        Some(s) => StoreSpec::parse(s)?,
+        None => StoreSpec::Embedded(dir.store()),
+    };
     initialise(
         &dir,
+        &store,
+        a.join,
         &a.prefix,
         secret.as_deref(),
         pubkey,
@@ -167,10 +203,12 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         a.http_port,
     )?;
     eprintln!(
-        "initialised {} for prefix {} (administrator {}/ADMIN)",
+        "initialised {} for prefix {} (administrator {}/ADMIN), store {}{}",
         a.data_dir.display(),
         a.prefix,
-        a.prefix
+        a.prefix,
+        store.describe(),
+        if a.join { " (joined)" } else { "" }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,7 @@ mod init;
 mod keygen;
 mod resolve;
 mod serve;
+mod store;
 mod trace;
 
 #[derive(Parser, Debug)]

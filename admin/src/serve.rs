@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use suyuan_registry::{Identity, Registry};
+use suyuan_registry::Identity;
 use suyuan_resolver::budget::BudgetConfig;
 use suyuan_resolver::challenge::ChallengeConfig;
 use suyuan_resolver::node::{HandleNode, NodeConfig};
@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// load the MRV demo if the store does not hold it yet; otherwise serve what is there.
     #[arg(long)]
     demo: bool,
+    /// The store: a PostgreSQL URL (postgres://USER@HOST:PORT/DB); default what `init`
+    /// recorded, else the embedded store in the data dir.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 /// The prefix `--demo` serves.
@@ -75,6 +79,8 @@ fn demo_init(dir: &DataDir) -> Result<()> {
     std::fs::create_dir_all(&dir.root)?;
     crate::init::initialise(
         dir,
+        &crate::store::StoreSpec::Embedded(dir.store()),
+        false,
         DEMO_PREFIX,
         Some(&secret),
         None,
@@ -101,6 +107,9 @@ fn merge(a: &ServeArgs) -> Result<ServeConfig> {
     if let Some(h) = a.http_addr {
         c.http_addr = h;
     }
+    if a.store.is_some() {
+        c.store = a.store.clone();
+    }
     Ok(c)
 }
 
@@ -122,8 +131,8 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     }
     let key = dir.load_key()?;
     let registry = Arc::new(
-        Registry::open(&dir.store())
-            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?,
+        dir.open_registry(cfg.store.as_deref())
+            .with_context(|| format!("node {}", cfg.data_dir.display()))?,
     );
     if a.demo && registry.get(crate::demo::REPORT)?.is_none() {
         let now = std::time::SystemTime::now()

@@ -259,7 +259,7 @@ pub fn reindex(a: ReindexArgs) -> Result<ExitCode> {
     if !dir.initialised() {
         bail!("{} is not an initialised node", a.data_dir.display());
     }
-    let reg = suyuan_registry::Registry::open(&dir.store())?;
+    let reg = dir.open_registry(None)?;
     let n = reg.reindex()?;
     reg.close();
     eprintln!("reindexed {n} records in {}", a.data_dir.display());
