@@ -466,6 +466,34 @@ impl Store for KvStore {
             }))
     }
 
+    fn list_at(&self, prefix: &str, offset: u64, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        let base = table_key(Table::Records, format!("{prefix}/").as_bytes());
+        let end = prefix_end(&base);
+        let mut start = base;
+        let mut skip = offset;
+        // Skipped in chunks, so a deep page never holds more than a chunk in memory.
+        now(loop {
+            let want = usize::try_from(skip).unwrap_or(usize::MAX).min(1024);
+            if want == 0 {
+                break self.kv().scan(&start, &end, limit).and_then(|page| {
+                    page.iter()
+                        .map(|(_, v)| Record::decode(v).map(|r| r.handle))
+                        .collect()
+                });
+            }
+            let page = match self.kv().scan(&start, &end, want) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            let Some((last, _)) = page.last() else {
+                break Ok(Vec::new());
+            };
+            skip -= page.len() as u64;
+            start = last.clone();
+            start.push(0);
+        })
+    }
+
     fn count(&self, prefix: &str) -> StoreFuture<'_, u64> {
         let base = table_key(Table::Records, format!("{prefix}/").as_bytes());
         let end = prefix_end(&base);

@@ -1052,6 +1052,32 @@ async fn heartbeat(inner: &Inner) {
     }
 }
 
+/// The spelling each handle key was created with (the key itself for handles another writer
+/// stored and Suyuan has not indexed yet).
+async fn spellings(inner: &Inner, keys: Vec<Vec<u8>>) -> Result<Vec<String>, RegistryError> {
+    let rows = inner
+        .reader()
+        .query(
+            "SELECT handle, indexed FROM suyuan_records WHERE handle = ANY($1)",
+            &[&keys],
+        )
+        .await
+        .map_err(db)?;
+    let mut names: HashMap<Vec<u8>, String> = HashMap::new();
+    for r in &rows {
+        let rec = Record::decode(r.get::<_, &[u8]>(1))?;
+        names.insert(r.get::<_, Vec<u8>>(0), rec.handle);
+    }
+    Ok(keys
+        .into_iter()
+        .map(|k| {
+            names
+                .remove(&k)
+                .unwrap_or_else(|| String::from_utf8_lossy(&k).into_owned())
+        })
+        .collect())
+}
+
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -1133,28 +1159,35 @@ impl Store for PgStore {
                 .query(q, &[&from, &hi, &limit])
                 .await
                 .map_err(db)?;
-            let keys: Vec<Vec<u8>> = rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect();
-            let spellings = inner
+            spellings(
+                &inner,
+                rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect(),
+            )
+            .await
+        })
+    }
+
+    fn list_at(&self, prefix: &str, offset: u64, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        let inner = self.inner.clone();
+        let lo = format!("{prefix}/").into_bytes();
+        let hi = crate::kv::prefix_end(&lo);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.spawn_read(async move {
+            let rows = inner
                 .reader()
                 .query(
-                    "SELECT handle, indexed FROM suyuan_records WHERE handle = ANY($1)",
-                    &[&keys],
+                    "SELECT DISTINCT handle FROM handles WHERE handle >= $1 AND handle < $2 \
+                     ORDER BY handle OFFSET $3 LIMIT $4",
+                    &[&lo, &hi, &offset, &limit],
                 )
                 .await
                 .map_err(db)?;
-            let mut names: HashMap<Vec<u8>, String> = HashMap::new();
-            for r in &spellings {
-                let rec = Record::decode(r.get::<_, &[u8]>(1))?;
-                names.insert(r.get::<_, Vec<u8>>(0), rec.handle);
-            }
-            Ok(keys
-                .into_iter()
-                .map(|k| {
-                    names
-                        .remove(&k)
-                        .unwrap_or_else(|| String::from_utf8_lossy(&k).into_owned())
-                })
-                .collect())
+            spellings(
+                &inner,
+                rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect(),
+            )
+            .await
         })
     }
 

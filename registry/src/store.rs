@@ -64,6 +64,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// after the handle with key `after` (exclusive), at most `limit`.
     fn list(&self, prefix: &str, after: Option<&str>, limit: usize)
     -> StoreFuture<'_, Vec<String>>;
+    /// The page of that listing that starts `offset` handles in (offset pages, as the
+    /// reference's REST API numbers them), at most `limit`.
+    fn list_at(&self, prefix: &str, offset: u64, limit: usize) -> StoreFuture<'_, Vec<String>>;
     fn count(&self, prefix: &str) -> StoreFuture<'_, u64>;
     /// Records linking to `target`, as `(relation, source key)`, after `cursor`, at most
     /// `limit`: fan-out is paged, never loaded whole.
@@ -290,6 +293,16 @@ impl Registry {
     ) -> Result<Vec<String>, RegistryError> {
         let after = after.map(key_of);
         block_on(self.store.list(&key_of(prefix), after.as_deref(), limit))
+    }
+
+    /// The handles under `prefix` from the `offset`-th on, at most `limit`, read as a page.
+    pub fn list_page(
+        &self,
+        prefix: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, RegistryError> {
+        block_on(self.store.list_at(&key_of(prefix), offset, limit))
     }
 
     pub fn count_handles(&self, prefix: &str) -> Result<u64, RegistryError> {

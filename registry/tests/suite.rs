@@ -117,6 +117,12 @@ fn records_resolve_list_and_page() {
         .unwrap();
     assert_eq!(last.len(), 5);
     assert_eq!(reg.count_handles(P).unwrap(), 25);
+    // Offset pages, as REST numbers them, read from the store as pages.
+    assert_eq!(reg.list_page(P, 10, 10).unwrap(), second);
+    assert_eq!(reg.list_page(P, 20, 10).unwrap(), last);
+    assert_eq!(reg.list_page(P, 0, 3).unwrap(), first[..3].to_vec());
+    assert!(reg.list_page(P, 25, 10).unwrap().is_empty());
+    assert!(reg.list_page(P, 5000, 10).unwrap().is_empty());
     assert_eq!(
         reg.list_handles("88.888", None, 100).unwrap().len(),
         0,

@@ -112,6 +112,17 @@ impl From<RegistryError> for Outcome {
     }
 }
 
+impl From<Outcome> for Executed {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Done(b) => Executed::Done(vec![b]),
+            Outcome::Many(bs) => Executed::Done(bs),
+            Outcome::Refused(code, msg) => Executed::Refused(code, msg),
+            Outcome::NeedAuth => Executed::NeedAuth,
+        }
+    }
+}
+
 impl HandleNode {
     pub fn new(registry: Arc<Registry>, cfg: NodeConfig) -> Self {
         let cache: moka::sync::Cache<String, Arc<Option<Record>>> =
@@ -179,11 +190,32 @@ impl HandleNode {
     /// Basic with a secret key, a client certificate). The same code as a Handle request
     /// after its challenge: the same checks, the same write path. Blocks on the store.
     pub fn execute_as(&self, m: &Message, who: Option<&Identity>) -> Executed {
-        match self.inner.execute(m, who) {
-            Outcome::Done(b) => Executed::Done(vec![b]),
-            Outcome::Many(bs) => Executed::Done(bs),
-            Outcome::Refused(code, msg) => Executed::Refused(code, msg),
-            Outcome::NeedAuth => Executed::NeedAuth,
+        self.inner.execute(m, who).into()
+    }
+
+    /// One page of the handles under `na` for `who` (REST's `page`/`pageSize`), read from the
+    /// store as a page, with the total: `Done` holds one list. Blocks.
+    pub fn list_page(
+        &self,
+        who: Option<&Identity>,
+        na: &str,
+        offset: u64,
+        limit: usize,
+    ) -> (u64, Executed) {
+        let inner = &self.inner;
+        let page = || -> Result<Result<(u64, Vec<String>), Outcome>, RegistryError> {
+            let prefix = match inner.may_list(who, na)? {
+                Ok(p) => p,
+                Err(o) => return Ok(Err(o)),
+            };
+            let total = inner.registry.count_handles(&prefix)?;
+            let handles = inner.registry.list_page(&prefix, offset, limit)?;
+            Ok(Ok((total, handles)))
+        };
+        match page() {
+            Ok(Ok((total, handles))) => (total, Executed::Done(vec![Body::HandleList { handles }])),
+            Ok(Err(o)) => (0, Executed::from(o)),
+            Err(e) => (0, Executed::Refused(e.response_code(), e.to_string())),
         }
     }
 
@@ -669,6 +701,35 @@ impl Inner {
         self.cfg.node_admins.iter().any(|a| a.same_as(who))
     }
 
+    /// Who may list the handles under `na` (`0.NA/P` or `P`): the prefix named, or the answer
+    /// to give instead.
+    fn may_list(
+        &self,
+        who: Option<&Identity>,
+        na: &str,
+    ) -> Result<Result<String, Outcome>, RegistryError> {
+        let Some(who) = who else {
+            return Ok(Err(Outcome::NeedAuth));
+        };
+        let prefix = Handle::parse_lenient(na)
+            .ok()
+            .and_then(|h| h.described_prefix().map(str::to_string))
+            .unwrap_or_else(|| na.to_string());
+        if !self.homed(&prefix)? {
+            return Ok(Err(refused(
+                rc::SERVER_NOT_RESP,
+                prefix_not_served(&prefix),
+            )));
+        }
+        if !self.is_prefix_admin(who, &prefix)? {
+            return Ok(Err(refused(
+                rc::INSUFFICIENT_PERMISSIONS,
+                format!("{who} may not list {prefix}"),
+            )));
+        }
+        Ok(Ok(prefix))
+    }
+
     fn is_prefix_admin(&self, who: &Identity, prefix: &str) -> Result<bool, RegistryError> {
         Ok(self.is_node_admin(who)
             || self
@@ -930,22 +991,10 @@ impl Inner {
                 Ok(Outcome::Done(Body::Empty))
             }
             (Body::Handle { handle }, opcode::LIST_HANDLES) => {
-                let Some(who) = who else {
-                    return Ok(Outcome::NeedAuth);
+                let prefix = match self.may_list(who, handle)? {
+                    Ok(p) => p,
+                    Err(o) => return Ok(o),
                 };
-                let prefix = Handle::parse_lenient(handle)
-                    .ok()
-                    .and_then(|h| h.described_prefix().map(str::to_string))
-                    .unwrap_or_else(|| handle.clone());
-                if !self.homed(&prefix)? {
-                    return Ok(refused(rc::SERVER_NOT_RESP, prefix_not_served(&prefix)));
-                }
-                if !self.is_prefix_admin(who, &prefix)? {
-                    return Ok(refused(
-                        rc::INSUFFICIENT_PERMISSIONS,
-                        format!("{who} may not list {prefix}"),
-                    ));
-                }
                 let mut pages = Vec::new();
                 let mut after: Option<String> = None;
                 loop {

@@ -1380,6 +1380,34 @@ pub async fn list_handles(
     } else {
         format!("0.NA/{prefix}")
     };
+    if let Some(p) = page {
+        // A page is read from the store as a page: the prefix is never loaded whole to cut it.
+        let size = usize::try_from(p.page_size).unwrap_or(0);
+        let offset = u64::try_from(p.page)
+            .unwrap_or(0)
+            .saturating_mul(size as u64);
+        let node = state.node.clone();
+        let listed_page =
+            tokio::task::spawn_blocking(move || node.list_page(who.as_ref(), &na, offset, size))
+                .await;
+        let (total, answer) = listed_page.unwrap_or_else(|_| {
+            (
+                0,
+                Executed::Refused(rc::ERROR, "request handler failed".into()),
+            )
+        });
+        return match answer {
+            Executed::Done(bodies) => json_response(
+                200,
+                &handle_list_page_to_json(&prefix, total, page, &listed(bodies)),
+                pretty,
+            ),
+            Executed::Refused(code, msg) => {
+                refusal(code, &msg, opcode::LIST_HANDLES, Some(&prefix), pretty)
+            }
+            Executed::NeedAuth => need_auth(&state, &conn, &headers, Some(&prefix), pretty),
+        };
+    }
     let m = request(
         opcode::LIST_HANDLES,
         flags::REC | flags::CA,
@@ -1390,7 +1418,7 @@ pub async fn list_handles(
             let all = listed(bodies);
             json_response(
                 200,
-                &handle_list_page_to_json(&prefix, all.len() as u64, page, paged(&all, page)),
+                &handle_list_page_to_json(&prefix, all.len() as u64, None, &all),
                 pretty,
             )
         }
