@@ -36,7 +36,7 @@ use std::time::Duration;
 use suyuan_codec::handle::key_of;
 use tokio::sync::{Notify, mpsc};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Row, Statement};
 
 use crate::error::RegistryError;
 use crate::handlesql::{self, HandleRow};
@@ -271,6 +271,106 @@ async fn migrate(c: &Client) -> Result<u32, RegistryError> {
     Ok(v)
 }
 
+/// The statements of the hot path, prepared once per connection: each is then one round trip,
+/// and the effects of one write go out pipelined.
+struct Prepared {
+    values: Statement,
+    indexed: Statement,
+    na: Statement,
+    prefix_entry: Statement,
+    alias: Statement,
+    del_handles: Statement,
+    ins_value: Statement,
+    up_record: Statement,
+    del_record: Statement,
+    ins_link: Statement,
+    del_link: Statement,
+    up_alias: Statement,
+    del_alias: Statement,
+    up_tomb: Statement,
+    del_tomb: Statement,
+    ins_na: Statement,
+    up_prefix: Statement,
+    del_na: Statement,
+    del_prefix: Statement,
+    ins_change: Statement,
+    del_dirty: Statement,
+}
+
+impl Prepared {
+    async fn new(c: &Client) -> Result<Self, RegistryError> {
+        let p = |sql: String| async move { c.prepare(&sql).await.map_err(db) };
+        Ok(Prepared {
+            values: p(format!(
+                "SELECT {VALUE_COLUMNS} FROM handles WHERE handle = $1 ORDER BY idx"
+            ))
+            .await?,
+            indexed: p("SELECT indexed FROM suyuan_records WHERE handle = $1".into()).await?,
+            na: p("SELECT 1 FROM nas WHERE na = $1".into()).await?,
+            prefix_entry: p("SELECT entry FROM suyuan_prefixes WHERE prefix = $1".into()).await?,
+            alias: p("SELECT handle FROM aliases WHERE alias = $1".into()).await?,
+            del_handles: p("DELETE FROM handles WHERE handle = $1".into()).await?,
+            ins_value: p(format!(
+                "INSERT INTO handles (handle, {VALUE_COLUMNS}) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ))
+            .await?,
+            up_record: p(
+                "INSERT INTO suyuan_records (handle, indexed) VALUES ($1, $2) \
+                 ON CONFLICT (handle) DO UPDATE SET indexed = excluded.indexed"
+                    .into(),
+            )
+            .await?,
+            del_record: p("DELETE FROM suyuan_records WHERE handle = $1".into()).await?,
+            ins_link: p(
+                "INSERT INTO links (target, rel, source) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING"
+                    .into(),
+            )
+            .await?,
+            del_link: p("DELETE FROM links WHERE target = $1 AND rel = $2 AND source = $3".into())
+                .await?,
+            up_alias: p("INSERT INTO aliases (alias, handle) VALUES ($1, $2) \
+                 ON CONFLICT (alias) DO UPDATE SET handle = excluded.handle"
+                .into())
+            .await?,
+            del_alias: p("DELETE FROM aliases WHERE alias = $1".into()).await?,
+            up_tomb: p(
+                "INSERT INTO tombstones (handle, tombstone) VALUES ($1, $2) \
+                 ON CONFLICT (handle) DO UPDATE SET tombstone = excluded.tombstone"
+                    .into(),
+            )
+            .await?,
+            del_tomb: p("DELETE FROM tombstones WHERE handle = $1".into()).await?,
+            ins_na: p("INSERT INTO nas (na) VALUES ($1) ON CONFLICT DO NOTHING".into()).await?,
+            up_prefix: p(
+                "INSERT INTO suyuan_prefixes (prefix, entry) VALUES ($1, $2) \
+                 ON CONFLICT (prefix) DO UPDATE SET entry = excluded.entry"
+                    .into(),
+            )
+            .await?,
+            del_na: p("DELETE FROM nas WHERE na = $1".into()).await?,
+            del_prefix: p("DELETE FROM suyuan_prefixes WHERE prefix = $1".into()).await?,
+            ins_change: p("INSERT INTO changes (seq, change) VALUES ($1, $2)".into()).await?,
+            del_dirty: p("DELETE FROM suyuan_dirty WHERE handle = $1".into()).await?,
+        })
+    }
+}
+
+/// A connection with its prepared statements.
+struct Conn {
+    client: Client,
+    st: Prepared,
+}
+
+impl Conn {
+    async fn open(url: &str) -> Result<Self, RegistryError> {
+        let client = connect(url, None).await?;
+        let st = Prepared::new(&client).await?;
+        Ok(Conn { client, st })
+    }
+}
+
 struct Job {
     write: Write,
     reply: Reply,
@@ -279,7 +379,7 @@ struct Job {
 struct Inner {
     url: String,
     id: String,
-    readers: Vec<Client>,
+    readers: Vec<Conn>,
     next_reader: AtomicUsize,
     last_seq: AtomicU64,
     /// Set while this server may have missed other servers' commits (its tail has not caught
@@ -295,9 +395,13 @@ struct Inner {
 }
 
 impl Inner {
-    fn reader(&self) -> &Client {
+    fn conn(&self) -> &Conn {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         &self.readers[i]
+    }
+
+    fn reader(&self) -> &Client {
+        &self.conn().client
     }
 
     fn tell(&self, c: &Committed) {
@@ -379,17 +483,20 @@ impl PgStore {
             Some(_) => {}
         }
         let notify = is_postgres(&first).await?;
-        let mut readers = vec![first];
+        let st = Prepared::new(&first).await?;
+        let mut readers = vec![Conn { client: first, st }];
         for _ in 1..READERS {
-            readers.push(connect(url, None).await?);
+            readers.push(Conn::open(url).await?);
         }
         let seq: i64 = readers[0]
+            .client
             .query_one("SELECT value FROM suyuan_meta WHERE name = 'seq'", &[])
             .await
             .map_err(db)?
             .get(0);
         let seq = u64::try_from(seq).unwrap_or(0);
         readers[0]
+            .client
             .execute(
                 "INSERT INTO suyuan_servers (id, seen, beat) VALUES ($1, $2, now())
                  ON CONFLICT (id) DO UPDATE SET seen = $2, beat = now()",
@@ -411,7 +518,7 @@ impl PgStore {
             peers_seen: Notify::new(),
             notify,
         });
-        let writer = connect(url, None).await?;
+        let writer = Conn::open(url).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(writer_loop(inner.clone(), writer, rx));
         tokio::spawn(tail_loop(inner.clone(), tx.downgrade(), seq));
@@ -494,37 +601,33 @@ fn row_from(key: &str, r: &Row) -> HandleRow {
 /// A handle's values and indexed version, read on `c` (a client or a transaction).
 async fn read_record<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
+    st: &Prepared,
     key: &str,
 ) -> Result<Option<Record>, RegistryError> {
     let k = key.as_bytes();
-    let q = format!("SELECT {VALUE_COLUMNS} FROM handles WHERE handle = $1 ORDER BY idx");
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&k];
     let (rows, indexed) = tokio::join!(
-        c.query(&q, &params),
-        c.query_opt(
-            "SELECT indexed FROM suyuan_records WHERE handle = $1",
-            &params
-        ),
+        c.query(&st.values, &params),
+        c.query_opt(&st.indexed, &params),
     );
     record_of(key, &rows.map_err(db)?, indexed.map_err(db)?.as_ref())
 }
 
 async fn read_indexed<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
+    st: &Prepared,
     key: &str,
 ) -> Result<Option<Record>, RegistryError> {
-    c.query_opt(
-        "SELECT indexed FROM suyuan_records WHERE handle = $1",
-        &[&key.as_bytes()],
-    )
-    .await
-    .map_err(db)?
-    .map(|r| Record::decode(r.get::<_, &[u8]>(0)))
-    .transpose()
+    c.query_opt(&st.indexed, &[&key.as_bytes()])
+        .await
+        .map_err(db)?
+        .map(|r| Record::decode(r.get::<_, &[u8]>(0)))
+        .transpose()
 }
 
 async fn read_prefix<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
+    st: &Prepared,
     key: &str,
 ) -> Result<Option<PrefixEntry>, RegistryError> {
     let na = handlesql::na_row(key);
@@ -532,11 +635,8 @@ async fn read_prefix<C: tokio_postgres::GenericClient + Sync>(
     let na_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&na];
     let key_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&k];
     let (homed, entry) = tokio::join!(
-        c.query_opt("SELECT 1 FROM nas WHERE na = $1", &na_param),
-        c.query_opt(
-            "SELECT entry FROM suyuan_prefixes WHERE prefix = $1",
-            &key_param
-        ),
+        c.query_opt(&st.na, &na_param),
+        c.query_opt(&st.prefix_entry, &key_param),
     );
     if homed.map_err(db)?.is_none() {
         return Ok(None);
@@ -553,176 +653,164 @@ async fn read_prefix<C: tokio_postgres::GenericClient + Sync>(
 
 async fn read_alias<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
+    st: &Prepared,
     alias: &str,
 ) -> Result<Option<String>, RegistryError> {
-    Ok(
-        c.query_opt("SELECT handle FROM aliases WHERE alias = $1", &[&alias])
-            .await
-            .map_err(db)?
-            .map(|r| String::from_utf8_lossy(r.get::<_, &[u8]>(0)).into_owned()),
-    )
+    Ok(c.query_opt(&st.alias, &[&alias])
+        .await
+        .map_err(db)?
+        .map(|r| String::from_utf8_lossy(r.get::<_, &[u8]>(0)).into_owned()))
 }
 
-struct TxView<'a, 't>(&'a tokio_postgres::Transaction<'t>);
+struct TxView<'a, 't>(&'a tokio_postgres::Transaction<'t>, &'a Prepared);
 
 impl View for TxView<'_, '_> {
     fn record(
         &mut self,
         key: &str,
     ) -> impl Future<Output = Result<Option<Record>, RegistryError>> + Send {
-        read_record(self.0, key)
+        read_record(self.0, self.1, key)
     }
     fn alias(
         &mut self,
         alias: &str,
     ) -> impl Future<Output = Result<Option<String>, RegistryError>> + Send {
-        read_alias(self.0, alias)
+        read_alias(self.0, self.1, alias)
     }
     fn prefix(
         &mut self,
         key: &str,
     ) -> impl Future<Output = Result<Option<PrefixEntry>, RegistryError>> + Send {
-        read_prefix(self.0, key)
+        read_prefix(self.0, self.1, key)
     }
     fn indexed(
         &mut self,
         key: &str,
     ) -> impl Future<Output = Result<Option<Record>, RegistryError>> + Send {
-        read_indexed(self.0, key)
+        read_indexed(self.0, self.1, key)
     }
 }
 
+/// Carries out one write's effects in `t`, sent pipelined: the server runs them in the order
+/// sent, and they are all done before the next write's rules read anything.
 async fn carry_out(
     t: &tokio_postgres::Transaction<'_>,
+    st: &Prepared,
     effects: Vec<Effect>,
     stale: &mut Vec<String>,
 ) -> Result<(), TxError> {
+    // Parameters live here while the pipelined statements borrow them.
+    enum Param {
+        Bytes(Vec<u8>),
+        Text(String),
+        Row(Box<HandleRow>),
+        Int(i64),
+    }
+    let mut plan: Vec<(&Statement, Vec<Param>)> = Vec::with_capacity(effects.len() * 2);
     for e in effects {
         stale.extend(e.touches());
+        use Param::{Bytes, Int, Text};
         match e {
             Effect::PutRecord(r) => {
                 let key = key_of(&r.handle);
-                let k = key.as_bytes();
-                t.execute("DELETE FROM handles WHERE handle = $1", &[&k])
-                    .await?;
-                let ins = t
-                    .prepare(&format!(
-                        "INSERT INTO handles (handle, {VALUE_COLUMNS}) VALUES \
-                         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                    ))
-                    .await?;
+                plan.push((&st.del_handles, vec![Bytes(key.clone().into_bytes())]));
                 for v in &r.values {
-                    let row = HandleRow::from_value(k, v).map_err(RegistryError::from)?;
-                    t.execute(
-                        &ins,
-                        &[
-                            &row.handle,
-                            &row.idx,
-                            &row.value_type,
-                            &row.data,
-                            &row.ttl_type,
-                            &row.ttl,
-                            &row.timestamp,
-                            &row.refs,
-                            &row.admin_read,
-                            &row.admin_write,
-                            &row.pub_read,
-                            &row.pub_write,
-                        ],
-                    )
-                    .await?;
+                    let row =
+                        HandleRow::from_value(key.as_bytes(), v).map_err(RegistryError::from)?;
+                    plan.push((&st.ins_value, vec![Param::Row(Box::new(row))]));
                 }
-                t.execute(
-                    "INSERT INTO suyuan_records (handle, indexed) VALUES ($1, $2)
-                     ON CONFLICT (handle) DO UPDATE SET indexed = excluded.indexed",
-                    &[&k, &r.encode()],
-                )
-                .await?;
+                plan.push((
+                    &st.up_record,
+                    vec![Bytes(key.into_bytes()), Bytes(r.encode())],
+                ));
             }
             Effect::DeleteRecord(k) => {
-                let k = k.as_bytes();
-                t.execute("DELETE FROM handles WHERE handle = $1", &[&k])
-                    .await?;
-                t.execute("DELETE FROM suyuan_records WHERE handle = $1", &[&k])
-                    .await?;
+                plan.push((&st.del_handles, vec![Bytes(k.clone().into_bytes())]));
+                plan.push((&st.del_record, vec![Bytes(k.into_bytes())]));
             }
             Effect::PutBacklink {
                 target,
                 rel,
                 source,
-            } => {
-                t.execute(
-                    "INSERT INTO links (target, rel, source) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    &[&target.as_bytes(), &rel, &source.as_bytes()],
-                )
-                .await?;
-            }
+            } => plan.push((
+                &st.ins_link,
+                vec![
+                    Bytes(target.into_bytes()),
+                    Text(rel),
+                    Bytes(source.into_bytes()),
+                ],
+            )),
             Effect::DeleteBacklink {
                 target,
                 rel,
                 source,
-            } => {
-                t.execute(
-                    "DELETE FROM links WHERE target = $1 AND rel = $2 AND source = $3",
-                    &[&target.as_bytes(), &rel, &source.as_bytes()],
-                )
-                .await?;
-            }
+            } => plan.push((
+                &st.del_link,
+                vec![
+                    Bytes(target.into_bytes()),
+                    Text(rel),
+                    Bytes(source.into_bytes()),
+                ],
+            )),
             Effect::PutAlias { alias, key } => {
-                t.execute(
-                    "INSERT INTO aliases (alias, handle) VALUES ($1, $2)
-                     ON CONFLICT (alias) DO UPDATE SET handle = excluded.handle",
-                    &[&alias, &key.as_bytes()],
-                )
-                .await?;
+                plan.push((&st.up_alias, vec![Text(alias), Bytes(key.into_bytes())]))
             }
-            Effect::DeleteAlias(a) => {
-                t.execute("DELETE FROM aliases WHERE alias = $1", &[&a])
-                    .await?;
-            }
+            Effect::DeleteAlias(a) => plan.push((&st.del_alias, vec![Text(a)])),
             Effect::PutTombstone(k, ts) => {
-                t.execute(
-                    "INSERT INTO tombstones (handle, tombstone) VALUES ($1, $2)
-                     ON CONFLICT (handle) DO UPDATE SET tombstone = excluded.tombstone",
-                    &[&k.as_bytes(), &ts.encode()],
-                )
-                .await?;
+                plan.push((&st.up_tomb, vec![Bytes(k.into_bytes()), Bytes(ts.encode())]))
             }
-            Effect::DeleteTombstone(k) => {
-                t.execute("DELETE FROM tombstones WHERE handle = $1", &[&k.as_bytes()])
-                    .await?;
-            }
+            Effect::DeleteTombstone(k) => plan.push((&st.del_tomb, vec![Bytes(k.into_bytes())])),
             Effect::PutPrefix(k, p) => {
-                t.execute(
-                    "INSERT INTO nas (na) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&handlesql::na_row(&k)],
-                )
-                .await?;
-                t.execute(
-                    "INSERT INTO suyuan_prefixes (prefix, entry) VALUES ($1, $2)
-                     ON CONFLICT (prefix) DO UPDATE SET entry = excluded.entry",
-                    &[&k.as_bytes(), &p.encode()],
-                )
-                .await?;
+                plan.push((&st.ins_na, vec![Bytes(handlesql::na_row(&k))]));
+                plan.push((
+                    &st.up_prefix,
+                    vec![Bytes(k.into_bytes()), Bytes(p.encode())],
+                ));
             }
             Effect::DeletePrefix(k) => {
-                t.execute("DELETE FROM nas WHERE na = $1", &[&handlesql::na_row(&k)])
-                    .await?;
-                t.execute(
-                    "DELETE FROM suyuan_prefixes WHERE prefix = $1",
-                    &[&k.as_bytes()],
-                )
-                .await?;
+                plan.push((&st.del_na, vec![Bytes(handlesql::na_row(&k))]));
+                plan.push((&st.del_prefix, vec![Bytes(k.into_bytes())]));
             }
             Effect::Change(c) => {
-                t.execute(
-                    "INSERT INTO changes (seq, change) VALUES ($1, $2)",
-                    &[&(c.seq as i64), &c.encode()],
-                )
-                .await?;
+                plan.push((&st.ins_change, vec![Int(c.seq as i64), Bytes(c.encode())]))
             }
         }
+    }
+    let all: Vec<Vec<&(dyn tokio_postgres::types::ToSql + Sync)>> = plan
+        .iter()
+        .map(|(_, params)| {
+            let mut refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+            for p in params {
+                match p {
+                    Param::Bytes(b) => refs.push(b),
+                    Param::Text(t) => refs.push(t),
+                    Param::Int(i) => refs.push(i),
+                    Param::Row(row) => refs.extend([
+                        &row.handle as &(dyn tokio_postgres::types::ToSql + Sync),
+                        &row.idx,
+                        &row.value_type,
+                        &row.data,
+                        &row.ttl_type,
+                        &row.ttl,
+                        &row.timestamp,
+                        &row.refs,
+                        &row.admin_read,
+                        &row.admin_write,
+                        &row.pub_read,
+                        &row.pub_write,
+                    ]),
+                }
+            }
+            refs
+        })
+        .collect();
+    let pending: Vec<_> = plan
+        .iter()
+        .zip(&all)
+        .map(|((stmt, _), refs)| t.execute(*stmt, refs))
+        .collect();
+    for r in futures_util::future::join_all(pending).await {
+        r?;
     }
     Ok(())
 }
@@ -734,8 +822,9 @@ struct Group {
     results: Vec<Result<Applied, RegistryError>>,
 }
 
-async fn commit_group(inner: &Inner, client: &mut Client, jobs: &[Job]) -> Result<Group, TxError> {
-    let t = client.transaction().await?;
+async fn commit_group(inner: &Inner, conn: &mut Conn, jobs: &[Job]) -> Result<Group, TxError> {
+    let st = &conn.st;
+    let t = conn.client.transaction().await?;
     if inner.notify {
         t.batch_execute("SET LOCAL suyuan.writer = 'on'").await?;
     }
@@ -751,19 +840,15 @@ async fn commit_group(inner: &Inner, client: &mut Client, jobs: &[Job]) -> Resul
     let mut stale = Vec::new();
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        match plan(&mut TxView(&t), seq + 1, &job.write).await {
+        match plan(&mut TxView(&t, st), seq + 1, &job.write).await {
             Ok(p) => {
                 if let Some(s) = p.seq {
                     seq = s;
                 }
                 if let Mutation::Reconcile { handle, .. } = &job.write.mutation {
-                    t.execute(
-                        "DELETE FROM suyuan_dirty WHERE handle = $1",
-                        &[&handle.as_bytes()],
-                    )
-                    .await?;
+                    t.execute(&st.del_dirty, &[&handle.as_bytes()]).await?;
                 }
-                carry_out(&t, p.effects, &mut stale).await?;
+                carry_out(&t, st, p.effects, &mut stale).await?;
                 results.push(Ok(Applied { seq: p.seq }));
             }
             Err(e @ RegistryError::Refused { .. }) => results.push(Err(e)),
@@ -792,7 +877,7 @@ async fn commit_group(inner: &Inner, client: &mut Client, jobs: &[Job]) -> Resul
     })
 }
 
-async fn writer_loop(inner: Arc<Inner>, mut client: Client, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn writer_loop(inner: Arc<Inner>, mut conn: Conn, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -801,9 +886,9 @@ async fn writer_loop(inner: Arc<Inner>, mut client: Client, mut rx: mpsc::Unboun
                 Err(_) => break,
             }
         }
-        if client.is_closed() {
-            match connect(&inner.url, None).await {
-                Ok(c) => client = c,
+        if conn.client.is_closed() {
+            match Conn::open(&inner.url).await {
+                Ok(c) => conn = c,
                 Err(e) => {
                     for j in jobs {
                         let _ = j.reply.send(Err(e.clone()));
@@ -814,7 +899,7 @@ async fn writer_loop(inner: Arc<Inner>, mut client: Client, mut rx: mpsc::Unboun
         }
         let mut attempt = 0;
         let outcome = loop {
-            match commit_group(&inner, &mut client, &jobs).await {
+            match commit_group(&inner, &mut conn, &jobs).await {
                 Err(TxError(_, raw)) if attempt + 1 < RETRIES && retryable(raw.as_ref()) => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
@@ -1101,12 +1186,18 @@ impl Store for PgStore {
 
     fn record(&self, key: &str) -> StoreFuture<'_, Option<Record>> {
         let (inner, key) = (self.inner.clone(), key.to_string());
-        self.spawn_read(async move { read_record(inner.reader(), &key).await })
+        self.spawn_read(async move {
+            let c = inner.conn();
+            read_record(&c.client, &c.st, &key).await
+        })
     }
 
     fn prefix(&self, key: &str) -> StoreFuture<'_, Option<PrefixEntry>> {
         let (inner, key) = (self.inner.clone(), key.to_string());
-        self.spawn_read(async move { read_prefix(inner.reader(), &key).await })
+        self.spawn_read(async move {
+            let c = inner.conn();
+            read_prefix(&c.client, &c.st, &key).await
+        })
     }
 
     fn prefixes(&self) -> StoreFuture<'_, Vec<PrefixEntry>> {
@@ -1121,7 +1212,8 @@ impl Store for PgStore {
             for r in rows {
                 let na = String::from_utf8_lossy(r.get::<_, &[u8]>(0)).into_owned();
                 let key = na.strip_prefix("0.NA/").map(str::to_string).unwrap_or(na);
-                if let Some(p) = read_prefix(inner.reader(), &key).await? {
+                let c = inner.conn();
+                if let Some(p) = read_prefix(&c.client, &c.st, &key).await? {
                     out.push(p);
                 }
             }
@@ -1275,7 +1367,10 @@ impl Store for PgStore {
 
     fn alias(&self, identifier: &str) -> StoreFuture<'_, Option<String>> {
         let (inner, id) = (self.inner.clone(), identifier.to_string());
-        self.spawn_read(async move { read_alias(inner.reader(), &id).await })
+        self.spawn_read(async move {
+            let c = inner.conn();
+            read_alias(&c.client, &c.st, &id).await
+        })
     }
 
     fn tombstone(&self, key: &str) -> StoreFuture<'_, Option<Tombstone>> {

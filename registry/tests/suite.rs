@@ -1,8 +1,9 @@
-//! The registry's conformance suite, on real stores. Runs against the embedded backend the
-//! build selects (`cargo test -p suyuan-registry`: redb; `--features sled`: sled), and against
-//! PostgreSQL when `SUYUAN_TEST_STORE` names a server (`postgres://USER@HOST:PORT/DB`): each
-//! test then gets a database of its own on that server. Tests that need the embedded layer
-//! itself (a failing key-value store, reopening a directory) open it directly.
+//! The registry's conformance suite, on real stores: every test runs once on the embedded
+//! backend the build selects (`embedded::…`: redb; with `--features sled`: sled) and once on
+//! PostgreSQL (`postgres::…`) when `SUYUAN_TEST_STORE` names a server
+//! (`postgres://USER@HOST:PORT/DB`; each test gets a schema of its own there). Tests that need
+//! the embedded layer itself (a counting key-value store, reopening a directory) open it
+//! directly and run once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -17,10 +18,57 @@ use suyuan_registry::{
 
 const P: &str = "88.888.1";
 
+/// The backend a conformance test runs on (set by the wrappers `conformance!` makes).
+#[derive(Clone, Copy)]
+enum Backend {
+    Embedded,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Embedded) };
+}
+
+/// The PostgreSQL server the `postgres` runs use; a CI run without one is a failure, not a
+/// silent skip.
+fn postgres_url() -> Option<String> {
+    match std::env::var("SUYUAN_TEST_STORE") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI runs the conformance suite on PostgreSQL too: set SUYUAN_TEST_STORE")
+        }
+        _ => {
+            eprintln!("SUYUAN_TEST_STORE is not set: the PostgreSQL run is skipped");
+            None
+        }
+    }
+}
+
+fn run_on(backend: Backend, test: fn()) {
+    if matches!(backend, Backend::Postgres) && postgres_url().is_none() {
+        return;
+    }
+    BACKEND.with(|b| b.set(backend));
+    test();
+}
+
+/// Every conformance test, once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $name() { super::run_on(super::Backend::Embedded, super::$name) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::run_on(super::Backend::Postgres, super::$name) } )*
+        }
+    };
+}
+
 /// A new, empty store of the backend under test.
 fn fresh(dir: &std::path::Path) -> Registry {
-    match std::env::var("SUYUAN_TEST_STORE") {
-        Ok(url) if !url.is_empty() => {
+    match BACKEND.with(|b| b.get()) {
+        Backend::Postgres => {
+            let url = postgres_url().expect("checked by run_on");
             let name = format!("suite_{}_{}", std::process::id(), rand::random::<u32>());
             // A schema of its own on the server's database, first on the search path.
             let out = std::process::Command::new("psql")
@@ -42,7 +90,7 @@ fn fresh(dir: &std::path::Path) -> Registry {
             let store = suyuan_registry::postgres::PgStore::open(&db, "suite").unwrap();
             Registry::with_store(Arc::new(store))
         }
-        _ => Registry::open(dir).unwrap(),
+        Backend::Embedded => Registry::open(dir).unwrap(),
     }
 }
 
@@ -86,7 +134,6 @@ fn code(r: Result<impl std::fmt::Debug, RegistryError>) -> u32 {
     r.expect_err("expected a refusal").response_code()
 }
 
-#[test]
 fn records_resolve_list_and_page() {
     let (_d, reg) = open();
     for i in 0..25 {
@@ -131,7 +178,6 @@ fn records_resolve_list_and_page() {
     assert!(reg.get("88.888.1/nothing").unwrap().is_none());
 }
 
-#[test]
 fn create_modes() {
     let (_d, reg) = open();
     let h = "88.888.1/m-1";
@@ -180,7 +226,6 @@ fn create_modes() {
     assert_eq!(reg.last_seq(), seq + 1);
 }
 
-#[test]
 fn reference_validation_rules() {
     let (_d, reg) = open();
     assert_eq!(
@@ -230,7 +275,6 @@ fn reference_validation_rules() {
     assert_eq!(reg.last_seq(), 1, "refusals wrote nothing");
 }
 
-#[test]
 fn resolution_filters() {
     let (_d, reg) = open();
     create(
@@ -273,7 +317,6 @@ fn resolution_filters() {
     assert!(reg.resolve("88.888.1/none", &[], &[]).unwrap().is_none());
 }
 
-#[test]
 fn value_operations() {
     let (_d, reg) = open();
     let h = "88.888.1/v";
@@ -359,7 +402,6 @@ fn answer_len(h: &str, values: Vec<HandleValue>) -> usize {
     answer.encode().len() - suyuan_codec::message::ENVELOPE_LEN
 }
 
-#[test]
 fn no_write_builds_a_record_whose_answer_outgrows_a_tcp_message() {
     use suyuan_codec::wire::MAX_MESSAGE_LENGTH;
     use suyuan_registry::store::{ANSWER_RESERVE, resolution_answer_len};
@@ -417,7 +459,6 @@ fn no_write_builds_a_record_whose_answer_outgrows_a_tcp_message() {
     assert!(answer_len("88.888.1/edge", vec![big(1, fits)]) <= MAX_MESSAGE_LENGTH);
 }
 
-#[test]
 fn change_log_is_gap_free_with_actors_and_tombstones() {
     let (_d, reg) = open();
     create(
@@ -557,7 +598,6 @@ fn concurrent_writers_share_group_commits() {
     assert_eq!(reg.count_handles(P).unwrap(), 1601);
 }
 
-#[test]
 fn a_refused_write_does_not_abort_its_group() {
     let (_d, reg) = open();
     let writes = vec![
@@ -602,7 +642,6 @@ const READING_TPL: &str = r#"{"kind":"reading","attributes":[
     {"name":"meter","index":2001,"type":"mrv.measuredBy","required":true,"reference":{"kinds":["meter"]}},
     {"name":"gateway","index":2002,"type":"site.via","reference":{}}]}"#;
 
-#[test]
 fn templates_validate_every_write() {
     let (_d, reg) = open();
     create(
@@ -672,7 +711,6 @@ fn templates_validate_every_write() {
     assert_eq!(e.response_code(), rc::INVALID_VALUE);
 }
 
-#[test]
 fn a_type_decides_what_a_value_means_not_its_index() {
     let (_d, reg) = open();
     create(
@@ -737,7 +775,6 @@ fn a_type_decides_what_a_value_means_not_its_index() {
     assert_eq!(reg.backlinks("88.888.1/gw-7", None, 10).unwrap().0.len(), 1);
 }
 
-#[test]
 fn unknown_vocabulary_types_are_refused_unless_a_template_declares_them() {
     let (_d, reg) = open();
     // A typo of a relation would be stored as a value that links nothing: refused, naming
@@ -831,7 +868,6 @@ fn unknown_vocabulary_types_are_refused_unless_a_template_declares_them() {
     create(&reg, "88.888.1/ratio", with).unwrap();
 }
 
-#[test]
 fn reverse_index_follows_every_write() {
     let (_d, reg) = open();
     create(
@@ -867,7 +903,6 @@ fn reverse_index_follows_every_write() {
     );
 }
 
-#[test]
 fn aliases_bind_one_handle() {
     let (_d, reg) = open();
     create(
@@ -966,7 +1001,6 @@ fn chain(reg: &Registry) {
     .unwrap();
 }
 
-#[test]
 fn trace_up_and_down() {
     let (_d, reg) = open();
     chain(&reg);
@@ -1069,7 +1103,6 @@ fn trace_up_and_down() {
     assert_eq!(j["direction"], "up");
 }
 
-#[test]
 fn large_fan_out_is_paged() {
     let (_d, reg) = open();
     create(&reg, "88.888.1/busy-meter", vec![v(1, "mrv.kind", "meter")]).unwrap();
@@ -1094,7 +1127,6 @@ fn large_fan_out_is_paged() {
     assert!(!t.truncated);
 }
 
-#[test]
 fn prefixes_home_and_unhome() {
     let (_d, reg) = open();
     let p = reg.prefix("88.888.1").unwrap().unwrap();
@@ -1173,7 +1205,6 @@ fn reopening_keeps_everything_and_refuses_newer_stores() {
     assert!(e.to_string().contains("upgrade"), "{e}");
 }
 
-#[test]
 fn consistent_reads_for_the_cache_and_reindex() {
     let (_d, reg) = open();
     create(
@@ -1193,3 +1224,23 @@ fn consistent_reads_for_the_cache_and_reindex() {
     };
     assert!(matches!(closed, Err(RegistryError::Closed)));
 }
+
+conformance!(
+    records_resolve_list_and_page,
+    create_modes,
+    reference_validation_rules,
+    resolution_filters,
+    value_operations,
+    no_write_builds_a_record_whose_answer_outgrows_a_tcp_message,
+    change_log_is_gap_free_with_actors_and_tombstones,
+    a_refused_write_does_not_abort_its_group,
+    templates_validate_every_write,
+    a_type_decides_what_a_value_means_not_its_index,
+    unknown_vocabulary_types_are_refused_unless_a_template_declares_them,
+    reverse_index_follows_every_write,
+    aliases_bind_one_handle,
+    trace_up_and_down,
+    large_fan_out_is_paged,
+    prefixes_home_and_unhome,
+    consistent_reads_for_the_cache_and_reindex,
+);
