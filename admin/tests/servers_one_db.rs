@@ -6,35 +6,7 @@
 mod common;
 
 use common::rest::curl;
-use common::{BIN, serve, stop};
-
-fn store_url() -> Option<String> {
-    match std::env::var("SUYUAN_TEST_STORE") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI runs this test on PostgreSQL: set SUYUAN_TEST_STORE")
-        }
-        _ => {
-            eprintln!("SUYUAN_TEST_STORE is not set: skipped (it needs a PostgreSQL server)");
-            None
-        }
-    }
-}
-
-/// A new schema on the test server, as a store URL whose search path starts there.
-fn fresh_schema(url: &str, name: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([url, "-qXc", &format!("CREATE SCHEMA {name}")])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-csearch_path%3D{name}")
-}
+use common::{BIN, fresh_schema, postgres_url, serve, stop};
 
 fn init(args: &[&str]) {
     let out = std::process::Command::new(BIN)
@@ -81,8 +53,9 @@ fn url_of(http: std::net::SocketAddr, handle: &str) -> String {
 
 #[test]
 fn a_write_on_one_server_is_never_answered_older_by_another() {
-    let Some(url) = store_url() else { return };
-    let store = fresh_schema(&url, &format!("two_{}", std::process::id()));
+    let Some(url) = postgres_url() else { return };
+    let store = fresh_schema(&url);
+    let schema = store.rsplit("%3D").next().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     let (a_s, b_s) = (a_dir.to_str().unwrap(), b_dir.to_str().unwrap());
@@ -118,10 +91,7 @@ fn a_write_on_one_server_is_never_answered_older_by_another() {
         .args([
             url.as_str(),
             "-qXAtc",
-            &format!(
-                "SELECT count(*), min(seq), max(seq) FROM two_{}.changes",
-                std::process::id()
-            ),
+            &format!("SELECT count(*), min(seq), max(seq) FROM {schema}.changes"),
         ])
         .output()
         .unwrap();

@@ -566,6 +566,15 @@ fn record_of(
     let (handle, seq, links) = match indexed {
         Some(i) => {
             let rec = Record::decode(i.get::<_, &[u8]>(0))?;
+            // Rows have no order of their own: the values keep the order they were written in
+            // (what a resolution answers), indexes unknown to that version last, by index.
+            let at = |idx: u32| {
+                rec.values
+                    .iter()
+                    .position(|v| v.index == idx)
+                    .unwrap_or(usize::MAX)
+            };
+            values.sort_by_key(|v| (at(v.index), v.index));
             (rec.handle, rec.seq, rec.links)
         }
         None => (key.to_string(), 0, Vec::new()),
@@ -591,9 +600,10 @@ fn row_from(key: &str, r: &Row) -> HandleRow {
         ttl: r.get::<_, Option<i32>>(4).unwrap_or(0),
         timestamp: r.get::<_, Option<i32>>(5).unwrap_or(0),
         refs: r.get::<_, Option<String>>(6).unwrap_or_default(),
-        admin_read: r.get::<_, Option<bool>>(7).unwrap_or(true),
-        admin_write: r.get::<_, Option<bool>>(8).unwrap_or(true),
-        pub_read: r.get::<_, Option<bool>>(9).unwrap_or(true),
+        // A NULL column reads as the reference reads it: empty, zero, false.
+        admin_read: r.get::<_, Option<bool>>(7).unwrap_or(false),
+        admin_write: r.get::<_, Option<bool>>(8).unwrap_or(false),
+        pub_read: r.get::<_, Option<bool>>(9).unwrap_or(false),
         pub_write: r.get::<_, Option<bool>>(10).unwrap_or(false),
     }
 }
@@ -693,11 +703,14 @@ impl View for TxView<'_, '_> {
 
 /// Carries out one write's effects in `t`, sent pipelined: the server runs them in the order
 /// sent, and they are all done before the next write's rules read anything.
+/// `adopting`: the effects index what another writer stored in `handles`; those rows are its,
+/// and writing back the values read from them could only undo a change it committed since.
 async fn carry_out(
     t: &tokio_postgres::Transaction<'_>,
     st: &Prepared,
     effects: Vec<Effect>,
     stale: &mut Vec<String>,
+    adopting: bool,
 ) -> Result<(), TxError> {
     // Parameters live here while the pipelined statements borrow them.
     enum Param {
@@ -711,6 +724,15 @@ async fn carry_out(
         stale.extend(e.touches());
         use Param::{Bytes, Int, Text};
         match e {
+            Effect::PutRecord(r) if adopting => {
+                plan.push((
+                    &st.up_record,
+                    vec![Bytes(key_of(&r.handle).into_bytes()), Bytes(r.encode())],
+                ));
+            }
+            Effect::DeleteRecord(k) if adopting => {
+                plan.push((&st.del_record, vec![Bytes(k.into_bytes())]))
+            }
             Effect::PutRecord(r) => {
                 let key = key_of(&r.handle);
                 plan.push((&st.del_handles, vec![Bytes(key.clone().into_bytes())]));
@@ -840,15 +862,22 @@ async fn commit_group(inner: &Inner, conn: &mut Conn, jobs: &[Job]) -> Result<Gr
     let mut stale = Vec::new();
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
+        // Off the queue before it is read: another writer's change committed after these
+        // reads queues the handle again (its trigger's insert waits for this transaction), so
+        // it is adopted next instead of lost.
+        let adopting = match &job.write.mutation {
+            Mutation::Reconcile { handle, .. } => {
+                t.execute(&st.del_dirty, &[&handle.as_bytes()]).await?;
+                true
+            }
+            _ => false,
+        };
         match plan(&mut TxView(&t, st), seq + 1, &job.write).await {
             Ok(p) => {
                 if let Some(s) = p.seq {
                     seq = s;
                 }
-                if let Mutation::Reconcile { handle, .. } = &job.write.mutation {
-                    t.execute(&st.del_dirty, &[&handle.as_bytes()]).await?;
-                }
-                carry_out(&t, st, p.effects, &mut stale).await?;
+                carry_out(&t, st, p.effects, &mut stale, adopting).await?;
                 results.push(Ok(Applied { seq: p.seq }));
             }
             Err(e @ RegistryError::Refused { .. }) => results.push(Err(e)),

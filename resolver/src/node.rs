@@ -651,7 +651,8 @@ impl Inner {
         // Keep it only if no write committed while it was read, and drop it again if one
         // committed (and evicted an empty slot) before the insert: never older than an
         // acknowledged write.
-        if let Some(seq) = at {
+        // `cache_entries = 0` is no cache at all (for a store another writer changes too).
+        if let Some(seq) = at.filter(|_| self.cfg.cache_entries > 0) {
             self.cache.insert(key.clone(), rec.clone());
             if self.registry.last_seq() != seq {
                 self.cache.invalidate(&key);

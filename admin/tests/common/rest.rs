@@ -18,6 +18,7 @@ pub fn reference_like_node(dir: &Path, extra: &[&str]) -> Server {
         .arg(&d)
         .arg("--admin-pubkey")
         .arg(format!("{FIXTURES}/keys/admin-300.pub.pem"))
+        .args(super::node_store_args())
         .env("SUYUAN_ADMIN_SECRET", "secretpw")
         .output()
         .unwrap();
