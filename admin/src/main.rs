@@ -17,6 +17,7 @@ mod demo;
 mod import;
 mod init;
 mod keygen;
+mod migrate;
 mod resolve;
 mod serve;
 mod store;
@@ -48,6 +49,9 @@ enum Command {
     /// Register records in bulk from JSON Lines or a Handle.Net batch file (re-running writes
     /// nothing).
     Import(import::ImportArgs),
+    /// Copy every prefix and record from one store to another (embedded or PostgreSQL), then
+    /// verify counts and a digest on both sides (re-running continues an interrupted copy).
+    Migrate(migrate::MigrateArgs),
     /// Rebuild the link and alias indexes of a stopped node's store.
     Reindex(trace::ReindexArgs),
     /// Load generation and the machine's ceiling (see BENCHMARKS.md).
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             Command::Resolve(a) => resolve::run(a).await,
             Command::Trace(a) => trace::run(a).await,
             Command::Import(a) => import::run(a).await,
+            Command::Migrate(a) => tokio::task::block_in_place(|| migrate::run(a)),
             Command::Reindex(a) => trace::reindex(a),
         }
     });

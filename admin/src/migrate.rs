@@ -1,0 +1,477 @@
+//! `suyuan migrate --from STORE --to STORE`: moves a node's prefixes and records between the
+//! embedded store and PostgreSQL (either way, or between two of a kind), then checks both sides.
+//!
+//! Records go through the target's ordinary write path, so the target's indexes and change log
+//! are its own: the source's change log and tombstones stay behind (their sequence numbers
+//! belong to the source, and the registry has no write that replays another store's history).
+//! The target's log starts with the changes the copy makes, normally one per record. Values
+//! arrive byte for byte, timestamps included: a create stamps every value with the write's time,
+//! so a record is created at the time most of its values carry and the values stamped at other
+//! times are then modified at their own times (one more change for each other time).
+//!
+//! Re-running continues an interrupted migration: a record already copied is left alone, one
+//! copied with its values but not yet all their timestamps is finished, and a target holding
+//! other values for a handle stops the run. At the end both sides are counted and digested.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use sha2::{Digest, Sha256};
+use suyuan_codec::handle::key_of;
+use suyuan_codec::value::HandleValue;
+use suyuan_registry::postgres::{self, InitMode};
+use suyuan_registry::{
+    CreateMode, Mutation, PrefixEntry, Record, Registry, RegistryError, Ticket, Write,
+};
+
+use crate::store::StoreSpec;
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// The store to read: a data dir, a store dir, or postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "STORE")]
+    from: String,
+    /// The store to write (created if it does not exist yet).
+    #[arg(long, value_name = "STORE")]
+    to: String,
+    /// Records read and written per step.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch: u32,
+}
+
+/// The actor the target's change log names for what a migration or a database import wrote.
+pub const MIGRATE_ACTOR: &str = "0:SUYUAN/MIGRATE";
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Copied {
+    Written,
+    /// The target held it already, byte for byte.
+    Unchanged,
+}
+
+/// Why one record was not copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotCopied {
+    /// The target holds other values for the handle.
+    Different,
+    /// The target's rules refused it.
+    Refused(RegistryError),
+}
+
+impl std::fmt::Display for NotCopied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotCopied::Different => write!(f, "the target already holds other values for it"),
+            NotCopied::Refused(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn in_index_order(values: &[HandleValue]) -> Vec<&HandleValue> {
+    let mut v: Vec<&HandleValue> = values.iter().collect();
+    v.sort_by_key(|v| v.index);
+    v
+}
+
+/// The same values, byte for byte (timestamps included), in whatever order.
+fn identical(a: &[HandleValue], b: &[HandleValue]) -> bool {
+    a.len() == b.len()
+        && in_index_order(a)
+            .iter()
+            .zip(in_index_order(b))
+            .all(|(x, y)| x.encode() == y.encode())
+}
+
+/// The writes that bring `have` (values equal to `want` but for timestamps) to `want`'s
+/// timestamps: one modification per timestamp, at that time.
+fn restamps(handle: &str, have: &[HandleValue], want: &[HandleValue]) -> Vec<Write> {
+    let mut by_time: BTreeMap<u32, Vec<HandleValue>> = BTreeMap::new();
+    for w in want {
+        let stamped = have
+            .iter()
+            .find(|h| h.index == w.index)
+            .is_some_and(|h| h.timestamp == w.timestamp);
+        if !stamped {
+            by_time.entry(w.timestamp).or_default().push(w.clone());
+        }
+    }
+    by_time
+        .into_iter()
+        .map(|(time, values)| Write {
+            mutation: Mutation::ModifyValues {
+                handle: handle.to_string(),
+                values,
+            },
+            actor: MIGRATE_ACTOR.into(),
+            time: u64::from(time),
+        })
+        .collect()
+}
+
+/// The timestamp most of the values carry (the earliest of the most common).
+fn main_time(values: &[HandleValue]) -> u32 {
+    let mut n: BTreeMap<u32, usize> = BTreeMap::new();
+    for v in values {
+        *n.entry(v.timestamp).or_default() += 1;
+    }
+    n.into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map_or(0, |(t, _)| t)
+}
+
+/// Writes each `(handle, values)` into `target` with the values exactly as given (timestamps
+/// included), through the target's ordinary write path. Results in order. A record refused
+/// because something it needs (its template) is not there yet can be given again later.
+pub fn copy_records(
+    target: &Registry,
+    records: &[(String, Vec<HandleValue>)],
+) -> Result<Vec<Result<Copied, NotCopied>>> {
+    let mut out: Vec<Option<Result<Copied, NotCopied>>> = vec![None; records.len()];
+    let mut have: Vec<Option<Vec<HandleValue>>> = Vec::with_capacity(records.len());
+    let mut creates: Vec<(usize, Ticket)> = Vec::new();
+    for (i, (handle, values)) in records.iter().enumerate() {
+        let current = target.get(handle)?.map(|r| r.values);
+        match &current {
+            Some(c) if identical(c, values) => out[i] = Some(Ok(Copied::Unchanged)),
+            Some(c) if !Record::same_values(c, values) => out[i] = Some(Err(NotCopied::Different)),
+            Some(_) => {}
+            None => creates.push((
+                i,
+                target.submit(Write {
+                    mutation: Mutation::Create {
+                        handle: handle.clone(),
+                        values: values.clone(),
+                        mode: CreateMode::Register,
+                    },
+                    actor: MIGRATE_ACTOR.into(),
+                    time: u64::from(main_time(values)),
+                }),
+            )),
+        }
+        have.push(current);
+    }
+    for (i, t) in creates {
+        match t.wait() {
+            Ok(_) => {
+                let t = main_time(&records[i].1);
+                have[i] = Some(
+                    records[i]
+                        .1
+                        .iter()
+                        .map(|v| HandleValue {
+                            timestamp: t,
+                            ..v.clone()
+                        })
+                        .collect(),
+                );
+            }
+            Err(RegistryError::Refused { code, message }) => {
+                out[i] = Some(Err(NotCopied::Refused(RegistryError::Refused {
+                    code,
+                    message,
+                })));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut modifies: Vec<(usize, Vec<Ticket>)> = Vec::new();
+    for (i, (handle, values)) in records.iter().enumerate() {
+        if out[i].is_some() {
+            continue;
+        }
+        let current = have[i].as_deref().unwrap_or_default();
+        let tickets = restamps(handle, current, values)
+            .into_iter()
+            .map(|w| target.submit(w))
+            .collect();
+        modifies.push((i, tickets));
+    }
+    for (i, tickets) in modifies {
+        let mut result = Ok(Copied::Written);
+        for t in tickets {
+            match t.wait() {
+                Ok(_) => {}
+                Err(e @ RegistryError::Refused { .. }) => result = Err(NotCopied::Refused(e)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        out[i] = Some(result);
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.unwrap_or(Ok(Copied::Written)))
+        .collect())
+}
+
+/// Homes `p` on the target with the same administrators, or checks it is homed so already.
+pub fn copy_prefix(target: &Registry, p: &PrefixEntry, time: u64) -> Result<()> {
+    let same_admins = |t: &PrefixEntry| {
+        t.admins.len() == p.admins.len()
+            && p.admins
+                .iter()
+                .all(|a| t.admins.iter().any(|b| b.same_as(a)))
+    };
+    match target.prefix(&p.prefix)? {
+        Some(t) if same_admins(&t) => Ok(()),
+        Some(t) => bail!(
+            "the target already homes prefix {} with other administrators ({}; the source has {})",
+            p.prefix,
+            list(&t.admins),
+            list(&p.admins)
+        ),
+        None => {
+            target.apply(Write {
+                mutation: Mutation::Home {
+                    prefix: p.prefix.clone(),
+                    admins: p.admins.clone(),
+                },
+                actor: MIGRATE_ACTOR.into(),
+                time,
+            })?;
+            Ok(())
+        }
+    }
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Counts and digest of a store's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub prefixes: u64,
+    pub records: u64,
+    /// SHA-256, hex.
+    pub digest: String,
+}
+
+/// A record as two stores holding the same data encode it alike: the stored layout with what
+/// is each store's own (the sequence number of the change that wrote it, the links derived
+/// from it) left out and the values in index order.
+fn canonical(r: &Record) -> Vec<u8> {
+    Record {
+        handle: r.handle.clone(),
+        values: in_index_order(&r.values).into_iter().cloned().collect(),
+        seq: 0,
+        links: Vec::new(),
+    }
+    .encode()
+}
+
+/// The homed prefixes in key order.
+fn prefixes_in_order(r: &Registry) -> Result<Vec<PrefixEntry>> {
+    let mut p = r.prefixes()?;
+    p.sort_by_key(|p| key_of(&p.prefix));
+    Ok(p)
+}
+
+/// Every record under the homed prefixes, prefix by prefix in key order and in key order
+/// under each, in pages of `page`: `each` gets every page.
+fn for_each_page(
+    r: &Registry,
+    page: usize,
+    mut each: impl FnMut(&PrefixEntry, Vec<Record>) -> Result<()>,
+) -> Result<()> {
+    for p in prefixes_in_order(r)? {
+        let mut after: Option<String> = None;
+        loop {
+            let handles = r.list_handles(&p.prefix, after.as_deref(), page)?;
+            let Some(last) = handles.last().cloned() else {
+                break;
+            };
+            let mut records = Vec::with_capacity(handles.len());
+            for h in &handles {
+                // A handle deleted between the listing and the read is simply not there.
+                if let Some(rec) = r.get(h)? {
+                    records.push(rec);
+                }
+            }
+            each(&p, records)?;
+            after = Some(last);
+        }
+    }
+    Ok(())
+}
+
+/// Counts the prefixes and records of `r` and digests the records: SHA-256 over each record's
+/// canonical encoding, length first, in the order [`for_each_page`] gives them.
+pub fn summarise(r: &Registry) -> Result<Summary> {
+    let mut h = Sha256::new();
+    let mut records = 0u64;
+    for_each_page(r, 1000, |_, page| {
+        for rec in page {
+            let c = canonical(&rec);
+            h.update((c.len() as u64).to_be_bytes());
+            h.update(&c);
+            records += 1;
+        }
+        Ok(())
+    })?;
+    Ok(Summary {
+        prefixes: r.prefixes()?.len() as u64,
+        records,
+        digest: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    })
+}
+
+/// Opens the store to read: it must exist (a mistyped directory is not an empty store).
+fn open_source(spec: &StoreSpec) -> Result<Registry> {
+    if let StoreSpec::Embedded(p) = spec {
+        if !p.exists() {
+            bail!("{}: no store there", p.display());
+        }
+    }
+    open(spec, "migrate-source")
+}
+
+/// Opens the store to write, creating it (a new directory, or the schema in an empty database)
+/// when it does not exist yet.
+pub fn open_target(spec: &StoreSpec) -> Result<Registry> {
+    if let StoreSpec::Postgres(url) = spec {
+        // Create when the database holds no store yet; otherwise join it (which brings an
+        // older schema forward and refuses a newer one with its own message).
+        if postgres::init_blocking(url, InitMode::Create).is_err() {
+            postgres::init_blocking(url, InitMode::Join)
+                .with_context(|| format!("cannot use {} as the target", spec.describe()))?;
+        }
+    }
+    open(spec, "migrate-target")
+}
+
+fn open(spec: &StoreSpec, server_id: &str) -> Result<Registry> {
+    spec.open(server_id)
+        .map_err(|e| match e.downcast_ref::<RegistryError>() {
+            Some(locked @ RegistryError::Locked(_)) => anyhow!(
+                "{locked}: a running node holds it; stop the node before migrating its store"
+            ),
+            _ => e,
+        })
+}
+
+/// The summary lines of both sides, and whether they agree.
+pub fn verify(source: &Registry, target: &Registry) -> Result<bool> {
+    let s = summarise(source)?;
+    let t = summarise(target)?;
+    for (side, x) in [("source", &s), ("target", &t)] {
+        crate::outln!(
+            "{side}: {} prefixes, {} records, sha256 {}",
+            x.prefixes,
+            x.records,
+            x.digest
+        )?;
+    }
+    Ok(s == t)
+}
+
+pub fn run(a: MigrateArgs) -> Result<ExitCode> {
+    let from = StoreSpec::parse(&a.from)?;
+    let to = StoreSpec::parse(&a.to)?;
+    if from == to {
+        bail!("--from and --to name the same store ({})", from.describe());
+    }
+    let source = open_source(&from)?;
+    let target = open_target(&to)?;
+    let started = Instant::now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    for p in prefixes_in_order(&source)? {
+        copy_prefix(&target, &p, now)?;
+    }
+    let (mut written, mut unchanged, mut seen) = (0u64, 0u64, 0u64);
+    let mut later: Vec<(String, Vec<HandleValue>)> = Vec::new();
+    let mut different: Vec<String> = Vec::new();
+    for_each_page(&source, a.batch as usize, |p, page| {
+        let records: Vec<(String, Vec<HandleValue>)> =
+            page.into_iter().map(|r| (r.handle, r.values)).collect();
+        for (rec, result) in records.iter().zip(copy_records(&target, &records)?) {
+            match result {
+                Ok(Copied::Written) => written += 1,
+                Ok(Copied::Unchanged) => unchanged += 1,
+                Err(NotCopied::Different) => {
+                    eprintln!("migrate: {}: {}", rec.0, NotCopied::Different);
+                    different.push(rec.0.clone());
+                }
+                // Most likely a template copied later: tried again after the rest.
+                Err(NotCopied::Refused(_)) => later.push(rec.clone()),
+            }
+        }
+        seen += records.len() as u64;
+        eprintln!(
+            "migrate: prefix {}: {seen} records read, {written} written, {unchanged} unchanged",
+            p.prefix
+        );
+        Ok(())
+    })?;
+    let mut failed = 0u64;
+    // Again while each round copies something: a template may itself follow a template.
+    while !later.is_empty() {
+        let round = std::mem::take(&mut later);
+        let mut progress = false;
+        let mut refused = Vec::new();
+        let results = copy_records(&target, &round)?;
+        for (rec, result) in round.into_iter().zip(results) {
+            match result {
+                Ok(c) => {
+                    progress = true;
+                    if c == Copied::Written {
+                        written += 1;
+                    } else {
+                        unchanged += 1;
+                    }
+                }
+                Err(NotCopied::Different) => different.push(rec.0),
+                Err(NotCopied::Refused(e)) => refused.push((rec, e)),
+            }
+        }
+        if !progress {
+            for (rec, e) in &refused {
+                eprintln!("migrate: {}: not copied: {e}", rec.0);
+            }
+            failed = refused.len() as u64;
+            break;
+        }
+        later = refused.into_iter().map(|(r, _)| r).collect();
+    }
+    crate::outln!(
+        "migrate: {} -> {}: {} records: {written} written, {unchanged} unchanged, {} held other values, {failed} refused ({:.1} s)",
+        from.describe(),
+        to.describe(),
+        seen,
+        different.len(),
+        started.elapsed().as_secs_f64()
+    )?;
+    if !different.is_empty() {
+        eprintln!(
+            "migrate: the target holds other values for {} handle(s) (first: {}); nothing of them was changed: \
+             remove them from the target or migrate into an empty store",
+            different.len(),
+            different[0]
+        );
+    }
+    let agree = verify(&source, &target)?;
+    source.close();
+    target.close();
+    if !agree {
+        eprintln!(
+            "migrate: the target does not hold what the source holds (counts or digest differ)"
+        );
+    }
+    Ok(if agree && different.is_empty() && failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
