@@ -14,6 +14,7 @@ mod bench;
 mod config;
 mod datadir;
 mod demo;
+mod from_sql;
 mod import;
 mod init;
 mod keygen;

@@ -45,6 +45,9 @@ pub struct MigrateArgs {
 /// The actor the target's change log names for what a migration or a database import wrote.
 pub const MIGRATE_ACTOR: &str = "0:SUYUAN/MIGRATE";
 
+/// A record to copy: the handle as spelled and its values.
+pub type Source = (String, Vec<HandleValue>);
+
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Copied {
@@ -128,7 +131,7 @@ fn main_time(values: &[HandleValue]) -> u32 {
 /// because something it needs (its template) is not there yet can be given again later.
 pub fn copy_records(
     target: &Registry,
-    records: &[(String, Vec<HandleValue>)],
+    records: &[Source],
 ) -> Result<Vec<Result<Copied, NotCopied>>> {
     let mut out: Vec<Option<Result<Copied, NotCopied>>> = vec![None; records.len()];
     let mut have: Vec<Option<Vec<HandleValue>>> = Vec::with_capacity(records.len());
@@ -205,6 +208,85 @@ pub fn copy_records(
         .into_iter()
         .map(|o| o.unwrap_or(Ok(Copied::Written)))
         .collect())
+}
+
+/// How many records a [`Copier`] saw and what became of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub seen: u64,
+    pub written: u64,
+    pub unchanged: u64,
+    /// The target held other values.
+    pub different: u64,
+    /// The target's rules refused them (after every other record was copied).
+    pub refused: u64,
+}
+
+/// Copies pages of records with [`copy_records`], reporting each record not copied on stderr
+/// (named by handle, after `tool: `) and keeping the refused ones for [`Copier::finish`]: a
+/// record may need one copied after it (its template).
+pub struct Copier {
+    tool: &'static str,
+    pub tally: Tally,
+    later: Vec<Source>,
+}
+
+impl Copier {
+    pub fn new(tool: &'static str) -> Self {
+        Copier {
+            tool,
+            tally: Tally::default(),
+            later: Vec::new(),
+        }
+    }
+
+    /// Copies one page; returns the records refused in it (kept for later).
+    fn round(
+        &mut self,
+        target: &Registry,
+        records: Vec<Source>,
+    ) -> Result<Vec<(Source, NotCopied)>> {
+        let results = copy_records(target, &records)?;
+        let mut refused = Vec::new();
+        for (rec, result) in records.into_iter().zip(results) {
+            match result {
+                Ok(Copied::Written) => self.tally.written += 1,
+                Ok(Copied::Unchanged) => self.tally.unchanged += 1,
+                Err(NotCopied::Different) => {
+                    eprintln!("{}: {}: {}", self.tool, rec.0, NotCopied::Different);
+                    self.tally.different += 1;
+                }
+                Err(e) => refused.push((rec, e)),
+            }
+        }
+        Ok(refused)
+    }
+
+    pub fn page(&mut self, target: &Registry, records: Vec<Source>) -> Result<()> {
+        self.tally.seen += records.len() as u64;
+        let refused = self.round(target, records)?;
+        self.later.extend(refused.into_iter().map(|(r, _)| r));
+        Ok(())
+    }
+
+    /// Tries the refused records again while a round copies any of them, then reports those
+    /// still refused.
+    pub fn finish(&mut self, target: &Registry) -> Result<()> {
+        while !self.later.is_empty() {
+            let round = std::mem::take(&mut self.later);
+            let before = round.len();
+            let refused = self.round(target, round)?;
+            if refused.len() == before {
+                for (rec, e) in &refused {
+                    eprintln!("{}: {}: not copied: {e}", self.tool, rec.0);
+                }
+                self.tally.refused = refused.len() as u64;
+                break;
+            }
+            self.later = refused.into_iter().map(|(r, _)| r).collect();
+        }
+        Ok(())
+    }
 }
 
 /// Homes `p` on the target with the same administrators, or checks it is homed so already.
@@ -390,75 +472,35 @@ pub fn run(a: MigrateArgs) -> Result<ExitCode> {
     for p in prefixes_in_order(&source)? {
         copy_prefix(&target, &p, now)?;
     }
-    let (mut written, mut unchanged, mut seen) = (0u64, 0u64, 0u64);
-    let mut later: Vec<(String, Vec<HandleValue>)> = Vec::new();
-    let mut different: Vec<String> = Vec::new();
+    let mut copier = Copier::new("migrate");
     for_each_page(&source, a.batch as usize, |p, page| {
-        let records: Vec<(String, Vec<HandleValue>)> =
-            page.into_iter().map(|r| (r.handle, r.values)).collect();
-        for (rec, result) in records.iter().zip(copy_records(&target, &records)?) {
-            match result {
-                Ok(Copied::Written) => written += 1,
-                Ok(Copied::Unchanged) => unchanged += 1,
-                Err(NotCopied::Different) => {
-                    eprintln!("migrate: {}: {}", rec.0, NotCopied::Different);
-                    different.push(rec.0.clone());
-                }
-                // Most likely a template copied later: tried again after the rest.
-                Err(NotCopied::Refused(_)) => later.push(rec.clone()),
-            }
-        }
-        seen += records.len() as u64;
+        let records: Vec<Source> = page.into_iter().map(|r| (r.handle, r.values)).collect();
+        copier.page(&target, records)?;
+        let t = &copier.tally;
         eprintln!(
-            "migrate: prefix {}: {seen} records read, {written} written, {unchanged} unchanged",
-            p.prefix
+            "migrate: prefix {}: {} records read, {} written, {} unchanged",
+            p.prefix, t.seen, t.written, t.unchanged
         );
         Ok(())
     })?;
-    let mut failed = 0u64;
-    // Again while each round copies something: a template may itself follow a template.
-    while !later.is_empty() {
-        let round = std::mem::take(&mut later);
-        let mut progress = false;
-        let mut refused = Vec::new();
-        let results = copy_records(&target, &round)?;
-        for (rec, result) in round.into_iter().zip(results) {
-            match result {
-                Ok(c) => {
-                    progress = true;
-                    if c == Copied::Written {
-                        written += 1;
-                    } else {
-                        unchanged += 1;
-                    }
-                }
-                Err(NotCopied::Different) => different.push(rec.0),
-                Err(NotCopied::Refused(e)) => refused.push((rec, e)),
-            }
-        }
-        if !progress {
-            for (rec, e) in &refused {
-                eprintln!("migrate: {}: not copied: {e}", rec.0);
-            }
-            failed = refused.len() as u64;
-            break;
-        }
-        later = refused.into_iter().map(|(r, _)| r).collect();
-    }
+    copier.finish(&target)?;
+    let t = &copier.tally;
     crate::outln!(
-        "migrate: {} -> {}: {} records: {written} written, {unchanged} unchanged, {} held other values, {failed} refused ({:.1} s)",
+        "migrate: {} -> {}: {} records: {} written, {} unchanged, {} held other values, {} refused ({:.1} s)",
         from.describe(),
         to.describe(),
-        seen,
-        different.len(),
+        t.seen,
+        t.written,
+        t.unchanged,
+        t.different,
+        t.refused,
         started.elapsed().as_secs_f64()
     )?;
-    if !different.is_empty() {
+    if t.different > 0 {
         eprintln!(
-            "migrate: the target holds other values for {} handle(s) (first: {}); nothing of them was changed: \
-             remove them from the target or migrate into an empty store",
-            different.len(),
-            different[0]
+            "migrate: the target holds other values for {} handle(s), left as they are: remove \
+             them from the target or migrate into an empty store",
+            t.different
         );
     }
     let agree = verify(&source, &target)?;
@@ -469,7 +511,7 @@ pub fn run(a: MigrateArgs) -> Result<ExitCode> {
             "migrate: the target does not hold what the source holds (counts or digest differ)"
         );
     }
-    Ok(if agree && different.is_empty() && failed == 0 {
+    Ok(if agree && t.different == 0 && t.refused == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
