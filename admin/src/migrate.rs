@@ -517,3 +517,179 @@ pub fn run(a: MigrateArgs) -> Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use suyuan_registry::Identity;
+
+    const P: &str = "88.888.1";
+
+    fn store(dir: &std::path::Path) -> Registry {
+        let r = Registry::open(dir).unwrap();
+        copy_prefix(
+            &r,
+            &PrefixEntry {
+                prefix: P.into(),
+                admins: vec![Identity::new(300, "88.888.1/ADMIN")],
+            },
+            1,
+        )
+        .unwrap();
+        r
+    }
+
+    fn w(mutation: Mutation, time: u64) -> Write {
+        Write {
+            mutation,
+            actor: "300:88.888.1/ADMIN".into(),
+            time,
+        }
+    }
+
+    /// A record whose values carry three different timestamps.
+    fn source(r: &Registry, handle: &str) -> Vec<HandleValue> {
+        let v = |i, data: &str| HandleValue::new(i, "URL", data);
+        r.apply(w(
+            Mutation::Create {
+                handle: handle.into(),
+                values: vec![v(1, "a"), v(2, "b"), v(3, "c")],
+                mode: CreateMode::Plain,
+            },
+            1_700_000_000,
+        ))
+        .unwrap();
+        r.apply(w(
+            Mutation::ModifyValues {
+                handle: handle.into(),
+                values: vec![v(2, "b2")],
+            },
+            1_700_000_100,
+        ))
+        .unwrap();
+        r.apply(w(
+            Mutation::AddValues {
+                handle: handle.into(),
+                values: vec![v(4, "d")],
+                overwrite: false,
+            },
+            1_700_000_200,
+        ))
+        .unwrap();
+        r.get(handle).unwrap().unwrap().values
+    }
+
+    #[test]
+    fn copies_keep_every_timestamp_and_resume_a_half_copied_record() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (src, dst) = (store(a.path()), store(b.path()));
+        let h = "88.888.1/Meter-1";
+        let values = source(&src, h);
+        let stamps: Vec<u32> = values.iter().map(|v| v.timestamp).collect();
+        assert_eq!(
+            stamps,
+            [1_700_000_000, 1_700_000_100, 1_700_000_000, 1_700_000_200]
+        );
+        let recs = vec![(h.to_string(), values.clone())];
+        assert_eq!(copy_records(&dst, &recs).unwrap(), [Ok(Copied::Written)]);
+        let copied = dst.get(h).unwrap().unwrap();
+        assert_eq!(copied.handle, h);
+        assert!(identical(&copied.values, &values), "{:?}", copied.values);
+        assert_eq!(summarise(&src).unwrap(), summarise(&dst).unwrap());
+        // Again: nothing to write.
+        let last = dst.last_seq();
+        assert_eq!(copy_records(&dst, &recs).unwrap(), [Ok(Copied::Unchanged)]);
+        assert_eq!(dst.last_seq(), last);
+
+        // Interrupted after the create: the values are there, stamped at one time; a re-run
+        // brings the others to their own times.
+        let h2 = "88.888.1/Meter-2";
+        let v2 = source(&src, h2);
+        dst.apply(w(
+            Mutation::Create {
+                handle: h2.into(),
+                values: v2.clone(),
+                mode: CreateMode::Plain,
+            },
+            1_700_000_000,
+        ))
+        .unwrap();
+        assert!(!identical(&dst.get(h2).unwrap().unwrap().values, &v2));
+        let recs = vec![(h2.to_string(), v2.clone())];
+        assert_eq!(copy_records(&dst, &recs).unwrap(), [Ok(Copied::Written)]);
+        assert!(identical(&dst.get(h2).unwrap().unwrap().values, &v2));
+        assert_eq!(summarise(&src).unwrap(), summarise(&dst).unwrap());
+    }
+
+    #[test]
+    fn other_values_in_the_target_are_refused_and_left_alone() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (src, dst) = (store(a.path()), store(b.path()));
+        let h = "88.888.1/Meter-1";
+        let values = source(&src, h);
+        dst.apply(w(
+            Mutation::Create {
+                handle: h.into(),
+                values: vec![HandleValue::new(1, "URL", "other")],
+                mode: CreateMode::Plain,
+            },
+            5,
+        ))
+        .unwrap();
+        let before = dst.get(h).unwrap();
+        assert_eq!(
+            copy_records(&dst, &[(h.to_string(), values)]).unwrap(),
+            [Err(NotCopied::Different)]
+        );
+        assert_eq!(dst.get(h).unwrap(), before);
+        assert_ne!(summarise(&src).unwrap(), summarise(&dst).unwrap());
+    }
+
+    #[test]
+    fn a_prefix_with_other_administrators_is_refused() {
+        let b = tempfile::tempdir().unwrap();
+        let dst = store(b.path());
+        let e = copy_prefix(
+            &dst,
+            &PrefixEntry {
+                prefix: P.into(),
+                admins: vec![Identity::new(301, "88.888.1/ADMIN")],
+            },
+            1,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "other administrators (300:88.888.1/ADMIN; the source has 301:88.888.1/ADMIN)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_record_refused_for_a_missing_template_is_copied_after_it() {
+        let b = tempfile::tempdir().unwrap();
+        let dst = store(b.path());
+        let t = "88.888.1/template-meter";
+        let template = vec![HandleValue::new(
+            1,
+            "mrv.template",
+            r#"{"kind":"reading","attributes":[{"name":"value","index":2000,"type":"mrv.value","required":true}]}"#,
+        )];
+        let rec = vec![
+            HandleValue::new(1001, "mrv.templateRef", t),
+            HandleValue::new(2000, "mrv.value", "12.5"),
+        ];
+        let mut c = Copier::new("test");
+        // The record first, as a copy in key order may meet it.
+        c.page(
+            &dst,
+            vec![("88.888.1/a-meter".into(), rec), (t.into(), template)],
+        )
+        .unwrap();
+        assert_eq!(c.tally.written, 1);
+        c.finish(&dst).unwrap();
+        assert_eq!((c.tally.written, c.tally.refused), (2, 0));
+        assert!(dst.get("88.888.1/a-meter").unwrap().is_some());
+    }
+}
