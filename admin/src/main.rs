@@ -47,8 +47,8 @@ enum Command {
     Resolve(resolve::ResolveArgs),
     /// Trace a record's provenance through a running node's trace API.
     Trace(trace::TraceArgs),
-    /// Register records in bulk from JSON Lines or a Handle.Net batch file (re-running writes
-    /// nothing).
+    /// Register records in bulk from JSON Lines, a Handle.Net batch file or a Handle.Net SQL
+    /// database (re-running writes nothing).
     Import(import::ImportArgs),
     /// Copy every prefix and record from one store to another (embedded or PostgreSQL), then
     /// verify counts and a digest on both sides (re-running continues an interrupted copy).
