@@ -34,7 +34,12 @@ use crate::datadir::DataDir;
 #[derive(Args, Debug)]
 pub struct ImportArgs {
     /// JSON Lines (named `.jsonl`, or starting with `{`) or a Handle.Net batch file.
-    file: PathBuf,
+    #[arg(required_unless_present = "from_handle_sql")]
+    file: Option<PathBuf>,
+    /// Read a Handle.Net server's SQL database (its `nas` and `handles` tables) instead of a
+    /// file, and write its prefixes and records into the stopped node in `--data-dir`.
+    #[arg(long, value_name = "URL", conflicts_with = "file")]
+    from_handle_sql: Option<String>,
     /// The running node's Handle address.
     #[arg(long, default_value = crate::DEFAULT_HANDLE_ADDR, value_parser = crate::parse_addr)]
     server: SocketAddr,
@@ -136,16 +141,24 @@ impl Report {
 }
 
 pub async fn run(a: ImportArgs) -> Result<ExitCode> {
-    let mut file = std::fs::File::open(&a.file)
-        .with_context(|| format!("cannot open {}", a.file.display()))?;
+    let path = match (&a.file, &a.from_handle_sql) {
+        (_, Some(url)) => {
+            let dir = DataDir::new(&a.data_dir);
+            return tokio::task::block_in_place(|| crate::from_sql::run(url, &dir));
+        }
+        (Some(path), None) => path,
+        (None, None) => bail!("name a FILE to import, or --from-handle-sql URL"),
+    };
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut head = [0u8; 512];
     let n = file.read(&mut head)?;
-    let format = Format::detect(&a.file, &head[..n]);
-    let (total, added) = survey(BufReader::new(std::fs::File::open(&a.file)?), format);
+    let format = Format::detect(path, &head[..n]);
+    let (total, added) = survey(BufReader::new(std::fs::File::open(path)?), format);
     let rule = Rule { added };
-    let base = a.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let open = || -> Result<Items<BufReader<std::fs::File>>> {
-        let f = std::fs::File::open(&a.file)?;
+        let f = std::fs::File::open(path)?;
         Ok(Items::new(BufReader::new(f), format, &base))
     };
     let started = Instant::now();
@@ -170,7 +183,7 @@ pub async fn run(a: ImportArgs) -> Result<ExitCode> {
     let done = t.written + t.unchanged + t.failed;
     crate::outln!(
         "import: {} ({}): {} records: {} written, {} unchanged, {} failed; {} commands skipped, {} lines unreadable ({:.1} s, {:.0} records/s)",
-        a.file.display(),
+        path.display(),
         format.name(),
         done,
         t.written,
@@ -297,27 +310,31 @@ fn refused(e: &RegistryError) -> Outcome {
 // Offline
 // ---------------------------------------------------------------------------------------------
 
-fn offline(
-    dir: &DataDir,
-    items: impl Iterator<Item = Item>,
-    rule: &Rule,
-    report: &mut Report,
-) -> Result<()> {
+/// The store of a stopped node, to write into directly.
+pub fn open_offline(dir: &DataDir) -> Result<Registry> {
     if !dir.initialised() {
         bail!(
             "{} holds no node: run `suyuan init` first",
             dir.root.display()
         );
     }
-    let registry = dir
-        .store_spec(None)?
-        .open(&dir.server_id())
-        .map_err(|e| match e.downcast_ref::<RegistryError>() {
+    dir.store_spec(None)?.open(&dir.server_id()).map_err(|e| {
+        match e.downcast_ref::<RegistryError>() {
             Some(locked @ RegistryError::Locked(_)) => {
                 anyhow!("{locked}: stop the node first, or import through it (without --offline)")
             }
             _ => e,
-        })?;
+        }
+    })
+}
+
+fn offline(
+    dir: &DataDir,
+    items: impl Iterator<Item = Item>,
+    rule: &Rule,
+    report: &mut Report,
+) -> Result<()> {
+    let registry = open_offline(dir)?;
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

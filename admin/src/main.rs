@@ -14,9 +14,11 @@ mod bench;
 mod config;
 mod datadir;
 mod demo;
+mod from_sql;
 mod import;
 mod init;
 mod keygen;
+mod migrate;
 mod resolve;
 mod serve;
 mod store;
@@ -45,9 +47,12 @@ enum Command {
     Resolve(resolve::ResolveArgs),
     /// Trace a record's provenance through a running node's trace API.
     Trace(trace::TraceArgs),
-    /// Register records in bulk from JSON Lines or a Handle.Net batch file (re-running writes
-    /// nothing).
+    /// Register records in bulk from JSON Lines, a Handle.Net batch file or a Handle.Net SQL
+    /// database (re-running writes nothing).
     Import(import::ImportArgs),
+    /// Copy every prefix and record from one store to another (embedded or PostgreSQL), then
+    /// verify counts and a digest on both sides (re-running continues an interrupted copy).
+    Migrate(migrate::MigrateArgs),
     /// Rebuild the link and alias indexes of a stopped node's store.
     Reindex(trace::ReindexArgs),
     /// Load generation and the machine's ceiling (see BENCHMARKS.md).
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
             Command::Resolve(a) => resolve::run(a).await,
             Command::Trace(a) => trace::run(a).await,
             Command::Import(a) => import::run(a).await,
+            Command::Migrate(a) => tokio::task::block_in_place(|| migrate::run(a)),
             Command::Reindex(a) => trace::reindex(a),
         }
     });

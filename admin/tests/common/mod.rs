@@ -1,6 +1,7 @@
 //! What the binary's tests share: running `suyuan` commands, a node started on free ports.
 #![allow(dead_code)] // each test file uses its own part of this
 
+pub mod pg;
 pub mod rest;
 
 use std::io::{BufRead, BufReader};
