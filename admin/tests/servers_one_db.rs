@@ -6,7 +6,7 @@
 mod common;
 
 use common::rest::curl;
-use common::{BIN, fresh_schema, postgres_url, serve, stop};
+use common::{BIN, pg, serve, stop};
 
 fn init(args: &[&str]) {
     let out = std::process::Command::new(BIN)
@@ -53,9 +53,10 @@ fn url_of(http: std::net::SocketAddr, handle: &str) -> String {
 
 #[test]
 fn a_write_on_one_server_is_never_answered_older_by_another() {
-    let Some(url) = postgres_url() else { return };
-    let store = fresh_schema(&url);
-    let schema = store.rsplit("%3D").next().unwrap().to_string();
+    let Some(store) = pg::database("two_servers") else {
+        return;
+    };
+    let schema = pg::schema_of(&store);
     let dir = tempfile::tempdir().unwrap();
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     let (a_s, b_s) = (a_dir.to_str().unwrap(), b_dir.to_str().unwrap());
@@ -87,15 +88,11 @@ fn a_write_on_one_server_is_never_answered_older_by_another() {
         );
     }
     // One change log, one gap-free sequence, whichever server wrote.
-    let out = std::process::Command::new("psql")
-        .args([
-            url.as_str(),
-            "-qXAtc",
-            &format!("SELECT count(*), min(seq), max(seq) FROM {schema}.changes"),
-        ])
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let line = pg::psql(
+        &store,
+        &format!("SELECT count(*), min(seq), max(seq) FROM {schema}.changes"),
+    );
+    let line = line.trim();
     let n: Vec<u64> = line.split('|').map(|x| x.parse().unwrap()).collect();
     assert_eq!(n[0], n[2] - n[1] + 1, "gap-free: {line}");
     assert!(n[0] >= 13, "{line}");

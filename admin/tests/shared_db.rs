@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::pg::{self, psql};
 use common::rest::{FIXTURES, curl};
 use common::{BIN, Server, serve_with, stop, suyuan};
 use serde_json::{Value, json};
@@ -22,22 +23,6 @@ use suyuan_registry::{Change, ChangeOp, Tombstone};
 const ADMIN: &str = "301%3A12345%2FADMIN:secretpw";
 /// The actor of the changes Suyuan logs for another writer's rows.
 const ADOPTED: &str = "0:SUYUAN/ADOPTED";
-
-/// The store URL to test on, or `None` (with a note on stderr) when none is given outside CI.
-fn test_store() -> Option<String> {
-    match std::env::var("SUYUAN_TEST_STORE") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but SUYUAN_TEST_STORE is not: these tests need a PostgreSQL server")
-        }
-        _ => {
-            eprintln!(
-                "shared_db: SUYUAN_TEST_STORE is not set; skipped (set it to a postgres:// URL)"
-            );
-            None
-        }
-    }
-}
 
 /// A node for prefix 12345 on a fresh schema of the test database, and that schema's URL.
 struct Shared {
@@ -53,11 +38,7 @@ impl Shared {
 
     /// The same, served with `config` as its configuration file.
     fn start_with(config: &str) -> Option<Shared> {
-        let base = test_store()?;
-        let schema = format!("shared_{}_{}", std::process::id(), rand_suffix());
-        psql(&base, &format!("CREATE SCHEMA {schema}"));
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        let url = pg::database("shared")?;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let out = Command::new(BIN)
@@ -145,27 +126,6 @@ impl Drop for Shared {
             stop(n.child);
         }
     }
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-}
-
-/// Runs SQL with psql and returns its unaligned, tuples-only output.
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-qXtA", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -419,7 +379,6 @@ fn another_writers_delete_answers_100_at_once() {
 /// milliseconds later), so a node sharing its database with such a writer is run without it
 /// (`cache_entries = 0`); today 0 still keeps one entry, so this fails.
 #[test]
-#[ignore = "cache_entries = 0 still caches one record, served old after another writer's change"]
 fn without_a_cache_another_writers_change_is_answered_at_once() {
     let Some(s) = Shared::start_with("cache_entries = 0\n") else {
         return;
@@ -470,7 +429,6 @@ fn count(url: &str, sql: &str) -> i64 {
 /// reads and its writes by a lock on `aliases` (the record has an alias, so its adoption reads
 /// that table); the test waits for each step to be reached, not for time to pass.
 #[test]
-#[ignore = "adopting another writer's change rewrites its rows: a change committed meanwhile is undone"]
 fn another_writers_change_during_an_adoption_is_kept() {
     let Some(s) = Shared::start() else { return };
     let key = "12345/REFSQL-R1";

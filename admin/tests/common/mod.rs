@@ -141,48 +141,11 @@ pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::Ex
     })
 }
 
-/// The PostgreSQL server tests that need one use (`SUYUAN_TEST_STORE`); missing under CI is a
-/// failure, elsewhere the test is skipped with a word on stderr.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("SUYUAN_TEST_STORE") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI runs this test on PostgreSQL: set SUYUAN_TEST_STORE")
-        }
-        _ => {
-            eprintln!("SUYUAN_TEST_STORE is not set: skipped (it needs a PostgreSQL server)");
-            None
-        }
-    }
-}
-
-/// A new schema on the test server, as a store URL whose search path starts there.
-pub fn fresh_schema(url: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "t_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let out = Command::new("psql")
-        .args([url, "-qXc", &format!("CREATE SCHEMA {name}")])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-csearch_path%3D{name}")
-}
-
 /// `--store URL` for `init` when the node tests run on PostgreSQL (`SUYUAN_TEST_NODE_STORE`
 /// names the server; each node gets a schema of its own), nothing otherwise.
 pub fn node_store_args() -> Vec<String> {
     match std::env::var("SUYUAN_TEST_NODE_STORE") {
-        Ok(u) if !u.is_empty() => vec!["--store".into(), fresh_schema(&u)],
+        Ok(u) if !u.is_empty() => vec!["--store".into(), pg::schema_on(&u, "node")],
         _ => Vec::new(),
     }
 }

@@ -18,10 +18,20 @@ pub fn database(test: &str) -> Option<String> {
             return None;
         }
     };
+    Some(schema_on(&url, test))
+}
+
+/// A new schema on the server at `url`, as a URL whose search path starts there.
+pub fn schema_on(url: &str, test: &str) -> String {
     let name = format!("{test}_{}_{}", std::process::id(), rand::random::<u32>());
-    psql(&url, &format!("CREATE SCHEMA {name}"));
+    psql(url, &format!("CREATE SCHEMA {name}"));
     let sep = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{sep}options=-csearch_path%3D{name}"))
+    format!("{url}{sep}options=-csearch_path%3D{name}")
+}
+
+/// The schema a URL made by [`schema_on`] points at.
+pub fn schema_of(url: &str) -> &str {
+    url.rsplit("%3D").next().unwrap_or_default()
 }
 
 /// Runs SQL (`-c`, or a file with `-f` given in `args`) on `url`; panics with psql's words on
