@@ -84,6 +84,9 @@ struct Inner {
     sessions: Mutex<SessionTable>,
     cache_hits: std::sync::atomic::AtomicU64,
     cache_misses: std::sync::atomic::AtomicU64,
+    /// This server's place among its site's servers, found by its own key (every server of
+    /// a site has its own); `None` when the site does not list it.
+    position: Option<usize>,
 }
 
 /// What carrying out a request gave.
@@ -117,8 +120,15 @@ impl HandleNode {
         let cache = moka::sync::Cache::new(cfg.cache_entries.max(1));
         let challenges = Mutex::new(ChallengeTable::new(cfg.challenges));
         let sessions = Mutex::new(SessionTable::new(cfg.sessions));
+        let own_key = suyuan_codec::auth::hs_from_rsa_public(&cfg.key.to_public_key()).encode();
+        let position = cfg
+            .site
+            .servers
+            .iter()
+            .position(|s| s.public_key == own_key);
         HandleNode {
             inner: Arc::new(Inner {
+                position,
                 registry,
                 cfg,
                 cache,
@@ -216,6 +226,9 @@ impl HandleNode {
     ) -> Result<suyuan_registry::Applied, RegistryError> {
         let h = Handle::parse(handle)
             .map_err(|e| RegistryError::refused(rc::INVALID_HANDLE, e.to_string()))?;
+        if let Some(Outcome::Refused(code, message)) = self.inner.elsewhere(&h) {
+            return Err(RegistryError::refused(code, message));
+        }
         if !self.inner.homed(h.prefix())? {
             return Err(RegistryError::refused(
                 rc::SERVER_NOT_RESP,
@@ -633,6 +646,28 @@ impl Inner {
         r
     }
 
+    /// RC 301 for a handle another server of this node's site answers. The reference checks
+    /// this before anything else about a handle (whether its prefix is homed, who asks) for
+    /// resolutions, OC 201 and every write of a handle, and only in a site of several servers.
+    fn elsewhere(&self, h: &Handle) -> Option<Outcome> {
+        let site = &self.cfg.site;
+        if self.position.is_some_and(|p| site.answers(p, h.as_str())) || site.servers.len() <= 1 {
+            return None;
+        }
+        let owner = match site.server_index_for(h.as_str()) {
+            Some(i) => format!(
+                "server {} of the site's {}",
+                site.servers[i].server_id,
+                site.servers.len()
+            ),
+            None => "no server of the site (its hash has no index there)".to_string(),
+        };
+        Some(refused(
+            rc::SERVER_NOT_RESP,
+            format!("{WRONG_SERVER}: {h} is answered by {owner}"),
+        ))
+    }
+
     fn homed(&self, prefix: &str) -> Result<bool, RegistryError> {
         self.registry.is_homed(prefix)
     }
@@ -648,6 +683,9 @@ impl Inner {
             Ok(h) => h,
             Err(o) => return Ok(Err(o)),
         };
+        if let Some(o) = self.elsewhere(&h) {
+            return Ok(Err(o));
+        }
         if !self.homed(h.prefix())? {
             return Ok(Err(refused(rc::SERVER_NOT_RESP, not_served(&h, handle))));
         }
@@ -1303,6 +1341,9 @@ impl Inner {
         else {
             return refused(rc::PROTOCOL_ERROR, "not a verify request");
         };
+        if let Some(o) = parse(handle).ok().and_then(|h| self.elsewhere(&h)) {
+            return o;
+        }
         let who = Identity::new(*index, handle.clone());
         match self.verify_answer(
             &who,
@@ -1354,6 +1395,8 @@ fn not_found() -> Outcome {
 
 /// The reference's words for RC 301, which every such answer of ours starts with.
 pub(crate) const NOT_HERE: &str = "That prefix doesn't live here";
+/// The reference's words for RC 301 about a handle another server of the site answers.
+const WRONG_SERVER: &str = "Request was hashed incorrectly";
 
 /// RC 301's message for `h`, parsed from what the client sent (`asked`): which prefix is not
 /// served, and, for input without a slash, how it was read. It names no prefix that is
