@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub cors_origins: Option<Vec<String>>,
     /// Devices that may register themselves over HTTPS with a client certificate.
     pub devices: Vec<DeviceConfig>,
+    /// The site's siteinfo.json (`suyuan site merge`) for a server of a multi-server site.
+    pub site: Option<PathBuf>,
 }
 
 /// One device rule: certificates issued by `ca` may register `prefix/<suffix>` where the
@@ -80,6 +82,7 @@ impl Default for ServeConfig {
             http_body_timeout: Duration::from_secs(30),
             cors_origins: None,
             devices: Vec::new(),
+            site: None,
         }
     }
 }
@@ -110,6 +113,7 @@ pub struct ConfigFile {
     pub http_body_timeout_secs: Option<u64>,
     pub cors_origins: Option<Vec<String>>,
     pub devices: Option<Vec<DeviceConfig>>,
+    pub site: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +183,9 @@ impl ConfigFile {
         }
         if self.cors_origins.is_some() {
             c.cors_origins = self.cors_origins;
+        }
+        if self.site.is_some() {
+            c.site = self.site;
         }
         for (secs, slot) in [
             (self.idle_timeout_secs, &mut c.idle_timeout),

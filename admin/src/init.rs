@@ -12,6 +12,7 @@ use suyuan_codec::value::{AdminRecord, HandleValue, Permissions, PublicKey, admi
 use suyuan_registry::{CreateMode, Identity, Mutation, Registry, Write};
 
 use crate::datadir::{DataDir, site_info, write_siteinfo};
+use crate::site::Membership;
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -37,6 +38,22 @@ pub struct InitArgs {
     /// The HTTP(S) port published in siteinfo.json.
     #[arg(long, default_value_t = 8000)]
     http_port: u16,
+    /// How many servers the site has, each with its own data dir and `init` (the handles are
+    /// hashed across them); `suyuan site merge` then assembles the site's siteinfo.json.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    site_servers: u32,
+    /// This server's id in the site, 1 to N (the reference's `this_server_id`).
+    #[arg(long, default_value_t = 1, value_name = "I")]
+    server_num: u32,
+}
+
+/// Where a new node says, in its siteinfo.json, that it can be reached, and its place in its
+/// site.
+pub struct Place {
+    pub public: std::net::IpAddr,
+    pub handle_port: u16,
+    pub http_port: u16,
+    pub member: Membership,
 }
 
 /// What `init` and `serve --demo` share: a node for `prefix` with its administrator.
@@ -45,9 +62,7 @@ pub fn initialise(
     prefix: &str,
     secret: Option<&str>,
     pubkey: Option<PublicKey>,
-    public: std::net::IpAddr,
-    port: u16,
-    http_port: u16,
+    place: Place,
 ) -> Result<()> {
     if prefix.is_empty() || prefix.contains('/') || prefix.chars().any(char::is_control) {
         bail!("{prefix:?} is not a prefix (expected something like 88.888.1)");
@@ -100,8 +115,16 @@ pub fn initialise(
     }))?;
     registry.close();
     dir.write_admins(&admins)?;
-    dir.ensure_tls(public)?;
-    write_siteinfo(dir, &site_info(&key, public, port, Some(http_port), 1))?;
+    dir.ensure_tls(place.public)?;
+    let mut site = site_info(
+        &key,
+        place.public,
+        place.handle_port,
+        Some(place.http_port),
+        1,
+    );
+    place.member.mark(&mut site);
+    write_siteinfo(dir, &site)?;
     Ok(())
 }
 
@@ -155,6 +178,13 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    let member = match Membership::new(a.server_num, a.site_servers) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("suyuan init: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let pubkey = a.admin_pubkey.as_ref().map(read_pubkey).transpose()?;
     let dir = DataDir::new(&a.data_dir);
     initialise(
@@ -162,9 +192,12 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         &a.prefix,
         secret.as_deref(),
         pubkey,
-        a.public_address,
-        a.handle_port,
-        a.http_port,
+        Place {
+            public: a.public_address,
+            handle_port: a.handle_port,
+            http_port: a.http_port,
+            member,
+        },
     )?;
     eprintln!(
         "initialised {} for prefix {} (administrator {}/ADMIN)",

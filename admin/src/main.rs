@@ -19,6 +19,7 @@ mod init;
 mod keygen;
 mod resolve;
 mod serve;
+mod site;
 mod trace;
 
 #[derive(Parser, Debug)]
@@ -51,6 +52,8 @@ enum Command {
     Reindex(trace::ReindexArgs),
     /// Load generation and the machine's ceiling (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Multi-server sites: assemble the site's siteinfo.json from each server's own.
+    Site(site::SiteArgs),
 }
 
 /// Default Handle address of a node on this machine.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Trace(a) => trace::run(a).await,
             Command::Import(a) => import::run(a).await,
             Command::Reindex(a) => trace::reindex(a),
+            Command::Site(a) => site::run(a),
         }
     });
     exit(result)
