@@ -156,6 +156,34 @@ fn three_servers_answer_their_partitions_and_resolve_finds_each_handle() {
         text(&alone.stderr)
     );
 
+    // Each server is preloaded with the benchmark records that hash to it.
+    let mut preloaded = 0;
+    for m in &members {
+        let out = suyuan(&[
+            "bench",
+            "preload",
+            "--data-dir",
+            m.dir.to_str().unwrap(),
+            "--prefix",
+            "88.888.1",
+            "--count",
+            "300",
+            "--site",
+            site_path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let said = text(&out.stderr);
+        let n: u64 = said
+            .split("preload: ")
+            .last()
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{said}"));
+        assert!(n < 300, "{said}");
+        preloaded += n;
+    }
+    assert_eq!(preloaded, 300);
+
     let servers: Vec<Server> = members
         .iter()
         .map(|m| serve_member(m, &site_path))
@@ -236,6 +264,41 @@ fn three_servers_answer_their_partitions_and_resolve_finds_each_handle() {
             text(&out.stdout)
         );
     }
+    // The load generator sends each request to the server of its handle: every answer is a
+    // record or a planned miss. Sent all to one server, two thirds are RC 301 (errors).
+    let bench = |target: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "run",
+            "--mode",
+            "udp",
+            "--keys",
+            "300",
+            "--rate",
+            "300",
+            "--seconds",
+            "1",
+        ];
+        args.extend_from_slice(target);
+        let out = suyuan(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let line = text(&out.stdout);
+        let field = |k: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {k} in {line}"))
+        };
+        (field("answered"), field("errors"))
+    };
+    assert_eq!(bench(&["--site", site_path.to_str().unwrap()]), (300, 0));
+    let (answered, errors) = bench(&["--server", &servers[0].handle.to_string()]);
+    assert_eq!(answered, 300);
+    assert!(
+        (100..300).contains(&errors),
+        "{errors} of 300 answered RC 301"
+    );
+
     // The prefix's administrator handle hashes to one server too.
     let admin_owner = site.server_index_for("88.888.1/ADMIN").unwrap();
     let (code, _) = ask(servers[(admin_owner + 1) % N].handle, "88.888.1/ADMIN");
