@@ -299,6 +299,20 @@ fn three_servers_answer_their_partitions_and_resolve_finds_each_handle() {
         "{errors} of 300 answered RC 301"
     );
 
+    // The trace API, which reads the store itself, is partitioned too: RC 301, HTTP 400 (the
+    // status the REST API gives RC 301, as the reference's does).
+    let h = &handles[0];
+    let owner = site.server_index_for(h).unwrap();
+    for (i, s) in servers.iter().enumerate() {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{}/api/trace/{h}", s.http))
+            .output()
+            .unwrap();
+        let want = if i == owner { "200" } else { "400" };
+        assert_eq!(text(&out.stdout), want, "trace of {h} at server {}", i + 1);
+    }
+
     // The prefix's administrator handle hashes to one server too.
     let admin_owner = site.server_index_for("88.888.1/ADMIN").unwrap();
     let (code, _) = ask(servers[(admin_owner + 1) % N].handle, "88.888.1/ADMIN");

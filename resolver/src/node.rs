@@ -226,8 +226,8 @@ impl HandleNode {
     ) -> Result<suyuan_registry::Applied, RegistryError> {
         let h = Handle::parse(handle)
             .map_err(|e| RegistryError::refused(rc::INVALID_HANDLE, e.to_string()))?;
-        if let Some(Outcome::Refused(code, message)) = self.inner.elsewhere(&h) {
-            return Err(RegistryError::refused(code, message));
+        if let Some(message) = self.hashed_elsewhere(h.as_str()) {
+            return Err(RegistryError::refused(rc::SERVER_NOT_RESP, message));
         }
         if !self.inner.homed(h.prefix())? {
             return Err(RegistryError::refused(
@@ -277,6 +277,12 @@ impl HandleNode {
             self.inner.cache_hits.load(Relaxed),
             self.inner.cache_misses.load(Relaxed),
         )
+    }
+
+    /// RC 301's message when `handle` hashes to another server of this node's site (for the
+    /// surfaces that read the store themselves, such as the trace API).
+    pub fn hashed_elsewhere(&self, handle: &str) -> Option<String> {
+        self.inner.elsewhere(&Handle::parse(handle).ok()?)
     }
 
     /// The HS_SITE this node publishes.
@@ -646,10 +652,11 @@ impl Inner {
         r
     }
 
-    /// RC 301 for a handle another server of this node's site answers. The reference checks
-    /// this before anything else about a handle (whether its prefix is homed, who asks) for
-    /// resolutions, OC 201 and every write of a handle, and only in a site of several servers.
-    fn elsewhere(&self, h: &Handle) -> Option<Outcome> {
+    /// RC 301's message for a handle another server of this node's site answers. The
+    /// reference checks this before anything else about a handle (whether its prefix is homed,
+    /// who asks) for resolutions, OC 201 and every write of a handle, and only in a site of
+    /// several servers.
+    fn elsewhere(&self, h: &Handle) -> Option<String> {
         let site = &self.cfg.site;
         if self.position.is_some_and(|p| site.answers(p, h.as_str())) || site.servers.len() <= 1 {
             return None;
@@ -662,10 +669,7 @@ impl Inner {
             ),
             None => "no server of the site (its hash has no index there)".to_string(),
         };
-        Some(refused(
-            rc::SERVER_NOT_RESP,
-            format!("{WRONG_SERVER}: {h} is answered by {owner}"),
-        ))
+        Some(format!("{WRONG_SERVER}: {h} is answered by {owner}"))
     }
 
     fn homed(&self, prefix: &str) -> Result<bool, RegistryError> {
@@ -683,8 +687,8 @@ impl Inner {
             Ok(h) => h,
             Err(o) => return Ok(Err(o)),
         };
-        if let Some(o) = self.elsewhere(&h) {
-            return Ok(Err(o));
+        if let Some(m) = self.elsewhere(&h) {
+            return Ok(Err(refused(rc::SERVER_NOT_RESP, m)));
         }
         if !self.homed(h.prefix())? {
             return Ok(Err(refused(rc::SERVER_NOT_RESP, not_served(&h, handle))));
@@ -1341,8 +1345,8 @@ impl Inner {
         else {
             return refused(rc::PROTOCOL_ERROR, "not a verify request");
         };
-        if let Some(o) = parse(handle).ok().and_then(|h| self.elsewhere(&h)) {
-            return o;
+        if let Some(m) = parse(handle).ok().and_then(|h| self.elsewhere(&h)) {
+            return refused(rc::SERVER_NOT_RESP, m);
         }
         let who = Identity::new(*index, handle.clone());
         match self.verify_answer(
