@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use suyuan_codec::json::{JsonLimits, site_from_json, site_to_json};
-use suyuan_codec::site::{SiteAttribute, SiteInfo};
+use suyuan_codec::site::{ServerInfo, SiteAttribute, SiteInfo, interface_protocol};
 
 /// The attribute of a member's own site file that says how many servers its site has.
 pub const SITE_SERVERS: &str = "suyuan.site_servers";
@@ -204,11 +204,11 @@ pub fn check_member(site: &SiteInfo, own: &SiteInfo, path: &Path) -> Result<()> 
     }
     if listed.address != mine.address || listed.interfaces != mine.interfaces {
         bail!(
-            "{} lists server {} at {} with other ports than this server serves ({}): merge again from the current siteinfo.json files",
+            "{} lists server {} at {}, but this server serves at {}: merge again from the current siteinfo.json files (or serve on the address and ports it lists, with public_address in the config if it binds another address)",
             path.display(),
             me.server_id,
-            listed.ip(),
-            mine.ip()
+            describe(listed),
+            describe(mine)
         );
     }
     if site.servers.len() != me.servers as usize {
@@ -220,6 +220,25 @@ pub fn check_member(site: &SiteInfo, own: &SiteInfo, path: &Path) -> Result<()> 
         );
     }
     Ok(())
+}
+
+/// A server's address and ports, as an operator compares them.
+fn describe(s: &ServerInfo) -> String {
+    let ports: Vec<String> = s
+        .interfaces
+        .iter()
+        .map(|i| {
+            let p = match i.protocol {
+                interface_protocol::UDP => "udp",
+                interface_protocol::TCP => "tcp",
+                interface_protocol::HTTP => "http",
+                interface_protocol::HTTPS => "https",
+                _ => "?",
+            };
+            format!("{p} {}", i.port)
+        })
+        .collect();
+    format!("{} ({})", s.ip(), ports.join(", "))
 }
 
 #[derive(Args, Debug)]
