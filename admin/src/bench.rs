@@ -69,6 +69,10 @@ struct PreloadArgs {
     prefix: String,
     #[arg(long)]
     count: u64,
+    /// For a server of a multi-server site: the site's siteinfo.json; only the records that
+    /// hash to this server are written (each server of the site is preloaded with its own).
+    #[arg(long, value_name = "FILE")]
+    site: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,8 +98,12 @@ struct Target {
     #[arg(long, value_enum)]
     mode: Mode,
     /// The server: its Handle address (udp, tcp, create) or HTTP address (rest, trace).
-    #[arg(long, value_parser = crate::parse_addr)]
-    server: SocketAddr,
+    #[arg(long, value_parser = crate::parse_addr, required_unless_present = "site")]
+    server: Option<SocketAddr>,
+    /// Instead of --server, for udp: a multi-server site's siteinfo.json; each request goes
+    /// to the server its handle hashes to, as a Handle client sends it.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    site: Option<PathBuf>,
     /// The prefix the records were preloaded under.
     #[arg(long, default_value = "88.888.1")]
     prefix: String,
@@ -151,6 +159,13 @@ struct SweepArgs {
     /// pages and the cache to a steady state (a cold start reads from disk).
     #[arg(long, default_value_t = 5)]
     warmup_seconds: u64,
+}
+
+impl Target {
+    fn server(&self) -> Result<SocketAddr> {
+        self.server
+            .with_context(|| format!("mode {:?} needs --server (--site is for udp)", self.mode))
+    }
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
@@ -218,22 +233,43 @@ fn preload(a: PreloadArgs) -> Result<ExitCode> {
             a.data_dir.display()
         );
     }
+    // A server of a site holds only the records that hash to it.
+    let partition = match &a.site {
+        Some(path) => {
+            let site = crate::site::read_site(path)?;
+            let me = crate::site::Membership::of(&crate::site::read_site(&dir.siteinfo())?)?;
+            let position = site.position_of(me.server_id).with_context(|| {
+                format!("{} does not list server {}", path.display(), me.server_id)
+            })?;
+            Some((site, position))
+        }
+        None => None,
+    };
+    let ours = |h: &str| {
+        partition
+            .as_ref()
+            .is_none_or(|(site, p)| site.server_index_for(h) == Some(*p))
+    };
     let started = Instant::now();
+    let mut written = 0u64;
     let batch = 5_000u64;
     let mut i = 0;
     while i < a.count {
         let end = (i + batch).min(a.count);
         let writes = (i..end)
-            .map(|k| Write {
+            .map(|k| (k, format!("{}/bench-{k:08}", a.prefix)))
+            .filter(|(_, h)| ours(h))
+            .map(|(k, handle)| Write {
                 mutation: Mutation::Create {
-                    handle: format!("{}/bench-{k:08}", a.prefix),
+                    handle,
                     values: bench_record(&a.prefix, k),
                     mode: CreateMode::Register,
                 },
                 actor: "0:SUYUAN/BENCH".into(),
                 time: 1_767_225_600,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        written += writes.len() as u64;
         for r in reg.apply_batch(writes) {
             r?;
         }
@@ -246,6 +282,12 @@ fn preload(a: PreloadArgs) -> Result<ExitCode> {
         }
     }
     reg.close();
+    if partition.is_some() {
+        eprintln!(
+            "preload: {written} of {} records hash to this server",
+            a.count
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -461,7 +503,12 @@ async fn wait_until(due: Instant) {
 
 async fn udp(t: &Target, rate: f64, total: u64, timeout: Duration) -> Result<Report> {
     let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-    sock.connect(t.server).await?;
+    // One server: a connected socket. A site: each request to the server its handle hashes
+    // to (the client's MD5 is part of the cost measured, as it is for every Handle client).
+    let site = t.site.as_deref().map(crate::site::read_site).transpose()?;
+    if site.is_none() {
+        sock.connect(t.server()?).await?;
+    }
     let sched = Schedule {
         t0: Instant::now() + Duration::from_millis(50),
         rate,
@@ -504,11 +551,17 @@ async fn udp(t: &Target, rate: f64, total: u64, timeout: Duration) -> Result<Rep
     for i in 0..total {
         let due = sched.due(i);
         wait_until(due).await;
-        if sock
-            .send(&resolution(keys.next(), i as u32, 0))
-            .await
-            .is_ok()
-        {
+        let key = keys.next();
+        let to = match &site {
+            Some(site) => Some(suyuan_federation::server_for(site, &key, Transport::Udp)?),
+            None => None,
+        };
+        let bytes = resolution(key, i as u32, 0);
+        let ok = match to {
+            Some(addr) => sock.send_to(&bytes, addr).await.is_ok(),
+            None => sock.send(&bytes).await.is_ok(),
+        };
+        if ok {
             sent += 1;
         }
     }
@@ -527,7 +580,7 @@ async fn tcp_connect(t: &Target, rate: f64, total: u64, timeout: Duration) -> Re
     // Bounded so a stalled server cannot make the generator open unlimited sockets.
     let slots = Arc::new(Semaphore::new(t.connections * t.depth));
     let mut keys = Keys::new(t, 2)?;
-    let server = t.server;
+    let server = t.server()?;
     for i in 0..total {
         let due = sched.due(i);
         wait_until(due).await;
@@ -583,9 +636,10 @@ async fn pipelined(t: &Target, rate: f64, total: u64, timeout: Duration) -> Resu
     let mut readers = Vec::new();
     let mut halves = Vec::new();
     for _ in 0..conns {
-        let stream = TcpStream::connect(t.server)
+        let server = t.server()?;
+        let stream = TcpStream::connect(server)
             .await
-            .with_context(|| format!("cannot connect to {}", t.server))?;
+            .with_context(|| format!("cannot connect to {server}"))?;
         stream.set_nodelay(true)?;
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel::<(u64, Vec<u8>)>(1 << 16);
@@ -729,7 +783,7 @@ async fn create_session(t: &Target) -> Result<ClientSession> {
         .with_context(|| format!("cannot read {}", path.display()))?
         .trim_end_matches(['\n', '\r'])
         .to_string();
-    let client = HandleClient::new(t.server, Transport::Tcp);
+    let client = HandleClient::new(t.server()?, Transport::Tcp);
     let admin = format!("{}/ADMIN", t.prefix);
     let session = client
         .open_session(301, &admin, Exchange::DiffieHellman, 3600)

@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub devices: Vec<DeviceConfig>,
     /// The store: a PostgreSQL URL; `None` for what `init` recorded (or the embedded store).
     pub store: Option<String>,
+    /// The site's siteinfo.json (`suyuan site merge`) for a server of a multi-server site.
+    pub site: Option<PathBuf>,
 }
 
 /// One device rule: certificates issued by `ca` may register `prefix/<suffix>` where the
@@ -83,6 +85,7 @@ impl Default for ServeConfig {
             cors_origins: None,
             devices: Vec::new(),
             store: None,
+            site: None,
         }
     }
 }
@@ -114,6 +117,7 @@ pub struct ConfigFile {
     pub cors_origins: Option<Vec<String>>,
     pub devices: Option<Vec<DeviceConfig>>,
     pub store: Option<String>,
+    pub site: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +190,9 @@ impl ConfigFile {
         }
         if self.store.is_some() {
             c.store = self.store;
+        }
+        if self.site.is_some() {
+            c.site = self.site;
         }
         for (secs, slot) in [
             (self.idle_timeout_secs, &mut c.idle_timeout),

@@ -186,16 +186,6 @@ pub fn site_info(
 }
 
 pub fn write_siteinfo(dir: &DataDir, site: &SiteInfo) -> Result<()> {
-    let text = serde_json::to_string_pretty(&suyuan_codec::json::site_to_json(site))?;
-    std::fs::write(dir.siteinfo(), text + "\n")
+    std::fs::write(dir.siteinfo(), crate::site::site_text(site)?)
         .with_context(|| format!("cannot write {}", dir.siteinfo().display()))
-}
-
-/// The serial of the site file already there (so a change raises it).
-pub fn siteinfo_serial(dir: &DataDir) -> Option<u16> {
-    let text = std::fs::read_to_string(dir.siteinfo()).ok()?;
-    let j: serde_json::Value = serde_json::from_str(&text).ok()?;
-    j.get("serialNumber")?
-        .as_u64()
-        .and_then(|s| u16::try_from(s).ok())
 }

@@ -12,6 +12,7 @@ use suyuan_codec::value::{AdminRecord, HandleValue, Permissions, PublicKey, admi
 use suyuan_registry::{CreateMode, Identity, Mutation, Write};
 
 use crate::datadir::{DataDir, site_info, write_siteinfo};
+use crate::site::Membership;
 use crate::store::StoreSpec;
 
 #[derive(Args, Debug)]
@@ -46,6 +47,22 @@ pub struct InitArgs {
     /// and its administrators are there already; this server gets its own key and site file.
     #[arg(long, requires = "store")]
     join: bool,
+    /// How many servers the site has, each with its own data dir and `init` (the handles are
+    /// hashed across them); `suyuan site merge` then assembles the site's siteinfo.json.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    site_servers: u32,
+    /// This server's id in the site, 1 to N (the reference's `this_server_id`).
+    #[arg(long, default_value_t = 1, value_name = "I")]
+    server_num: u32,
+}
+
+/// Where a new node says, in its siteinfo.json, that it can be reached, and its place in its
+/// site.
+pub struct Place {
+    pub public: std::net::IpAddr,
+    pub handle_port: u16,
+    pub http_port: u16,
+    pub member: Membership,
 }
 
 /// What `init` and `serve --demo` share: a node for `prefix` with its administrator, on
@@ -58,9 +75,7 @@ pub fn initialise(
     prefix: &str,
     secret: Option<&str>,
     pubkey: Option<PublicKey>,
-    public: std::net::IpAddr,
-    port: u16,
-    http_port: u16,
+    place: Place,
 ) -> Result<()> {
     if prefix.is_empty() || prefix.contains('/') || prefix.chars().any(char::is_control) {
         bail!("{prefix:?} is not a prefix (expected something like 88.888.1)");
@@ -80,10 +95,7 @@ pub fn initialise(
                 store.describe()
             );
         };
-        dir.write_admins(&entry.admins)?;
-        dir.ensure_tls(public)?;
-        write_siteinfo(dir, &site_info(&key, public, port, Some(http_port), 1))?;
-        return Ok(());
+        return publish(dir, &key, &entry.admins, &place);
     }
     let admin = format!("{prefix}/ADMIN");
     let mut admins = Vec::new();
@@ -129,10 +141,28 @@ pub fn initialise(
         mode: CreateMode::Plain,
     }))?;
     registry.close();
-    dir.write_admins(&admins)?;
-    dir.ensure_tls(public)?;
-    write_siteinfo(dir, &site_info(&key, public, port, Some(http_port), 1))?;
-    Ok(())
+    publish(dir, &key, &admins, &place)
+}
+
+/// What every server of a node writes for itself: its administrators, its TLS certificate and
+/// its site file.
+fn publish(
+    dir: &DataDir,
+    key: &rsa::RsaPrivateKey,
+    admins: &[Identity],
+    place: &Place,
+) -> Result<()> {
+    dir.write_admins(admins)?;
+    dir.ensure_tls(place.public)?;
+    let mut site = site_info(
+        key,
+        place.public,
+        place.handle_port,
+        Some(place.http_port),
+        1,
+    );
+    place.member.mark(&mut site);
+    write_siteinfo(dir, &site)
 }
 
 fn read_pubkey(path: &PathBuf) -> Result<PublicKey> {
@@ -185,6 +215,13 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    let member = match Membership::new(a.server_num, a.site_servers) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("suyuan init: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let pubkey = a.admin_pubkey.as_ref().map(read_pubkey).transpose()?;
     let dir = DataDir::new(&a.data_dir);
     let store = match &a.store {
@@ -198,9 +235,12 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         &a.prefix,
         secret.as_deref(),
         pubkey,
-        a.public_address,
-        a.handle_port,
-        a.http_port,
+        Place {
+            public: a.public_address,
+            handle_port: a.handle_port,
+            http_port: a.http_port,
+            member,
+        },
     )?;
     eprintln!(
         "initialised {} for prefix {} (administrator {}/ADMIN), store {}{}",

@@ -21,6 +21,7 @@ mod keygen;
 mod migrate;
 mod resolve;
 mod serve;
+mod site;
 mod store;
 mod trace;
 
@@ -57,6 +58,8 @@ enum Command {
     Reindex(trace::ReindexArgs),
     /// Load generation and the machine's ceiling (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Multi-server sites: assemble the site's siteinfo.json from each server's own.
+    Site(site::SiteArgs),
 }
 
 /// Default Handle address of a node on this machine.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             Command::Import(a) => import::run(a).await,
             Command::Migrate(a) => tokio::task::block_in_place(|| migrate::run(a)),
             Command::Reindex(a) => trace::reindex(a),
+            Command::Site(a) => site::run(a),
         }
     });
     exit(result)

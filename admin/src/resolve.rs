@@ -15,6 +15,10 @@ pub struct ResolveArgs {
     /// The node's Handle address.
     #[arg(long, default_value = crate::DEFAULT_HANDLE_ADDR, value_parser = crate::parse_addr)]
     server: SocketAddr,
+    /// A site's siteinfo.json instead of --server: the handle is asked of the server of the
+    /// site its hash picks, as every Handle client does.
+    #[arg(long, conflicts_with = "server", value_name = "FILE")]
+    site: Option<std::path::PathBuf>,
     /// Only values of this type (repeatable; `URL.` matches its subtypes).
     #[arg(long = "type", value_name = "T")]
     types: Vec<String>,
@@ -41,7 +45,13 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("0.NA/{}", a.handle)
     };
-    let client = HandleClient::new(a.server, a.transport);
+    let server = match &a.site {
+        Some(path) => {
+            suyuan_federation::server_for(&crate::site::read_site(path)?, &handle, a.transport)?
+        }
+        None => a.server,
+    };
+    let client = HandleClient::new(server, a.transport);
     let answer = client.resolve(&handle, &a.types, &a.indexes).await?;
     let code = answer.header.response_code;
     match answer.body {
@@ -67,7 +77,7 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             if code == rc::SERVER_NOT_RESP {
-                eprintln!("{}", not_served_hint(a.server, &handle));
+                eprintln!("{}", not_served_hint(server, &handle));
             }
             Ok(ExitCode::FAILURE)
         }

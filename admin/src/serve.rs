@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::{ConfigFile, ServeConfig};
-use crate::datadir::{DataDir, site_info, siteinfo_serial, write_siteinfo};
+use crate::datadir::{DataDir, site_info, write_siteinfo};
+use crate::site::{Membership, check_member, read_site, site_text};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -47,6 +48,10 @@ pub struct ServeArgs {
     /// recorded, else the embedded store in the data dir.
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// The site's siteinfo.json from `suyuan site merge`: published instead of this server's
+    /// own, and this server answers only the handles that hash to it.
+    #[arg(long)]
+    site: Option<PathBuf>,
 }
 
 /// The prefix `--demo` serves.
@@ -84,9 +89,12 @@ fn demo_init(dir: &DataDir) -> Result<()> {
         DEMO_PREFIX,
         Some(&secret),
         None,
-        "127.0.0.1".parse()?,
-        2641,
-        8000,
+        crate::init::Place {
+            public: "127.0.0.1".parse()?,
+            handle_port: 2641,
+            http_port: 8000,
+            member: Membership::ALONE,
+        },
     )
 }
 
@@ -109,6 +117,9 @@ fn merge(a: &ServeArgs) -> Result<ServeConfig> {
     }
     if a.store.is_some() {
         c.store = a.store.clone();
+    }
+    if let Some(s) = &a.site {
+        c.site = Some(s.clone());
     }
     Ok(c)
 }
@@ -173,7 +184,12 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     // The site this node publishes: its real address, port and key; the serial goes up
     // whenever that changes, so clients refresh what they cached.
     let public = cfg.public_address.unwrap_or(handle_addr.ip());
-    let old_serial = siteinfo_serial(&dir).unwrap_or(1);
+    let old = read_site(&dir.siteinfo()).ok();
+    let old_serial = old.as_ref().map_or(1, |s| s.serial_number);
+    let member = match &old {
+        Some(s) => Membership::of(s).with_context(|| dir.siteinfo().display().to_string())?,
+        None => Membership::ALONE,
+    };
     let mut site = site_info(
         &key,
         public,
@@ -181,12 +197,27 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         Some(http_addr.port()),
         old_serial,
     );
+    member.mark(&mut site);
     let current = std::fs::read_to_string(dir.siteinfo()).ok();
-    let fresh = serde_json::to_string_pretty(&suyuan_codec::json::site_to_json(&site))? + "\n";
-    if current.as_deref() != Some(fresh.as_str()) {
+    if current.as_deref() != Some(site_text(&site)?.as_str()) {
         site.serial_number = old_serial.wrapping_add(u16::from(current.is_some()));
         write_siteinfo(&dir, &site)?;
     }
+    // A server of a site of several publishes the site's file, which lists them all; alone,
+    // it would claim every handle.
+    let site = match &cfg.site {
+        Some(path) => {
+            let merged = read_site(path)?;
+            check_member(&merged, &site, path)?;
+            merged
+        }
+        None if member.servers > 1 => bail!(
+            "this is server {} of a {}-server site: serve it with --site FILE, the site's siteinfo.json from `suyuan site merge` of every server's own",
+            member.server_id,
+            member.servers
+        ),
+        None => site,
+    };
 
     let node = Arc::new(HandleNode::new(
         registry.clone(),

@@ -263,13 +263,28 @@ impl SiteInfo {
         })
     }
 
-    /// The index into `servers` of the server that holds `handle`, by the site's hash option.
+    /// The index into `servers` of the server that holds `handle`, by the site's hash option,
+    /// as `SiteInfo.determineServer` picks it. `None` for a site without servers, for a hash
+    /// option the reference does not know (it refuses those with "Unknown hash method"), and
+    /// for the one hash whose Java index is negative (see [`select_server`]).
     pub fn server_index_for(&self, handle: &str) -> Option<usize> {
-        if self.servers.is_empty() {
+        if self.servers.is_empty() || matches!(self.hash_option, HashOption::Other(_)) {
             return None;
         }
-        let h = server_hash(handle, self.hash_option);
-        Some(select_server(h, self.servers.len()))
+        select_server(server_hash(handle, self.hash_option), self.servers.len())
+    }
+
+    /// The index into `servers` of the server whose id is `server_id` (the reference's
+    /// `this_server_id`: a server finds itself in its site by id, not by position).
+    pub fn position_of(&self, server_id: u32) -> Option<usize> {
+        self.servers.iter().position(|s| s.server_id == server_id)
+    }
+
+    /// Whether the server at `position` answers `handle`: always in a one-server site (the
+    /// reference checks the hash only when a site has more than one server), otherwise when
+    /// the handle hashes to it.
+    pub fn answers(&self, position: usize, handle: &str) -> bool {
+        self.servers.len() <= 1 || self.server_index_for(handle) == Some(position)
     }
 }
 
@@ -296,14 +311,20 @@ pub fn server_hash(handle: &str, option: HashOption) -> i32 {
     i32::from_be_bytes([d[12], d[13], d[14], d[15]])
 }
 
-/// `abs(hash) % n` as Java computes it. `Math.abs(Integer.MIN_VALUE)` stays negative and Java's
-/// `%` keeps the dividend's sign, so for that one hash the reference computes a negative index
-/// (and fails); we fold it into range instead of failing.
-pub fn select_server(hash: i32, n: usize) -> usize {
-    let n = n.max(1) as i64;
-    let a = (hash as i64).abs();
-    let java_abs = if hash == i32::MIN { hash as i64 } else { a };
-    (((java_abs % n) + n) % n) as usize
+/// `Math.abs(hash) % n` as Java computes it, `None` where Java's index is negative.
+/// `Math.abs(Integer.MIN_VALUE)` is `Integer.MIN_VALUE`, and Java's `%` keeps the dividend's
+/// sign, so for that one hash the reference's index is `-(2^31 mod n)`: 0 when `n` is a power
+/// of two, negative otherwise. A negative index matches no server: each of the site's servers
+/// answers RC 301 and the reference client fails on the array index, so such a handle has no
+/// server, and we say so rather than invent one.
+pub fn select_server(hash: i32, n: usize) -> Option<usize> {
+    let n = i64::try_from(n).ok().filter(|&n| n > 0)?;
+    let java_abs = if hash == i32::MIN {
+        i64::from(hash)
+    } else {
+        i64::from(hash).abs()
+    };
+    usize::try_from(java_abs % n).ok()
 }
 
 #[cfg(test)]
@@ -317,11 +338,24 @@ mod tests {
             server_hash("88.100/ABC123", HashOption::ByPrefix),
             1248849512
         );
-        // Negative as Java computes it: the selection takes the absolute value.
+        // Negative as Java reads it: the selection takes the absolute value, 852241299.
         assert_eq!(server_hash("10.1000/182", HashOption::ByAll), -852241299);
-        assert_eq!(select_server(-852241299, 1000), 299);
-        assert_eq!(select_server(1435954137, 2), 1);
-        assert_eq!(select_server(1435954137, 3), 0);
+        assert_eq!(select_server(-852241299, 1000), Some(299));
+        assert_eq!(select_server(1435954137, 2), Some(1));
+        assert_eq!(select_server(1435954137, 3), Some(0));
+    }
+
+    #[test]
+    fn hash_parts_as_the_reference_takes_them() {
+        assert_eq!(hash_part("88.100/ABC123", HashOption::ByPrefix), "88.100");
+        assert_eq!(hash_part("88.100/ABC123", HashOption::BySuffix), "ABC123");
+        assert_eq!(hash_part("0.NA/88.100", HashOption::ByPrefix), "0.NA");
+        assert_eq!(hash_part("88.100", HashOption::ByPrefix), "0.NA");
+        assert_eq!(hash_part("88.100", HashOption::BySuffix), "88.100");
+        assert_eq!(
+            server_hash("88.100/abc123", HashOption::ByPrefix),
+            server_hash("88.100/OTHER", HashOption::ByPrefix)
+        );
     }
 
     #[test]
@@ -333,10 +367,53 @@ mod tests {
     }
 
     #[test]
-    fn java_abs_quirk_stays_in_range() {
-        for n in 1..10 {
-            assert!(select_server(i32::MIN, n) < n);
+    fn java_abs_quirk_matches_no_server_unless_n_is_a_power_of_two() {
+        // -(2^31 mod n): 0 for 1, 2, 4, 8; negative (no server) for 3, 5, 6, 7, 9.
+        for n in [1, 2, 4, 8] {
+            assert_eq!(select_server(i32::MIN, n), Some(0), "n={n}");
         }
+        for n in [3, 5, 6, 7, 9] {
+            assert_eq!(select_server(i32::MIN, n), None, "n={n}");
+        }
+        assert_eq!(
+            select_server(i32::MIN + 1, 3),
+            Some((i32::MAX % 3) as usize)
+        );
+        assert_eq!(select_server(5, 0), None);
+    }
+
+    fn site_of(n: u32) -> SiteInfo {
+        let mut s = SiteInfo::single_server(1, "127.0.0.1".parse().unwrap(), vec![], vec![]);
+        s.servers = (1..=n)
+            .map(|id| ServerInfo {
+                server_id: id,
+                ..s.servers[0].clone()
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn a_site_picks_by_its_hash_option() {
+        let mut s = site_of(3);
+        assert_eq!(s.server_index_for("88.100/ABC123"), Some(0));
+        s.hash_option = HashOption::ByPrefix;
+        // 1248849512 % 3
+        assert_eq!(s.server_index_for("88.100/ABC123"), Some(2));
+        s.hash_option = HashOption::Other(7);
+        assert_eq!(s.server_index_for("88.100/ABC123"), None);
+        assert_eq!(s.position_of(3), Some(2));
+        assert_eq!(s.position_of(4), None);
+    }
+
+    #[test]
+    fn only_a_multi_server_site_partitions() {
+        let one = site_of(1);
+        assert!(one.answers(0, "88.100/ABC123"));
+        let three = site_of(3);
+        assert!(three.answers(0, "88.100/ABC123"));
+        assert!(!three.answers(1, "88.100/ABC123"));
+        assert!(!three.answers(2, "88.100/ABC123"));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum ClientError {
     },
     #[error("cannot answer the challenge from {addr}: {why}")]
     Auth { addr: SocketAddr, why: String },
+    #[error("no server of the site for {handle}: {why}")]
+    NoServer { handle: String, why: String },
 }
 
 /// Who a client authenticates as, and with what.

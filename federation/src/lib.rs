@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod session;
+pub mod site;
 
 pub use client::{ClientError, Credentials, HandleClient, KeptConnection, Transport};
 pub use session::{ClientSession, Exchange};
+pub use site::server_for;

@@ -579,6 +579,15 @@ async fn trace(
         };
         // A root under a prefix held elsewhere is not "not found": say where to look instead,
         // with the status the REST API gives RC 301 (400, as the reference server does).
+        // In a site of several servers, a trace starts at the server that holds its root.
+        if let Some(m) = node.hashed_elsewhere(&root) {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                rc::SERVER_NOT_RESP,
+                &input,
+                m,
+            ));
+        }
         if let Ok(h) = Handle::parse(&root) {
             if !registry.is_homed(h.prefix())? {
                 return Ok(error(

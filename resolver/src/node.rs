@@ -84,6 +84,9 @@ struct Inner {
     sessions: Mutex<SessionTable>,
     cache_hits: std::sync::atomic::AtomicU64,
     cache_misses: std::sync::atomic::AtomicU64,
+    /// This server's place among its site's servers, found by its own key (every server of
+    /// a site has its own); `None` when the site does not list it.
+    position: Option<usize>,
 }
 
 /// What carrying out a request gave.
@@ -138,8 +141,15 @@ impl HandleNode {
         }));
         let challenges = Mutex::new(ChallengeTable::new(cfg.challenges));
         let sessions = Mutex::new(SessionTable::new(cfg.sessions));
+        let own_key = suyuan_codec::auth::hs_from_rsa_public(&cfg.key.to_public_key()).encode();
+        let position = cfg
+            .site
+            .servers
+            .iter()
+            .position(|s| s.public_key == own_key);
         HandleNode {
             inner: Arc::new(Inner {
+                position,
                 registry,
                 cfg,
                 cache,
@@ -258,6 +268,9 @@ impl HandleNode {
     ) -> Result<suyuan_registry::Applied, RegistryError> {
         let h = Handle::parse(handle)
             .map_err(|e| RegistryError::refused(rc::INVALID_HANDLE, e.to_string()))?;
+        if let Some(message) = self.hashed_elsewhere(h.as_str()) {
+            return Err(RegistryError::refused(rc::SERVER_NOT_RESP, message));
+        }
         if !self.inner.homed(h.prefix())? {
             return Err(RegistryError::refused(
                 rc::SERVER_NOT_RESP,
@@ -306,6 +319,12 @@ impl HandleNode {
             self.inner.cache_hits.load(Relaxed),
             self.inner.cache_misses.load(Relaxed),
         )
+    }
+
+    /// RC 301's message when `handle` hashes to another server of this node's site (for the
+    /// surfaces that read the store themselves, such as the trace API).
+    pub fn hashed_elsewhere(&self, handle: &str) -> Option<String> {
+        self.inner.elsewhere(&Handle::parse(handle).ok()?)
     }
 
     /// The HS_SITE this node publishes.
@@ -676,6 +695,26 @@ impl Inner {
         r
     }
 
+    /// RC 301's message for a handle another server of this node's site answers. The
+    /// reference checks this before anything else about a handle (whether its prefix is homed,
+    /// who asks) for resolutions, OC 201 and every write of a handle, and only in a site of
+    /// several servers.
+    fn elsewhere(&self, h: &Handle) -> Option<String> {
+        let site = &self.cfg.site;
+        if self.position.is_some_and(|p| site.answers(p, h.as_str())) || site.servers.len() <= 1 {
+            return None;
+        }
+        let owner = match site.server_index_for(h.as_str()) {
+            Some(i) => format!(
+                "server {} of the site's {}",
+                site.servers[i].server_id,
+                site.servers.len()
+            ),
+            None => "no server of the site (its hash has no index there)".to_string(),
+        };
+        Some(format!("{WRONG_SERVER}: {h} is answered by {owner}"))
+    }
+
     fn homed(&self, prefix: &str) -> Result<bool, RegistryError> {
         self.registry.is_homed(prefix)
     }
@@ -691,6 +730,9 @@ impl Inner {
             Ok(h) => h,
             Err(o) => return Ok(Err(o)),
         };
+        if let Some(m) = self.elsewhere(&h) {
+            return Ok(Err(refused(rc::SERVER_NOT_RESP, m)));
+        }
         if !self.homed(h.prefix())? {
             return Ok(Err(refused(rc::SERVER_NOT_RESP, not_served(&h, handle))));
         }
@@ -1363,6 +1405,9 @@ impl Inner {
         else {
             return refused(rc::PROTOCOL_ERROR, "not a verify request");
         };
+        if let Some(m) = parse(handle).ok().and_then(|h| self.elsewhere(&h)) {
+            return refused(rc::SERVER_NOT_RESP, m);
+        }
         let who = Identity::new(*index, handle.clone());
         match self.verify_answer(
             &who,
@@ -1414,6 +1459,8 @@ fn not_found() -> Outcome {
 
 /// The reference's words for RC 301, which every such answer of ours starts with.
 pub(crate) const NOT_HERE: &str = "That prefix doesn't live here";
+/// The reference's words for RC 301 about a handle another server of the site answers.
+const WRONG_SERVER: &str = "Request was hashed incorrectly";
 
 /// RC 301's message for `h`, parsed from what the client sent (`asked`): which prefix is not
 /// served, and, for input without a slash, how it was read. It names no prefix that is

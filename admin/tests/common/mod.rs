@@ -46,15 +46,20 @@ pub struct Server {
 
 /// Starts `suyuan serve` on free ports with `extra` arguments and reads the ready line.
 pub fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
+    serve_at(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+}
+
+/// Starts `suyuan serve` on the given Handle and HTTP addresses (operations on a free port).
+pub fn serve_at(dir: &std::path::Path, handle: &str, http: &str, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args([
             "serve",
             "--data-dir",
             dir.to_str().unwrap(),
             "--handle-addr",
-            "127.0.0.1:0",
+            handle,
             "--http-addr",
-            "127.0.0.1:0",
+            http,
             "--ops-addr",
             "127.0.0.1:0",
         ])
