@@ -231,6 +231,18 @@ impl Registry {
         self.store.watch(watcher);
     }
 
+    /// The committed changes as a stream: every commit's [`Committed`] (this server's and, on a
+    /// shared database, the others'), at least once and before the commit is acknowledged, for
+    /// followers that may lag: a receiver that falls more
+    /// than `capacity` commits behind is told so (`Lagged`) and reads the change log instead.
+    pub fn subscribe(&self, capacity: usize) -> tokio::sync::broadcast::Receiver<Committed> {
+        let (tx, rx) = tokio::sync::broadcast::channel(capacity.max(1));
+        self.store.watch(Box::new(move |c| {
+            let _ = tx.send(c.clone());
+        }));
+        rx
+    }
+
     // ---- reads ----
 
     pub async fn get_async(&self, handle: &str) -> Result<Option<Record>, RegistryError> {

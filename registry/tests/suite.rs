@@ -1225,7 +1225,65 @@ fn consistent_reads_for_the_cache_and_reindex() {
     assert!(matches!(closed, Err(RegistryError::Closed)));
 }
 
+#[test]
+fn a_postgres_schema_is_created_once_joined_and_refused_when_newer() {
+    use suyuan_registry::postgres::{InitMode, PgStore, init_blocking};
+    let Some(url) = postgres_url() else { return };
+    let name = format!("schema_{}_{}", std::process::id(), rand::random::<u32>());
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([url.as_str(), "-qXc", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    psql(&format!("CREATE SCHEMA {name}"));
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let db = format!("{url}{sep}options=-csearch_path%3D{name}");
+    let e = PgStore::open(&db, "s1").unwrap_err();
+    assert!(e.to_string().contains("suyuan init --store"), "{e}");
+    let e = init_blocking(&db, InitMode::Join).unwrap_err();
+    assert!(
+        e.to_string().contains("holds no Suyuan store to join"),
+        "{e}"
+    );
+    assert_eq!(init_blocking(&db, InitMode::Create).unwrap(), 1);
+    let e = init_blocking(&db, InitMode::Create).unwrap_err();
+    assert!(
+        e.to_string().contains("already holds a Suyuan store"),
+        "{e}"
+    );
+    assert_eq!(init_blocking(&db, InitMode::Join).unwrap(), 1);
+    // A store a newer binary wrote is refused, by name.
+    psql(&format!(
+        "UPDATE {name}.suyuan_meta SET value = 99 WHERE name = 'schema'"
+    ));
+    let e = PgStore::open(&db, "s1").unwrap_err();
+    assert!(
+        matches!(e, RegistryError::SchemaTooNew { found: 99, .. }),
+        "{e}"
+    );
+}
+
+fn commits_stream_to_subscribers() {
+    let (_d, reg) = open();
+    let mut rx = reg.subscribe(16);
+    let s = create(&reg, "88.888.1/streamed", vec![v(1, "URL", "https://x")])
+        .unwrap()
+        .unwrap();
+    let c = rx
+        .try_recv()
+        .expect("the commit is announced before it is acknowledged");
+    assert_eq!(c.seq, s);
+    assert!(c.keys.contains(&"88.888.1/STREAMED".to_string()), "{c:?}");
+}
+
 conformance!(
+    commits_stream_to_subscribers,
     records_resolve_list_and_page,
     create_modes,
     reference_validation_rules,
