@@ -242,7 +242,8 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         let (node, registry, store) = (node.clone(), registry.clone(), dir.store());
         metrics.set_probe(Arc::new(move || {
             let (hits, misses) = node.cache_stats();
-            (hits, misses, dir_bytes(&store), registry.last_seq())
+            let bytes = registry.size_bytes().unwrap_or_else(|| dir_bytes(&store));
+            (hits, misses, bytes, registry.last_seq())
         }));
     }
     let limits = Limits {

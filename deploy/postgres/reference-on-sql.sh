@@ -29,12 +29,19 @@ die() { echo "reference-on-sql.sh: $*" >&2; exit 1; }
 # port of an interface section (hdl_tcp, hdl_http, ...) in a config.dct
 cfg_port() { awk -v k="\"$2_config\"" '$1==k {f=1} f && $1=="\"bind_port\"" {gsub(/"/,"",$3); print $3; exit}' "$1/config.dct"; }
 
+# Whether pid $1 is a reference server started from directory $2: a pid file copied with a
+# server directory names the original's server, which must not be stopped or mistaken.
+ours() {
+  [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q -- "net.handle.server.Main $2 "
+}
+
 if [ "${1:-}" = --stop ]; then
   [ $# -eq 2 ] || die "usage: reference-on-sql.sh --stop SERVER_DIR"
-  pidf=$2/server.pid
+  sdir=$(cd "$2" && pwd) || die "no directory $2"
+  pidf=$sdir/server.pid
   [ -f "$pidf" ] || exit 0
   pid=$(cat "$pidf")
-  if kill -0 "$pid" 2>/dev/null; then
+  if ours "$pid" "$sdir"; then
     kill "$pid"
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   fi
@@ -49,7 +56,7 @@ url=$2
 [ -n "${HDL:-}" ] && ls "$HDL"/lib/handle-*.jar >/dev/null 2>&1 || die "set HDL to the Handle.Net dist directory (with lib/handle-*.jar)"
 jar=${PG_JDBC_JAR:-/usr/share/java/postgresql.jar}
 [ -f "$jar" ] || die "no JDBC driver at $jar (install libpostgresql-jdbc-java, or set PG_JDBC_JAR)"
-if [ -f "$dir/server.pid" ] && kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then
+if [ -f "$dir/server.pid" ] && ours "$(cat "$dir/server.pid")" "$dir"; then
   die "a server already runs from $dir (pid $(cat "$dir/server.pid"))"
 fi
 

@@ -389,6 +389,8 @@ struct Inner {
     commits: AtomicU64,
     watchers: RwLock<Vec<CommitWatcher>>,
     live_peers: AtomicUsize,
+    /// The tables' size on disk, as the last heartbeat measured it.
+    size_bytes: AtomicU64,
     /// Wakes writers waiting for their peers to see a commit.
     peers_seen: Notify,
     notify: bool,
@@ -488,6 +490,16 @@ impl PgStore {
         for _ in 1..READERS {
             readers.push(Conn::open(url).await?);
         }
+        if notify {
+            // What readers write (how far this server has seen, its heartbeat) must be seen by
+            // the others, not survive a crash: no fsync of its own for each.
+            for r in &readers {
+                r.client
+                    .batch_execute("SET synchronous_commit = off")
+                    .await
+                    .map_err(db)?;
+            }
+        }
         let seq: i64 = readers[0]
             .client
             .query_one("SELECT value FROM suyuan_meta WHERE name = 'seq'", &[])
@@ -515,6 +527,7 @@ impl PgStore {
             commits: AtomicU64::new(0),
             watchers: RwLock::new(Vec::new()),
             live_peers: AtomicUsize::new(0),
+            size_bytes: AtomicU64::new(0),
             peers_seen: Notify::new(),
             notify,
         });
@@ -968,6 +981,10 @@ async fn wait_for_peers(inner: &Inner, seq: u64) {
     }
     let deadline = tokio::time::Instant::now() + PEER_WAIT;
     loop {
+        // Armed before the query, so a peer's word that arrives meanwhile is not lost.
+        let seen = inner.peers_seen.notified();
+        tokio::pin!(seen);
+        seen.as_mut().enable();
         let behind = inner
             .reader()
             .query_one(
@@ -992,7 +1009,7 @@ async fn wait_for_peers(inner: &Inner, seq: u64) {
             );
             return;
         }
-        let _ = tokio::time::timeout(left.min(TAIL_POLL), inner.peers_seen.notified()).await;
+        let _ = tokio::time::timeout(left.min(TAIL_POLL), seen).await;
     }
 }
 
@@ -1143,6 +1160,21 @@ async fn adopt(inner: &Inner, writes: &mpsc::UnboundedSender<Job>, force: bool) 
 
 async fn heartbeat(inner: &Inner) {
     let c = inner.reader();
+    // For the operations endpoint; PostgreSQL's own function, off the hot path.
+    if let Ok(r) = c
+        .query_one(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+            &[],
+        )
+        .await
+    {
+        let n: i64 = r.get(0);
+        inner
+            .size_bytes
+            .store(u64::try_from(n).unwrap_or(0), Ordering::Release);
+    }
     let _ = c
         .execute(
             "UPDATE suyuan_servers SET beat = now() WHERE id = $1",
@@ -1448,6 +1480,10 @@ impl Store for PgStore {
         self.inner.commits.load(Ordering::Acquire)
     }
 
+    fn size_bytes(&self) -> Option<u64> {
+        Some(self.inner.size_bytes.load(Ordering::Acquire)).filter(|&n| n > 0)
+    }
+
     fn watch(&self, watcher: CommitWatcher) {
         if let Ok(mut ws) = self.inner.watchers.write() {
             ws.push(watcher);
@@ -1490,6 +1526,21 @@ impl Store for PgStore {
         // this may run inside another runtime).
         if let Some(w) = self.writer.lock().ok().and_then(|mut g| g.take()) {
             let _ = crate::store::block_on(w);
+            // No longer a peer the others wait for.
+            let handle = self
+                .runtime
+                .lock()
+                .ok()
+                .and_then(|g| g.as_ref().map(|r| r.handle().clone()));
+            if let Some(h) = handle {
+                let inner = self.inner.clone();
+                let _ = crate::store::block_on(h.spawn(async move {
+                    let _ = inner
+                        .reader()
+                        .execute("DELETE FROM suyuan_servers WHERE id = $1", &[&inner.id])
+                        .await;
+                }));
+            }
         }
         if let Some(rt) = self.runtime.lock().ok().and_then(|mut g| g.take()) {
             rt.shutdown_background();

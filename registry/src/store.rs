@@ -86,6 +86,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn last_seq(&self) -> u64;
     /// Durable commits this server made since it opened the store.
     fn commits(&self) -> u64;
+    /// What the store takes on disk, when the store itself knows (a database; the embedded
+    /// store's files are measured by whoever knows its directory).
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Registers a function called with every commit (see [`CommitWatcher`]).
     fn watch(&self, watcher: CommitWatcher);
     /// Rebuilds the link and alias indexes from the records; returns the records indexed.
@@ -204,6 +209,10 @@ impl Registry {
     /// writes are grouped (fewer commits than changes).
     pub fn commits(&self) -> u64 {
         self.store.commits()
+    }
+
+    pub fn size_bytes(&self) -> Option<u64> {
+        self.store.size_bytes()
     }
 
     /// Queues a write; the ticket is answered once it is durable or refused.

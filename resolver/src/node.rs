@@ -16,7 +16,9 @@ use suyuan_codec::site::SiteInfo;
 use suyuan_codec::value::{
     AdminRecord, HandleValue, PublicKey, admin_perm, decode_value_list, duplicate_index, types,
 };
-use suyuan_registry::{CreateMode, Identity, Mutation, Record, Registry, RegistryError, Write};
+use suyuan_registry::{
+    CreateMode, Identity, Mutation, PrefixEntry, Record, Registry, RegistryError, Write,
+};
 use tracing::{debug, warn};
 
 use crate::challenge::{ChallengeConfig, ChallengeTable, Pending};
@@ -80,6 +82,8 @@ struct Inner {
     registry: Arc<Registry>,
     cfg: NodeConfig,
     cache: moka::sync::Cache<String, Arc<Option<Record>>>,
+    /// Prefix entries (homed or not, and their administrators), evicted as records are.
+    prefixes: moka::sync::Cache<String, Arc<Option<PrefixEntry>>>,
     challenges: Mutex<ChallengeTable>,
     sessions: Mutex<SessionTable>,
     cache_hits: std::sync::atomic::AtomicU64,
@@ -133,10 +137,13 @@ impl HandleNode {
         // Every commit evicts what it changed before it is acknowledged, whichever server on
         // a shared store made it: the cache never serves a value older than an acknowledged
         // write.
-        let evict = cache.clone();
+        let prefixes: moka::sync::Cache<String, Arc<Option<PrefixEntry>>> =
+            moka::sync::Cache::new(4096);
+        let (evict, evict_prefixes) = (cache.clone(), prefixes.clone());
         registry.watch(Box::new(move |c| {
             for k in &c.keys {
                 evict.invalidate(k);
+                evict_prefixes.invalidate(k);
             }
         }));
         let challenges = Mutex::new(ChallengeTable::new(cfg.challenges));
@@ -153,6 +160,7 @@ impl HandleNode {
                 registry,
                 cfg,
                 cache,
+                prefixes,
                 challenges,
                 sessions,
                 cache_hits: Default::default(),
@@ -716,7 +724,25 @@ impl Inner {
     }
 
     fn homed(&self, prefix: &str) -> Result<bool, RegistryError> {
-        self.registry.is_homed(prefix)
+        Ok(self.prefix_entry(prefix)?.is_some())
+    }
+
+    /// A prefix's entry, through a cache of its own under the same rule as records' (every
+    /// request reads it: on a database it would be a round trip each time).
+    fn prefix_entry(&self, prefix: &str) -> Result<Arc<Option<PrefixEntry>>, RegistryError> {
+        let key = key_of(prefix);
+        if let Some(p) = self.prefixes.get(&key) {
+            return Ok(p);
+        }
+        let before = self.registry.last_seq();
+        let entry = Arc::new(self.registry.prefix(prefix)?);
+        if self.cfg.cache_entries > 0 && self.registry.last_seq() == before {
+            self.prefixes.insert(key.clone(), entry.clone());
+            if self.registry.last_seq() != before {
+                self.prefixes.invalidate(&key);
+            }
+        }
+        Ok(entry)
     }
 
     /// The handle a request names, checked to be ours, with its record (if any): or the
@@ -776,8 +802,9 @@ impl Inner {
     fn is_prefix_admin(&self, who: &Identity, prefix: &str) -> Result<bool, RegistryError> {
         Ok(self.is_node_admin(who)
             || self
-                .registry
-                .prefix(prefix)?
+                .prefix_entry(prefix)?
+                .as_ref()
+                .as_ref()
                 .is_some_and(|p| p.admins.iter().any(|a| a.same_as(who))))
     }
 
