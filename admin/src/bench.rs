@@ -35,6 +35,11 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::datadir::DataDir;
 
+// The store comparison (PostgreSQL against redb, servers sharing a database) lives beside the
+// generator it drives.
+#[path = "bench_store.rs"]
+mod bench_store;
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -49,6 +54,9 @@ enum BenchCommand {
     Run(RunArgs),
     /// Runs at rising rates until p99.9 exceeds 10 ms (or requests are lost).
     Sweep(SweepArgs),
+    /// PostgreSQL against redb and two servers on one database against one, on real nodes
+    /// this command starts (see BENCHMARKS.md).
+    Store(bench_store::StoreArgs),
     /// The ceiling: a UDP server that sends every datagram back.
     EchoUdp {
         #[arg(long, value_parser = crate::parse_addr)]
@@ -179,6 +187,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Sweep(s) => sweep(s),
+        BenchCommand::Store(s) => bench_store::run(s),
     }
 }
 
@@ -225,7 +234,7 @@ fn preload(a: PreloadArgs) -> Result<ExitCode> {
             a.prefix
         );
     }
-    let reg = Registry::open(&dir.store())?;
+    let reg = dir.open_registry(None)?;
     if !reg.is_homed(&a.prefix)? {
         bail!(
             "prefix {} is not homed in {}",
@@ -250,19 +259,33 @@ fn preload(a: PreloadArgs) -> Result<ExitCode> {
             .as_ref()
             .is_none_or(|(site, p)| site.server_index_for(h) == Some(*p))
     };
+    let written = load(&reg, &a.prefix, a.count, &ours)?;
+    reg.close();
+    if partition.is_some() {
+        eprintln!(
+            "preload: {written} of {} records hash to this server",
+            a.count
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the benchmark records 0..count that `keep` keeps through the registry's group
+/// commit, in batches of 5,000; returns how many it wrote.
+fn load(reg: &Registry, prefix: &str, count: u64, keep: &dyn Fn(&str) -> bool) -> Result<u64> {
     let started = Instant::now();
     let mut written = 0u64;
     let batch = 5_000u64;
     let mut i = 0;
-    while i < a.count {
-        let end = (i + batch).min(a.count);
+    while i < count {
+        let end = (i + batch).min(count);
         let writes = (i..end)
-            .map(|k| (k, format!("{}/bench-{k:08}", a.prefix)))
-            .filter(|(_, h)| ours(h))
+            .map(|k| (k, format!("{prefix}/bench-{k:08}")))
+            .filter(|(_, h)| keep(h))
             .map(|(k, handle)| Write {
                 mutation: Mutation::Create {
                     handle,
-                    values: bench_record(&a.prefix, k),
+                    values: bench_record(prefix, k),
                     mode: CreateMode::Register,
                 },
                 actor: "0:SUYUAN/BENCH".into(),
@@ -274,21 +297,14 @@ fn preload(a: PreloadArgs) -> Result<ExitCode> {
             r?;
         }
         i = end;
-        if i % 100_000 == 0 || i == a.count {
+        if i % 100_000 == 0 || i == count {
             eprintln!(
                 "preload: {i} records, {:.0}/s",
                 i as f64 / started.elapsed().as_secs_f64()
             );
         }
     }
-    reg.close();
-    if partition.is_some() {
-        eprintln!(
-            "preload: {written} of {} records hash to this server",
-            a.count
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(written)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -831,37 +847,23 @@ fn create_request(t: &Target, s: &ClientSession, run: u64, i: u64) -> Result<Vec
 
 fn sweep(s: SweepArgs) -> Result<ExitCode> {
     let rt = rt()?;
-    if s.warmup_seconds > 0 {
-        let w = rt.block_on(run_once(&s.target, s.from, s.warmup_seconds))?;
-        crate::outln!("warm-up: {}", w.line(&s.target))?;
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let mut rate = s.from;
-    let mut best: Option<Report> = None;
-    // One step can fail on a hiccup of this shared machine: stop at the second failure in a
-    // row, and report the highest rate that passed.
-    let mut failures = 0;
-    loop {
-        let r = rt.block_on(run_once(&s.target, rate, s.seconds))?;
-        let pass = r.passes(s.p999_ms);
-        crate::outln!(
-            "{} {}",
-            r.line(&s.target),
-            if pass { "PASS" } else { "FAIL" }
-        )?;
-        if pass {
-            failures = 0;
-            best = Some(r);
-        } else {
-            failures += 1;
-            if failures == 2 {
-                break;
-            }
-        }
-        rate *= s.factor;
-        // Let the server drain before the next step.
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let steps = Steps {
+        from: s.from,
+        factor: s.factor,
+        seconds: s.seconds,
+        p999_ms: s.p999_ms,
+        warmup_seconds: s.warmup_seconds,
+        max_steps: usize::MAX,
+    };
+    let best = sweep_with(
+        &steps,
+        |rate, seconds| rt.block_on(run_once(&s.target, rate, seconds)),
+        |step, r| match step {
+            Step::WarmUp => crate::outln!("warm-up: {}", r.line(&s.target)),
+            Step::Pass => crate::outln!("{} PASS", r.line(&s.target)),
+            Step::Fail => crate::outln!("{} FAIL", r.line(&s.target)),
+        },
+    )?;
     match best {
         Some(b) => crate::outln!(
             "max rate with p99.9 <= {} ms: {:.0}/s (p50 {:.3} ms, p99 {:.3} ms)",
@@ -877,6 +879,63 @@ fn sweep(s: SweepArgs) -> Result<ExitCode> {
         )?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rates a sweep steps through and where it stops.
+struct Steps {
+    from: f64,
+    /// Each step multiplies the rate by this.
+    factor: f64,
+    seconds: u64,
+    /// The p99.9 bound a step must keep, in milliseconds.
+    p999_ms: f64,
+    /// A run at the first rate before the first step, not judged.
+    warmup_seconds: u64,
+    max_steps: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    WarmUp,
+    Pass,
+    Fail,
+}
+
+/// Runs `run(rate, seconds)` at rising rates and returns the highest that passed; `show` sees
+/// every run. Whatever `run` drives (one server, several), the steps and the stop rule are
+/// these.
+fn sweep_with(
+    s: &Steps,
+    mut run: impl FnMut(f64, u64) -> Result<Report>,
+    mut show: impl FnMut(Step, &Report) -> Result<()>,
+) -> Result<Option<Report>> {
+    if s.warmup_seconds > 0 {
+        show(Step::WarmUp, &run(s.from, s.warmup_seconds)?)?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut rate = s.from;
+    let mut best: Option<Report> = None;
+    // One step can fail on a hiccup of this shared machine: stop at the second failure in a
+    // row, and report the highest rate that passed.
+    let mut failures = 0;
+    for _ in 0..s.max_steps {
+        let r = run(rate, s.seconds)?;
+        let pass = r.passes(s.p999_ms);
+        show(if pass { Step::Pass } else { Step::Fail }, &r)?;
+        if pass {
+            failures = 0;
+            best = Some(r);
+        } else {
+            failures += 1;
+            if failures == 2 {
+                break;
+            }
+        }
+        rate *= s.factor;
+        // Let the server drain before the next step.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(best)
 }
 
 // ---------------------------------------------------------------------------------------------
