@@ -8,19 +8,6 @@ use std::process::Command;
 mod common;
 use common::*;
 
-fn test_store() -> Option<String> {
-    match std::env::var("SUYUAN_TEST_STORE") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but SUYUAN_TEST_STORE is not: the store bench must run in CI")
-        }
-        _ => {
-            eprintln!("skipped: set SUYUAN_TEST_STORE=postgres://USER@HOST:PORT/DB to run it");
-            None
-        }
-    }
-}
-
 fn field(line: &str, name: &str) -> u64 {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{name}=")))
@@ -30,7 +17,9 @@ fn field(line: &str, name: &str) -> u64 {
 
 #[test]
 fn the_store_bench_measures_every_configuration_against_its_baseline() {
-    let Some(url) = test_store() else { return };
+    let Some(url) = pg::server("bench_store") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = suyuan(&[
         "bench",

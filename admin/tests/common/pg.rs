@@ -7,6 +7,12 @@ use std::process::Command;
 /// A URL for a schema of the test's own on the test server (first on the search path), or
 /// `None` when there is no server and this is not CI.
 pub fn database(test: &str) -> Option<String> {
+    Some(schema_on(&server(test)?, test))
+}
+
+/// The test server's URL itself (for a tool that makes its own schema), or `None` when there
+/// is no server and this is not CI.
+pub fn server(test: &str) -> Option<String> {
     let url = match std::env::var("SUYUAN_TEST_STORE") {
         Ok(u) if !u.is_empty() => u,
         _ => {
@@ -18,7 +24,7 @@ pub fn database(test: &str) -> Option<String> {
             return None;
         }
     };
-    Some(schema_on(&url, test))
+    Some(url)
 }
 
 /// A new schema on the server at `url`, as a URL whose search path starts there.
