@@ -388,6 +388,9 @@ struct Inner {
     unsure_reads: AtomicU64,
     commits: AtomicU64,
     watchers: RwLock<Vec<CommitWatcher>>,
+    /// Which commits the watchers have heard of, so each is told once: this server's writer
+    /// tells its own before it acknowledges them, and the tail must not tell them again.
+    told: Mutex<Told>,
     live_peers: AtomicUsize,
     /// The tables' size on disk, as the last heartbeat measured it.
     size_bytes: AtomicU64,
@@ -413,6 +416,27 @@ impl Inner {
             }
         }
     }
+
+    /// The writer's own commit of `first..=last`: told unless the tail read it first.
+    fn tell_own(&self, first: u64, c: &Committed) {
+        let Ok(mut told) = self.told.lock() else {
+            return self.tell(c);
+        };
+        if told.tail >= c.seq {
+            return;
+        }
+        told.own.push((first, c.seq));
+        self.tell(c);
+    }
+}
+
+/// See [`Inner::told`]. Ranges are recorded only once committed, so a range a failed group
+/// took and a peer then committed is never mistaken for this server's.
+struct Told {
+    /// The last sequence number the tail has read.
+    tail: u64,
+    /// This server's commits the writer told and the tail has not yet passed.
+    own: Vec<(u64, u64)>,
 }
 
 type Started = (
@@ -526,6 +550,10 @@ impl PgStore {
             unsure_reads: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             watchers: RwLock::new(Vec::new()),
+            told: Mutex::new(Told {
+                tail: seq,
+                own: Vec::new(),
+            }),
             live_peers: AtomicUsize::new(0),
             size_bytes: AtomicU64::new(0),
             peers_seen: Notify::new(),
@@ -851,6 +879,8 @@ async fn carry_out(
 }
 
 struct Group {
+    /// The first sequence number the group took (when it wrote) and the last.
+    first: u64,
     seq: u64,
     wrote: bool,
     stale: Vec<String>,
@@ -912,6 +942,7 @@ async fn commit_group(inner: &Inner, conn: &mut Conn, jobs: &[Job]) -> Result<Gr
     }
     t.commit().await?;
     Ok(Group {
+        first: start + 1,
         seq,
         wrote,
         stale,
@@ -954,10 +985,13 @@ async fn writer_loop(inner: Arc<Inner>, mut conn: Conn, mut rx: mpsc::UnboundedR
                 if g.wrote {
                     inner.commits.fetch_add(1, Ordering::AcqRel);
                     inner.last_seq.fetch_max(g.seq, Ordering::AcqRel);
-                    inner.tell(&Committed {
-                        seq: g.seq,
-                        keys: g.stale,
-                    });
+                    inner.tell_own(
+                        g.first,
+                        &Committed {
+                            seq: g.seq,
+                            keys: g.stale,
+                        },
+                    );
                     wait_for_peers(&inner, g.seq).await;
                 }
                 for (job, r) in jobs.into_iter().zip(g.results) {
@@ -1109,15 +1143,33 @@ async fn catch_up(inner: &Inner, mut seen: u64) -> Result<u64, RegistryError> {
         if rows.is_empty() {
             return Ok(seen);
         }
-        let mut keys = Vec::with_capacity(rows.len());
+        let mut changes = Vec::with_capacity(rows.len());
         for r in &rows {
-            let c = Change::decode(r.get::<_, &[u8]>(0))?;
-            seen = seen.max(c.seq);
-            keys.push(key_of(&c.handle));
+            changes.push(Change::decode(r.get::<_, &[u8]>(0))?);
         }
+        let mut told = inner.told.lock().map_err(|_| {
+            RegistryError::Storage("the commit bookkeeping was poisoned by a panic".into())
+        })?;
+        let mut keys = Vec::with_capacity(changes.len());
+        let mut last_foreign = 0;
+        for c in &changes {
+            seen = seen.max(c.seq);
+            if !told.own.iter().any(|&(a, b)| (a..=b).contains(&c.seq)) {
+                last_foreign = last_foreign.max(c.seq);
+                keys.push(key_of(&c.handle));
+            }
+        }
+        told.tail = told.tail.max(seen);
+        told.own.retain(|&(_, b)| b > seen);
         // The sequence moves first, so a read in flight is not cached, then the caches evict.
         inner.last_seq.fetch_max(seen, Ordering::AcqRel);
-        inner.tell(&Committed { seq: seen, keys });
+        if !keys.is_empty() {
+            inner.tell(&Committed {
+                seq: last_foreign,
+                keys,
+            });
+        }
+        drop(told);
         if rows.len() < 1000 {
             return Ok(seen);
         }
