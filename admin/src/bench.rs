@@ -737,6 +737,7 @@ async fn read_loop(
     let mut r = Report::new(0.0);
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut pending: VecDeque<u64> = VecDeque::new();
+    let mut closed = false;
     let deadline = sched.due(total) + timeout;
     let mut chunk = vec![0u8; 1 << 16];
     loop {
@@ -764,9 +765,27 @@ async fn read_loop(
             record(&mut r, sched.due(i), timeout, ok);
             slots.add_permits(1);
         }
-        match tokio::time::timeout_at(deadline.into(), rd.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return r,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        // Read, but stop as soon as every request of this connection is answered and the
+        // writer is done: nothing more is owed, so the run need not wait out the timeout.
+        let got = tokio::time::timeout_at(deadline.into(), async {
+            loop {
+                if closed && pending.is_empty() {
+                    return None;
+                }
+                tokio::select! {
+                    n = rd.read(&mut chunk) => return Some(n),
+                    i = fifo.recv(), if !closed => match i {
+                        Some(i) => pending.push_back(i),
+                        None if pending.is_empty() => return None,
+                        None => closed = true,
+                    },
+                }
+            }
+        })
+        .await;
+        match got {
+            Err(_) | Ok(None) | Ok(Some(Ok(0))) | Ok(Some(Err(_))) => return r,
+            Ok(Some(Ok(n))) => buf.extend_from_slice(&chunk[..n]),
         }
     }
 }

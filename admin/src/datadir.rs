@@ -29,6 +29,11 @@ impl DataDir {
     pub fn siteinfo(&self) -> PathBuf {
         self.root.join("siteinfo.json")
     }
+    /// A top-level node's `bootstrap_handles` (the reference client's root configuration).
+    pub fn bootstrap_handles(&self) -> PathBuf {
+        self.root.join("bootstrap_handles")
+    }
+
     pub fn admins(&self) -> PathBuf {
         self.root.join("node-admins")
     }

@@ -25,9 +25,10 @@ use suyuan_codec::value::HandleValue;
 use suyuan_federation::{
     ClientError, ClientSession, Credentials, Exchange, HandleClient, KeptConnection, Transport,
 };
-use suyuan_registry::{CreateMode, Identity, Mutation, Record, Registry, RegistryError, Write};
+use suyuan_registry::{CreateMode, Mutation, Record, Registry, RegistryError, Write};
 use tokio::sync::{Mutex, mpsc};
 
+use crate::auth::AuthArgs;
 use crate::batchfile::{Entry, Format, Item, Items, Op, survey};
 use crate::datadir::DataDir;
 
@@ -43,15 +44,8 @@ pub struct ImportArgs {
     /// The running node's Handle address.
     #[arg(long, default_value = crate::DEFAULT_HANDLE_ADDR, value_parser = crate::parse_addr)]
     server: SocketAddr,
-    /// Who the session authenticates as, `index:handle` (e.g. 301:88.888.1/ADMIN).
-    #[arg(long, value_name = "INDEX:HANDLE")]
-    auth: Option<String>,
-    /// A file holding the secret key (HS_SECKEY) of `--auth`.
-    #[arg(long, conflicts_with = "key_file")]
-    secret_file: Option<PathBuf>,
-    /// A file holding the private key (HS_PUBKEY) of `--auth`: PEM or the reference's format.
-    #[arg(long)]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Write into the store of a stopped node in `--data-dir` instead of talking to a node.
     #[arg(long)]
     offline: bool,
@@ -168,7 +162,10 @@ pub async fn run(a: ImportArgs) -> Result<ExitCode> {
         let dir = DataDir::new(&a.data_dir);
         tokio::task::block_in_place(|| offline(&dir, items, &rule, &mut report))?;
     } else {
-        let creds = match credentials(&a) {
+        let creds = match a
+            .auth
+            .credentials("(or --offline into a stopped node's store)")
+        {
             Ok(c) => c,
             Err(why) => {
                 eprintln!("suyuan import: {why}");
@@ -202,44 +199,6 @@ pub async fn run(a: ImportArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn credentials(a: &ImportArgs) -> Result<Credentials, String> {
-    let auth = a
-        .auth
-        .as_deref()
-        .ok_or("--auth index:handle is required (or --offline into a stopped node's store)")?;
-    let id = Identity::parse(auth).map_err(|e| format!("--auth {auth:?}: {e}"))?;
-    if let Some(path) = &a.secret_file {
-        let mut secret =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        // A file written with echo ends in a newline that is not part of the secret.
-        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            secret.pop();
-        }
-        return Ok(Credentials::Secret {
-            index: id.index,
-            handle: id.handle,
-            secret,
-        });
-    }
-    if let Some(path) = &a.key_file {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let key = if bytes.starts_with(b"-----BEGIN") {
-            let text = String::from_utf8(bytes).map_err(|_| "a PEM file must be text")?;
-            suyuan_codec::auth::rsa_private_from_pem(&text)
-        } else {
-            suyuan_codec::auth::rsa_private_from_reference(&bytes)
-        }
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(Credentials::PublicKey {
-            index: id.index,
-            handle: id.handle,
-            key: Box::new(key),
-        });
-    }
-    Err("--auth needs --secret-file FILE or --key-file FILE".into())
 }
 
 /// For an ADD: the values still missing from `have`, or the refusal when an index already

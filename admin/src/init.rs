@@ -1,6 +1,9 @@
 //! `suyuan init`: create the store, home the prefix, write `P/ADMIN` (its HS_ADMIN, and the
 //! administrator's HS_PUBKEY at 300 and/or HS_SECKEY at 301), the node's key pair and
-//! `siteinfo.json`.
+//! `siteinfo.json`. With `--role top`, the node is the prefix service of a federation instead:
+//! it homes `0.NA`, holds `0.NA/0.NA` (the administrator's values and its own HS_SITE, as the
+//! Global Handle Registry's root record does) and writes `bootstrap_handles`, the whole
+//! configuration a Handle client needs to walk from it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +11,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use suyuan_codec::auth::{hs_from_rsa_public, rsa_public_from_pem};
-use suyuan_codec::value::{AdminRecord, HandleValue, Permissions, PublicKey, admin_perm};
+use suyuan_codec::handle::NA_PREFIX;
+use suyuan_codec::json::values_to_json;
+use suyuan_codec::site::SiteInfo;
+use suyuan_codec::value::{AdminRecord, HandleValue, Permissions, PublicKey, admin_perm, types};
 use suyuan_registry::{CreateMode, Identity, Mutation, Write};
 
 use crate::datadir::{DataDir, site_info, write_siteinfo};
@@ -17,9 +23,13 @@ use crate::store::StoreSpec;
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
-    /// The prefix this node serves, e.g. 88.888.1.
-    #[arg(long)]
-    prefix: String,
+    /// The prefix this node serves, e.g. 88.888.1 (not with `--role top`).
+    #[arg(long, required_unless_present = "role")]
+    prefix: Option<String>,
+    /// `top`: a top-level node, the prefix service of a federation (it serves `0.NA/…` and
+    /// delegates prefixes), with `0.NA/0.NA` as its administrator's handle.
+    #[arg(long, value_enum, conflicts_with = "prefix")]
+    role: Option<Role>,
     #[arg(long, default_value = "./suyuan-data")]
     data_dir: PathBuf,
     /// The administrator's secret (HS_SECKEY at 301); or set SUYUAN_ADMIN_SECRET, which keeps
@@ -56,6 +66,21 @@ pub struct InitArgs {
     server_num: u32,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Top,
+}
+
+/// The handle of a node's first administrator: `P/ADMIN`, or `0.NA/0.NA` on a top-level node
+/// (whose prefix is `0.NA`), as the reference's practice names them.
+pub fn admin_handle(prefix: &str) -> String {
+    if prefix.eq_ignore_ascii_case(NA_PREFIX) {
+        format!("{NA_PREFIX}/{NA_PREFIX}")
+    } else {
+        format!("{prefix}/ADMIN")
+    }
+}
+
 /// Where a new node says, in its siteinfo.json, that it can be reached, and its place in its
 /// site.
 pub struct Place {
@@ -85,6 +110,20 @@ pub fn initialise(
     let key = dir.generate_key()?;
     dir.record_store(store)?;
     let registry = store.open(&dir.server_id())?;
+    let mut site = site_info(
+        &key,
+        place.public,
+        place.handle_port,
+        Some(place.http_port),
+        1,
+    );
+    place.member.mark(&mut site);
+    let top = prefix.eq_ignore_ascii_case(NA_PREFIX);
+    if top {
+        for a in site.attributes.iter_mut().filter(|a| a.name == "desc") {
+            a.value = "Suyuan top-level node".into();
+        }
+    }
     if join {
         let entry = registry.prefix(prefix)?;
         registry.close();
@@ -95,9 +134,9 @@ pub fn initialise(
                 store.describe()
             );
         };
-        return publish(dir, &key, &entry.admins, &place);
+        return publish(dir, &entry.admins, &place, &site);
     }
-    let admin = format!("{prefix}/ADMIN");
+    let admin = admin_handle(prefix);
     let mut admins = Vec::new();
     if pubkey.is_some() {
         admins.push(Identity::new(300, admin.clone()));
@@ -135,34 +174,80 @@ pub fn initialise(
             ..HandleValue::new(301, "HS_SECKEY", secret.as_bytes().to_vec())
         });
     }
+    if top {
+        values.push(HandleValue::new(1, types::HS_SITE, site.encode()));
+    }
     registry.apply(w(Mutation::Create {
         handle: admin.clone(),
-        values,
+        values: values.clone(),
         mode: CreateMode::Plain,
     }))?;
+    if top {
+        // The root of trust answers too, so a client that refreshes its root information
+        // from this top (`auto_update_root_info`) finds what its bootstrap file holds.
+        registry.apply(w(Mutation::Home {
+            prefix: ROOT_OF_TRUST_PREFIX.to_string(),
+            admins: admins.clone(),
+        }))?;
+        registry.apply(w(Mutation::Create {
+            handle: ROOT_OF_TRUST.to_string(),
+            values: trust_values(&values),
+            mode: CreateMode::Plain,
+        }))?;
+    }
     registry.close();
-    publish(dir, &key, &admins, &place)
+    if top {
+        write_bootstrap(dir, &values, now)?;
+    }
+    publish(dir, &admins, &place, &site)
+}
+
+const ROOT_OF_TRUST_PREFIX: &str = "0.0";
+const ROOT_OF_TRUST: &str = "0.0/0.0";
+
+/// `0.0/0.0`'s values on a top: the root record's public values but its site.
+fn trust_values(root_values: &[HandleValue]) -> Vec<HandleValue> {
+    root_values
+        .iter()
+        .filter(|v| v.permissions.public_read() && v.value_type != types::HS_SITE)
+        .cloned()
+        .collect()
+}
+
+/// `DATA_DIR/bootstrap_handles`, in the reference client's format: `0.NA/0.NA` with its
+/// public values (the top's HS_SITE, who administers it and with which key) and `0.0/0.0`,
+/// the root of trust, holding the same administrator and key. A reference client whose
+/// configuration directory holds this file walks from this top and from nothing else.
+fn write_bootstrap(dir: &DataDir, root_values: &[HandleValue], now: u64) -> Result<()> {
+    let public: Vec<HandleValue> = root_values
+        .iter()
+        .filter(|v| v.permissions.public_read())
+        .map(|v| HandleValue {
+            timestamp: u32::try_from(now).unwrap_or(u32::MAX),
+            ..v.clone()
+        })
+        .collect();
+    let trust = trust_values(&public);
+    let record = |handle: &str, values: &[HandleValue]| serde_json::json!({ "handle": handle, "values": values_to_json(values) });
+    let root = format!("{NA_PREFIX}/{NA_PREFIX}");
+    let doc = serde_json::json!({
+        "lastUpdate": now.saturating_mul(1000),
+        "handles": {
+            ROOT_OF_TRUST: record(ROOT_OF_TRUST, &trust),
+            root.clone(): record(&root, &public),
+        }
+    });
+    let path = dir.bootstrap_handles();
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// What every server of a node writes for itself: its administrators, its TLS certificate and
 /// its site file.
-fn publish(
-    dir: &DataDir,
-    key: &rsa::RsaPrivateKey,
-    admins: &[Identity],
-    place: &Place,
-) -> Result<()> {
+fn publish(dir: &DataDir, admins: &[Identity], place: &Place, site: &SiteInfo) -> Result<()> {
     dir.write_admins(admins)?;
     dir.ensure_tls(place.public)?;
-    let mut site = site_info(
-        key,
-        place.public,
-        place.handle_port,
-        Some(place.http_port),
-        1,
-    );
-    place.member.mark(&mut site);
-    write_siteinfo(dir, &site)
+    write_siteinfo(dir, site)
 }
 
 fn read_pubkey(path: &PathBuf) -> Result<PublicKey> {
@@ -223,6 +308,11 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         }
     };
     let pubkey = a.admin_pubkey.as_ref().map(read_pubkey).transpose()?;
+    let prefix = match (a.role, &a.prefix) {
+        (Some(Role::Top), _) => NA_PREFIX.to_string(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => unreachable!("clap requires --prefix without --role"),
+    };
     let dir = DataDir::new(&a.data_dir);
     let store = match &a.store {
         Some(s) => StoreSpec::parse(s)?,
@@ -232,7 +322,7 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         &dir,
         &store,
         a.join,
-        &a.prefix,
+        &prefix,
         secret.as_deref(),
         pubkey,
         Place {
@@ -242,11 +332,21 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
             member,
         },
     )?;
+    let what = if a.role == Some(Role::Top) {
+        format!(
+            "as a top-level node (administrator {}; {} is a client's whole configuration)",
+            admin_handle(&prefix),
+            dir.bootstrap_handles().display()
+        )
+    } else {
+        format!(
+            "for prefix {prefix} (administrator {})",
+            admin_handle(&prefix)
+        )
+    };
     eprintln!(
-        "initialised {} for prefix {} (administrator {}/ADMIN), store {}{}",
+        "initialised {} {what}, store {}{}",
         a.data_dir.display(),
-        a.prefix,
-        a.prefix,
         store.describe(),
         if a.join { " (joined)" } else { "" }
     );

@@ -17,6 +17,10 @@ pub mod types {
     pub const HS_SECKEY: &str = "HS_SECKEY";
     pub const HS_ALIAS: &str = "HS_ALIAS";
     pub const HS_SERV: &str = "HS_SERV";
+    /// A service handle for the prefixes derived from this one (`P.x`): the server side of a
+    /// prefix referral (RC 303), beside HS_SITE.PREFIX and HS_NA_DELEGATE.
+    pub const HS_SERV_PREFIX: &str = "HS_SERV.PREFIX";
+    pub const HS_NA_DELEGATE: &str = "HS_NA_DELEGATE";
     pub const HS_CERT: &str = "HS_CERT";
     pub const HS_SIGNATURE: &str = "HS_SIGNATURE";
     pub const URL: &str = "URL";

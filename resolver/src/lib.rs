@@ -7,6 +7,7 @@
 //! UDP answer budgets and graceful shutdown.
 
 pub mod budget;
+pub mod catalog;
 pub mod challenge;
 pub mod cors;
 pub mod frontline;

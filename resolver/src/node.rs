@@ -21,6 +21,7 @@ use suyuan_registry::{
 };
 use tracing::{debug, warn};
 
+use crate::catalog::{self, Holdings, NOT_HERE, Route, prefix_not_served};
 use crate::challenge::{ChallengeConfig, ChallengeTable, Pending};
 use crate::service::{Reply, Request, Service, Transport, now_secs};
 use crate::session::{Lookup, Session, SessionConfig, SessionTable};
@@ -96,6 +97,8 @@ struct Inner {
 /// What carrying out a request gave.
 enum Outcome {
     Done(Body),
+    /// An answer that is not a success and not an error: a referral (RC 303).
+    Answer(u32, Body),
     Many(Vec<Body>),
     Refused(u32, String),
     /// Only an authenticated administrator may do this: challenge the client.
@@ -125,6 +128,12 @@ impl From<Outcome> for Executed {
             Outcome::Done(b) => Executed::Done(vec![b]),
             Outcome::Many(bs) => Executed::Done(bs),
             Outcome::Refused(code, msg) => Executed::Refused(code, msg),
+            // Surfaces other than the Handle wire do not carry referrals: say where to ask.
+            Outcome::Answer(code, _) => Executed::Refused(
+                code,
+                "a prefix referral: ask the prefix service it names over the Handle protocol"
+                    .into(),
+            ),
             Outcome::NeedAuth => Executed::NeedAuth,
         }
     }
@@ -276,14 +285,13 @@ impl HandleNode {
     ) -> Result<suyuan_registry::Applied, RegistryError> {
         let h = Handle::parse(handle)
             .map_err(|e| RegistryError::refused(rc::INVALID_HANDLE, e.to_string()))?;
-        if let Some(message) = self.hashed_elsewhere(h.as_str()) {
-            return Err(RegistryError::refused(rc::SERVER_NOT_RESP, message));
-        }
-        if !self.inner.homed(h.prefix())? {
-            return Err(RegistryError::refused(
-                rc::SERVER_NOT_RESP,
-                not_served(&h, handle),
-            ));
+        if let Err(o) = self.inner.target(h.as_str())? {
+            let (code, message) = match o {
+                Outcome::Refused(code, m) => (code, m),
+                Outcome::Answer(code, _) => (code, format!("{h} is served elsewhere")),
+                _ => (rc::ERROR, format!("{h} cannot be registered here")),
+            };
+            return Err(RegistryError::refused(code, message));
         }
         self.inner.write(
             h.as_str(),
@@ -332,7 +340,7 @@ impl HandleNode {
     /// RC 301's message when `handle` hashes to another server of this node's site (for the
     /// surfaces that read the store themselves, such as the trace API).
     pub fn hashed_elsewhere(&self, handle: &str) -> Option<String> {
-        self.inner.elsewhere(&Handle::parse(handle).ok()?)
+        self.inner.wrong_server(&Handle::parse(handle).ok()?)
     }
 
     /// The HS_SITE this node publishes.
@@ -360,6 +368,20 @@ impl Service for HandleNode {
                 Reply::Silence
             }
         }
+    }
+}
+
+impl Holdings for Inner {
+    fn homed(&self, prefix: &str) -> Result<bool, RegistryError> {
+        Ok(self.prefix_entry(prefix)?.is_some())
+    }
+
+    fn record(&self, handle: &str) -> Result<Arc<Option<Record>>, RegistryError> {
+        Inner::record(self, handle)
+    }
+
+    fn elsewhere(&self, h: &Handle) -> Option<String> {
+        self.wrong_server(h)
     }
 }
 
@@ -620,6 +642,7 @@ impl Inner {
             Outcome::Done(b) => vec![(rc::SUCCESS, b)],
             Outcome::Many(bs) => bs.into_iter().map(|b| (rc::SUCCESS, b)).collect(),
             Outcome::Refused(code, msg) => vec![(code, Body::Error { message: Some(msg) })],
+            Outcome::Answer(code, body) => vec![(code, body)],
             Outcome::NeedAuth => vec![(
                 rc::AUTHENTICATION_NEEDED,
                 Body::Error {
@@ -707,7 +730,7 @@ impl Inner {
     /// reference checks this before anything else about a handle (whether its prefix is homed,
     /// who asks) for resolutions, OC 201 and every write of a handle, and only in a site of
     /// several servers.
-    fn elsewhere(&self, h: &Handle) -> Option<String> {
+    fn wrong_server(&self, h: &Handle) -> Option<String> {
         let site = &self.cfg.site;
         if self.position.is_some_and(|p| site.answers(p, h.as_str())) || site.servers.len() <= 1 {
             return None;
@@ -721,10 +744,6 @@ impl Inner {
             None => "no server of the site (its hash has no index there)".to_string(),
         };
         Some(format!("{WRONG_SERVER}: {h} is answered by {owner}"))
-    }
-
-    fn homed(&self, prefix: &str) -> Result<bool, RegistryError> {
-        Ok(self.prefix_entry(prefix)?.is_some())
     }
 
     /// A prefix's entry, through a cache of its own under the same rule as records' (every
@@ -745,25 +764,48 @@ impl Inner {
         Ok(entry)
     }
 
+    /// Where a request about `handle` goes (see [`crate::catalog`]); `refer` is false when
+    /// the request forbids referrals (DNRF).
+    fn route(&self, handle: &str, refer: bool) -> Result<Result<Route, Outcome>, RegistryError> {
+        let h = match parse(handle) {
+            Ok(h) => h,
+            Err(o) => return Ok(Err(o)),
+        };
+        Ok(Ok(catalog::route(self, h, handle, refer)?))
+    }
+
     /// The handle a request names, checked to be ours, with its record (if any): or the
-    /// answer to give instead (RC 102 for bad syntax, RC 301 for a prefix not homed here).
+    /// answer to give instead (RC 102 for bad syntax, RC 301 for a prefix not homed here,
+    /// RC 303 for a derived prefix delegated elsewhere).
     #[allow(clippy::type_complexity)]
     fn target(
         &self,
         handle: &str,
     ) -> Result<Result<(Handle, Arc<Option<Record>>), Outcome>, RegistryError> {
-        let h = match parse(handle) {
-            Ok(h) => h,
-            Err(o) => return Ok(Err(o)),
-        };
-        if let Some(m) = self.elsewhere(&h) {
-            return Ok(Err(refused(rc::SERVER_NOT_RESP, m)));
-        }
-        if !self.homed(h.prefix())? {
-            return Ok(Err(refused(rc::SERVER_NOT_RESP, not_served(&h, handle))));
-        }
-        let rec = self.record(h.as_str())?;
-        Ok(Ok((h, rec)))
+        Ok(match self.route(handle, true)? {
+            Err(o) => Err(o),
+            Ok(Route::Local(h, rec)) => Ok((h, rec)),
+            Ok(Route::OwnPrefix(h)) => Err(refused(
+                rc::SERVER_NOT_RESP,
+                format!(
+                    "{NOT_HERE}: {h} is this node's own site, answered from its configuration; \
+                     it is changed where the prefix was delegated (a top-level node)"
+                ),
+            )),
+            Ok(Route::Referral(values)) => Err(Outcome::Answer(
+                rc::PREFIX_REFERRAL,
+                Body::Referral {
+                    handle: String::new(),
+                    values: Some(values),
+                },
+            )),
+            Ok(Route::Refused(code, m)) => Err(refused(code, m)),
+        })
+    }
+
+    /// The values this node answers `0.NA/P` with for a prefix P it homes: its own site.
+    fn own_prefix_values(&self) -> Vec<HandleValue> {
+        vec![HandleValue::new(1, types::HS_SITE, self.cfg.site.encode())]
     }
 
     fn is_node_admin(&self, who: &Identity) -> bool {
@@ -1227,9 +1269,26 @@ impl Inner {
         types_: &[String],
         who: Option<&Identity>,
     ) -> Result<Outcome, RegistryError> {
-        let (h, rec) = match self.target(handle)? {
-            Ok(t) => t,
-            Err(o) => return Ok(o),
+        let (h, rec) = match self.route(handle, !m.header.has(flags::DNRF))? {
+            Ok(Route::OwnPrefix(_)) => {
+                let own = self.own_prefix_values();
+                let values: Vec<HandleValue> =
+                    suyuan_registry::select_values(&own, indexes, types_)
+                        .into_iter()
+                        .cloned()
+                        .collect();
+                if values.is_empty() {
+                    return Ok(refused(rc::VALUES_NOT_FOUND, String::new()));
+                }
+                return Ok(Outcome::Done(Body::ResolutionResponse {
+                    handle: handle.to_string(),
+                    values,
+                }));
+            }
+            _ => match self.target(handle)? {
+                Ok(t) => t,
+                Err(o) => return Ok(o),
+            },
         };
         let Some(rec) = rec.as_ref() else {
             return Ok(not_found());
@@ -1432,7 +1491,7 @@ impl Inner {
         else {
             return refused(rc::PROTOCOL_ERROR, "not a verify request");
         };
-        if let Some(m) = parse(handle).ok().and_then(|h| self.elsewhere(&h)) {
+        if let Some(m) = parse(handle).ok().and_then(|h| self.wrong_server(&h)) {
             return refused(rc::SERVER_NOT_RESP, m);
         }
         let who = Identity::new(*index, handle.clone());
@@ -1484,33 +1543,4 @@ fn not_found() -> Outcome {
     refused(rc::HANDLE_NOT_FOUND, String::new())
 }
 
-/// The reference's words for RC 301, which every such answer of ours starts with.
-pub(crate) const NOT_HERE: &str = "That prefix doesn't live here";
-/// The reference's words for RC 301 about a handle another server of the site answers.
 const WRONG_SERVER: &str = "Request was hashed incorrectly";
-
-/// RC 301's message for `h`, parsed from what the client sent (`asked`): which prefix is not
-/// served, and, for input without a slash, how it was read. It names no prefix that is
-/// served: the list of those is for authenticated administrators (OC 104).
-fn not_served(h: &Handle, asked: &str) -> String {
-    let read_as = if asked.contains('/') {
-        String::new()
-    } else {
-        format!("{asked:?} has no slash, so it was read as the prefix handle {h}, and ")
-    };
-    // "prefix 0.NA is not served here" would be true and useless: a prefix handle is answered
-    // by the prefix service of the hierarchy, so say that and name the prefix it describes.
-    match h.described_prefix() {
-        Some(p) => format!(
-            "{NOT_HERE}: {read_as}this node does not answer prefix handles such as {h} \
-             (the prefix service of the hierarchy, a top-level node, says who serves prefix {p})"
-        ),
-        // Input without a slash is always read as a prefix handle, so nothing is lost here.
-        None => prefix_not_served(h.prefix()),
-    }
-}
-
-/// RC 301's message for a prefix this node does not home.
-fn prefix_not_served(prefix: &str) -> String {
-    format!("{NOT_HERE}: prefix {prefix} is not served here")
-}

@@ -1164,7 +1164,7 @@ async fn put(
     if handle.is_empty() {
         return json_response(
             400,
-            &response_to_json(rc::SERVER_NOT_RESP, None, Some(crate::node::NOT_HERE)),
+            &response_to_json(rc::SERVER_NOT_RESP, None, Some(crate::catalog::NOT_HERE)),
             pretty,
         );
     }

@@ -534,14 +534,14 @@ async fn rc_301_names_the_prefix_and_how_a_slashless_handle_was_read() {
     assert_eq!(
         message(&a),
         "That prefix doesn't live here: \"abc\" has no slash, so it was read as the prefix \
-         handle 0.NA/abc, and this node does not answer prefix handles such as 0.NA/abc (the \
-         prefix service of the hierarchy, a top-level node, says who serves prefix abc)"
+         handle 0.NA/abc, and this node is not the prefix service of prefix abc (a top-level \
+         node of the hierarchy says who serves it)"
     );
     let a = lab.anonymous(&resolve("0.NA/88.999")).await;
     assert_eq!(code(&a), rc::SERVER_NOT_RESP);
     assert!(
-        message(&a).contains("does not answer prefix handles such as 0.NA/88.999")
-            && message(&a).contains("who serves prefix 88.999"),
+        message(&a).contains("not the prefix service of prefix 88.999")
+            && message(&a).contains("a top-level node of the hierarchy says who serves it"),
         "{}",
         message(&a)
     );

@@ -264,7 +264,6 @@ async fn captured_resolutions_get_the_reference_answers() {
         ("udp/08-resolve-v2.15.req.bin", rc::SUCCESS),
         ("udp/09-resolve-nonexistent.req.bin", rc::HANDLE_NOT_FOUND),
         ("udp/10-resolve-not-homed.req.bin", rc::SERVER_NOT_RESP),
-        ("udp/11-resolve-0.NA-12345.req.bin", rc::SERVER_NOT_RESP),
         ("udp/12-get-site-info.req.bin", rc::SUCCESS),
         ("udp/13-resolve-admin-public.req.bin", rc::SUCCESS),
         (
@@ -694,6 +693,70 @@ async fn recorded_genericbatch_answers_check_out_in_the_node_verifier() {
     }
 }
 
+/// A deliberate difference: the reference answers RC 301 for `0.NA/12345` although it homes
+/// 12345; Suyuan is the prefix service of what it homes and answers with its own HS_SITE, so a
+/// client walking the hierarchy can be referred here for prefixes under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_homed_prefix_handle_answers_with_the_site_where_the_reference_says_301() {
+    let node = start().await;
+    let site = match udp(
+        &node,
+        &Message::decode(&fixture("udp/12-get-site-info.req.bin")).unwrap(),
+    )
+    .await
+    .body
+    {
+        Body::SiteInfo(s) => s,
+        other => panic!("site info: {other:?}"),
+    };
+    for (file, ours) in [
+        (
+            "udp/11-resolve-0.NA-12345",
+            udp(
+                &node,
+                &Message::decode(&fixture("udp/11-resolve-0.NA-12345.req.bin")).unwrap(),
+            )
+            .await,
+        ),
+        (
+            "tcp/07-resolve-0.NA-12345",
+            tcp(
+                &node,
+                &Message::decode(&fixture("tcp/07-resolve-0.NA-12345.req.bin")).unwrap(),
+            )
+            .await
+            .remove(0),
+        ),
+    ] {
+        let theirs = Message::decode(&fixture(&format!("{file}.resp.bin"))).unwrap();
+        assert_eq!(theirs.header.response_code, rc::SERVER_NOT_RESP, "{file}");
+        assert_eq!(ours.header.response_code, rc::SUCCESS, "{file}");
+        let Body::ResolutionResponse { handle, values } = &ours.body else {
+            panic!("{file}: {:?}", ours.body)
+        };
+        assert_eq!(handle, "0.NA/12345");
+        let sites: Vec<_> = values
+            .iter()
+            .filter(|v| v.value_type == "HS_SITE")
+            .collect();
+        assert_eq!(sites.len(), 1, "{file}: {values:?}");
+        let published = suyuan_codec::site::SiteInfo::decode(&sites[0].data).unwrap();
+        assert_eq!(
+            published, site,
+            "{file}: the HS_SITE is the node's own site"
+        );
+    }
+    // A prefix under the homed one that this node does not home itself is not its to answer.
+    let mut under = Message::decode(&fixture("udp/11-resolve-0.NA-12345.req.bin")).unwrap();
+    if let Body::Resolution { handle, .. } = &mut under.body {
+        *handle = "0.NA/99999".into();
+    }
+    assert_eq!(
+        udp(&node, &under).await.header.response_code,
+        rc::SERVER_NOT_RESP
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_tcp_requests_get_the_reference_codes() {
     let node = start().await;
@@ -704,7 +767,6 @@ async fn captured_tcp_requests_get_the_reference_codes() {
         "04-resolve-rd-v2.11",
         "05-resolve-nonexistent",
         "06-resolve-not-homed",
-        "07-resolve-0.NA-12345",
         "08-get-site-info",
         "09-resolve-kc",
         "12-resolve-admin-no-po",
