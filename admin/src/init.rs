@@ -250,7 +250,7 @@ fn publish(dir: &DataDir, admins: &[Identity], place: &Place, site: &SiteInfo) -
     write_siteinfo(dir, site)
 }
 
-fn read_pubkey(path: &PathBuf) -> Result<PublicKey> {
+pub(crate) fn read_pubkey(path: &PathBuf) -> Result<PublicKey> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let pem = bytes.starts_with(b"-----BEGIN");
     let public = if pem {

@@ -14,6 +14,7 @@ mod batchfile;
 mod bench;
 mod config;
 mod datadir;
+mod delegate;
 mod demo;
 mod from_sql;
 mod import;
@@ -59,6 +60,9 @@ enum Command {
     Reindex(trace::ReindexArgs),
     /// Load generation and the machine's ceiling (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Create or update a prefix's record 0.NA/PREFIX at a top-level node (re-running with the
+    /// same inputs writes nothing).
+    Delegate(delegate::DelegateArgs),
     /// Multi-server sites: assemble the site's siteinfo.json from each server's own.
     Site(site::SiteArgs),
 }
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             Command::Migrate(a) => tokio::task::block_in_place(|| migrate::run(a)),
             Command::Reindex(a) => trace::reindex(a),
             Command::Site(a) => site::run(a),
+            Command::Delegate(a) => delegate::run(a).await,
         }
     });
     exit(result)
