@@ -46,6 +46,15 @@ pub struct ServeConfig {
     pub store: Option<String>,
     /// The site's siteinfo.json (`suyuan site merge`) for a server of a multi-server site.
     pub site: Option<PathBuf>,
+    /// The top-level nodes this node walks the hierarchy from: each a Handle address
+    /// (IP:PORT) or a site file. None: the node reaches no other node.
+    pub upstream: Vec<String>,
+    /// Walk the hierarchy for requests that set REC (the reference's `allow_recursion`).
+    pub recursion: bool,
+    /// A Handle listener (TCP and UDP) that walks every resolution it cannot answer itself.
+    pub resolver_addr: Option<SocketAddr>,
+    /// Foreign answers held in the walker's cache.
+    pub upstream_cache_entries: u64,
 }
 
 /// One device rule: certificates issued by `ca` may register `prefix/<suffix>` where the
@@ -86,6 +95,10 @@ impl Default for ServeConfig {
             devices: Vec::new(),
             store: None,
             site: None,
+            upstream: Vec::new(),
+            recursion: false,
+            resolver_addr: None,
+            upstream_cache_entries: 10_000,
         }
     }
 }
@@ -118,6 +131,10 @@ pub struct ConfigFile {
     pub devices: Option<Vec<DeviceConfig>>,
     pub store: Option<String>,
     pub site: Option<PathBuf>,
+    pub upstream: Option<Vec<String>>,
+    pub recursion: Option<bool>,
+    pub resolver_addr: Option<SocketAddr>,
+    pub upstream_cache_entries: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,8 +184,14 @@ impl ConfigFile {
             cache_entries,
             node_admins,
             http_max_body,
-            devices
+            devices,
+            upstream,
+            recursion,
+            upstream_cache_entries
         );
+        if self.resolver_addr.is_some() {
+            c.resolver_addr = self.resolver_addr;
+        }
         if self.tls_cert.is_some() || self.tls_key.is_some() {
             match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => {

@@ -25,6 +25,14 @@ pub struct ResolveArgs {
     /// Only the value at this index (repeatable).
     #[arg(long = "index", value_name = "I")]
     indexes: Vec<u32>,
+    /// Ask the server to walk the hierarchy for a handle it does not serve (sets REC; the
+    /// server must allow recursion).
+    #[arg(long)]
+    recursive: bool,
+    /// Walk the hierarchy from this top-level node (its site file or IP:PORT) as the
+    /// reference client does: the prefix handle at the top, then the site it names.
+    #[arg(long, conflicts_with_all = ["server", "site"], value_name = "SITEINFO_OR_ADDR")]
+    root: Option<String>,
     /// Transport: auto (UDP, then TCP), udp or tcp.
     #[arg(long, default_value = "auto", value_parser = parse_transport)]
     transport: Transport,
@@ -45,14 +53,33 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("0.NA/{}", a.handle)
     };
-    let server = match &a.site {
-        Some(path) => {
-            suyuan_federation::server_for(&crate::site::read_site(path)?, &handle, a.transport)?
+    let (answer, server) = match &a.root {
+        Some(root) => {
+            let top = crate::site::upstream_site(root)?;
+            let walker =
+                suyuan_federation::Walker::new(suyuan_federation::WalkerConfig::new(vec![top]));
+            let hops = suyuan_federation::Hops(0);
+            let walked = walker.resolve(&handle, &a.types, &a.indexes, hops).await?;
+            eprintln!("served by {}", walked.served_by);
+            (walked.message, walked.served_by.server)
         }
-        None => a.server,
+        None => {
+            let server = match &a.site {
+                Some(path) => suyuan_federation::server_for(
+                    &crate::site::read_site(path)?,
+                    &handle,
+                    a.transport,
+                )?,
+                None => a.server,
+            };
+            let client = HandleClient::new(server, a.transport);
+            let mut req = client.resolution(&handle, &a.types, &a.indexes);
+            if !a.recursive {
+                req.header.op_flags &= !suyuan_codec::message::flags::REC;
+            }
+            (client.send(&req).await?, server)
+        }
     };
-    let client = HandleClient::new(server, a.transport);
-    let answer = client.resolve(&handle, &a.types, &a.indexes).await?;
     let code = answer.header.response_code;
     match answer.body {
         Body::ResolutionResponse { values, .. } if code == rc::SUCCESS => {
@@ -60,6 +87,23 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
                 crate::outln!("{}", format_value(v))?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Body::Referral { handle: to, values }
+            if code == rc::PREFIX_REFERRAL || code == rc::SERVICE_REFERRAL =>
+        {
+            let to = if to.is_empty() {
+                String::new()
+            } else {
+                format!(" to {to}")
+            };
+            eprintln!(
+                "suyuan: {handle}: {} ({code}){to}: ask the service these values name (or use --root)",
+                rc::name(code).unwrap_or("UNKNOWN")
+            );
+            for v in values.unwrap_or_default() {
+                crate::outln!("{}", format_value(&v))?;
+            }
+            Ok(ExitCode::FAILURE)
         }
         body => {
             let detail = match body {

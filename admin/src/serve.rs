@@ -52,6 +52,18 @@ pub struct ServeArgs {
     /// own, and this server answers only the handles that hash to it.
     #[arg(long)]
     site: Option<PathBuf>,
+    /// A top-level node to walk the hierarchy from, for handles not served here: its Handle
+    /// address (IP:PORT) or its site file (repeatable). No root is ever assumed.
+    #[arg(long, value_name = "SITEINFO_OR_ADDR")]
+    upstream: Vec<String>,
+    /// Answer requests that set REC for handles not served here by walking the hierarchy
+    /// (needs --upstream).
+    #[arg(long)]
+    recursion: bool,
+    /// A further Handle listener (TCP and UDP) that walks every resolution it cannot answer
+    /// itself, REC or not, like the IDIS recursive node (needs --upstream).
+    #[arg(long, value_name = "ADDR")]
+    resolver_addr: Option<std::net::SocketAddr>,
 }
 
 /// The prefix `--demo` serves.
@@ -120,6 +132,19 @@ fn merge(a: &ServeArgs) -> Result<ServeConfig> {
     }
     if let Some(s) = &a.site {
         c.site = Some(s.clone());
+    }
+    if !a.upstream.is_empty() {
+        c.upstream = a.upstream.clone();
+    }
+    c.recursion |= a.recursion;
+    if a.resolver_addr.is_some() {
+        c.resolver_addr = a.resolver_addr;
+    }
+    if (c.recursion || c.resolver_addr.is_some()) && c.upstream.is_empty() {
+        bail!(
+            "recursion and --resolver-addr need a top-level node to walk from: give --upstream \
+             IP:PORT|SITEINFO (config key upstream)"
+        );
     }
     Ok(c)
 }
@@ -234,8 +259,21 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
             cache_entries: cfg.cache_entries,
         },
     ));
-    let node_for_http = node.clone();
     let metrics = Metrics::new();
+    let node = match upstream_walker(&cfg, &metrics)? {
+        Some(w) => Arc::new((*node).clone().with_upstream(w, cfg.recursion)),
+        None => node,
+    };
+    let resolver_face = match cfg.resolver_addr {
+        Some(addr) => Some((
+            bind_handle(addr)
+                .await
+                .with_context(|| format!("cannot bind the resolver address {addr}"))?,
+            Arc::new(node.recursive_face()),
+        )),
+        None => None,
+    };
+    let node_for_http = node.clone();
     let mut http_options = http_options(&cfg, &dir, public)?;
     http_options.metrics = Some(metrics.clone());
     {
@@ -260,7 +298,7 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     };
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve_tcp(
             tcp,
             node.clone(),
@@ -277,6 +315,25 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
             rx.clone(),
         )),
     ];
+    let mut resolver_addr = String::new();
+    if let Some(((tcp, udp), face)) = resolver_face {
+        resolver_addr = format!(" resolver={}", tcp.local_addr()?);
+        tasks.push(tokio::spawn(serve_tcp(
+            tcp,
+            face.clone(),
+            limits,
+            metrics.clone(),
+            rx.clone(),
+        )));
+        tasks.push(tokio::spawn(serve_udp(
+            udp,
+            face,
+            limits,
+            budget,
+            metrics.clone(),
+            rx.clone(),
+        )));
+    }
     let http_task = tokio::spawn(suyuan_resolver::http::serve_http(
         http,
         registry.clone(),
@@ -288,7 +345,9 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     ready.store(true, Ordering::Release);
     // The ready line: tests and operators read the real ports from it. Logs go to stderr. A
     // supervisor that closed stdout has not asked the node to stop.
-    let _ = crate::outln!("listening handle={handle_addr} http={http_addr} ops={ops_addr}");
+    let _ = crate::outln!(
+        "listening handle={handle_addr} http={http_addr} ops={ops_addr}{resolver_addr}"
+    );
     info!(%handle_addr, %http_addr, %ops_addr, backend = registry.backend(), "serving");
 
     signals.wait().await;
@@ -303,6 +362,26 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     registry.close();
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The walker through the hierarchy from the configured tops, if any are.
+fn upstream_walker(
+    cfg: &ServeConfig,
+    metrics: &Metrics,
+) -> Result<Option<Arc<suyuan_federation::Walker>>> {
+    if cfg.upstream.is_empty() {
+        return Ok(None);
+    }
+    let tops = cfg
+        .upstream
+        .iter()
+        .map(|u| crate::site::upstream_site(u).with_context(|| format!("upstream {u:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut wc = suyuan_federation::WalkerConfig::new(tops);
+    wc.cache_entries = cfg.upstream_cache_entries;
+    Ok(Some(Arc::new(
+        suyuan_federation::Walker::new(wc).with_observer(metrics.walker_observer()),
+    )))
 }
 
 struct Signals {

@@ -84,6 +84,37 @@ pub fn read_site(path: &Path) -> Result<SiteInfo> {
         .with_context(|| format!("{} is not a site file", path.display()))
 }
 
+/// A top-level node as given on the command line: its Handle address (IP:PORT, taken as a
+/// primary site of one server answering TCP and UDP there) or its site file.
+pub fn upstream_site(given: &str) -> Result<SiteInfo> {
+    use suyuan_codec::site::{Interface, interface_protocol, interface_type};
+    if let Ok(addr) = given.parse::<std::net::SocketAddr>() {
+        let port = u32::from(addr.port());
+        return Ok(SiteInfo::single_server(
+            1,
+            addr.ip(),
+            Vec::new(),
+            vec![
+                Interface {
+                    kind: interface_type::ADMIN_AND_QUERY,
+                    protocol: interface_protocol::TCP,
+                    port,
+                },
+                Interface {
+                    kind: interface_type::QUERY,
+                    protocol: interface_protocol::UDP,
+                    port,
+                },
+            ],
+        ));
+    }
+    let path = Path::new(given);
+    if !path.exists() {
+        bail!("{given:?} is neither an address of the form IP:PORT nor a site file");
+    }
+    read_site(path)
+}
+
 pub fn site_text(site: &SiteInfo) -> Result<String> {
     Ok(serde_json::to_string_pretty(&site_to_json(site))? + "\n")
 }

@@ -129,3 +129,153 @@ fn a_top_delegates_a_prefix_and_refers_derived_ones() {
     stop(top.child);
     stop(sec.child);
 }
+
+fn metric(ops: std::net::SocketAddr, line_start: &str) -> f64 {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("http://{ops}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A top, a secondary serving the demo's enterprise prefix 88.888.1 under its delegated
+/// 88.888 (derived prefixes referred to it), and a secondary for 99.9 that recurses for its
+/// clients: every handle is reached from the top by referral, and through the recursing node.
+#[test]
+fn handles_are_reached_from_the_top_by_referral_and_through_a_recursing_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    ok(&suyuan(&[
+        "init",
+        "--role",
+        "top",
+        "--data-dir",
+        &p("top"),
+        "--admin-secret",
+        "topsecret",
+    ]));
+    std::fs::write(dir.path().join("top-secret"), "topsecret\n").unwrap();
+    ok(&suyuan(&[
+        "init",
+        "--prefix",
+        "99.9",
+        "--data-dir",
+        &p("b"),
+        "--admin-secret",
+        "bsecret",
+    ]));
+    std::fs::write(
+        dir.path().join("plant.jsonl"),
+        r#"{"handle": "99.9/plant-1", "values": [{"index": 1, "type": "URL", "data": "https://example.org/plant-1"}]}"#
+            .to_string()
+            + "\n",
+    )
+    .unwrap();
+    ok(&suyuan(&[
+        "import",
+        &p("plant.jsonl"),
+        "--offline",
+        "--data-dir",
+        &p("b"),
+    ]));
+
+    let top = serve(&dir.path().join("top"));
+    let topa = top.handle.to_string();
+    let a = serve_with(&dir.path().join("a"), &["--demo"]);
+    let b = serve_with(
+        &dir.path().join("b"),
+        &[
+            "--upstream",
+            &topa,
+            "--recursion",
+            "--resolver-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let delegate = |prefix: &str, site: &str, extra: &[&str]| {
+        let mut args = vec![
+            "delegate",
+            prefix,
+            "--top",
+            &topa,
+            "--auth",
+            "301:0.NA/0.NA",
+            "--secret-file",
+        ];
+        let (secret, site) = (p("top-secret"), p(site));
+        args.extend([secret.as_str(), "--site", site.as_str()]);
+        args.extend(extra);
+        ok(&suyuan(&args))
+    };
+    delegate("88.888", "a/siteinfo.json", &["--prefix-service"]);
+    delegate("99.9", "b/siteinfo.json", &[]);
+
+    // From the top, as a reference client walks: 0.NA/88.888.1 is referred (RC 303) to the
+    // secondary, which answers it with its own site, and then the handle itself.
+    let report = "88.888.1/report-2025";
+    let walked = suyuan(&["resolve", report, "--root", &topa]);
+    let values = ok(&walked);
+    assert!(values.contains("mrv."), "{values}");
+    let served = String::from_utf8_lossy(&walked.stderr).into_owned();
+    assert!(
+        served.contains(&format!("served by 0.NA/88.888.1 at udp {}", a.handle)),
+        "{served}"
+    );
+    assert!(
+        ok(&suyuan(&["resolve", "99.9/plant-1", "--root", &topa]))
+            .contains("https://example.org/plant-1")
+    );
+    let unknown = refused(&suyuan(&["resolve", "77.1/x", "--root", &topa]));
+    assert!(unknown.contains("prefix 77.1 is unknown"), "{unknown}");
+
+    // The recursing node answers a foreign handle when asked to recurse, and only then; its
+    // resolver face recurses for every request.
+    let bh = b.handle.to_string();
+    assert!(
+        ok(&suyuan(&[
+            "resolve",
+            report,
+            "--server",
+            &bh,
+            "--recursive"
+        ]))
+        .contains("mrv.")
+    );
+    let plain = refused(&suyuan(&["resolve", report, "--server", &bh]));
+    assert!(plain.contains("301"), "{plain}");
+    let face = b.resolver.expect("resolver face").to_string();
+    assert!(ok(&suyuan(&["resolve", report, "--server", &face])).contains("mrv."));
+    // A node without recursion refuses a recursive request for what it does not serve.
+    let no = refused(&suyuan(&[
+        "resolve",
+        "99.9/plant-1",
+        "--server",
+        &a.handle.to_string(),
+        "--recursive",
+    ]));
+    assert!(no.contains("301"), "{no}");
+    // Unknown prefixes come back as not found, naming the prefix.
+    let missing = refused(&suyuan(&["resolve", "77.1/x", "--server", &face]));
+    assert!(
+        missing.contains("HANDLE_NOT_FOUND") && missing.contains("77.1"),
+        "{missing}"
+    );
+
+    // The second resolution of the report came from the cache.
+    assert!(metric(b.ops, "suyuan_upstream_cache_lookups_total{result=\"hit\"}") >= 1.0);
+    assert!(metric(b.ops, "suyuan_referrals_followed_total{rc=\"303\"}") >= 1.0);
+    assert!(
+        metric(
+            b.ops,
+            "suyuan_upstream_requests_total{outcome=\"answered\"}"
+        ) >= 3.0
+    );
+    for s in [top, a, b] {
+        stop(s.child);
+    }
+}

@@ -8,7 +8,9 @@
 pub mod client;
 pub mod session;
 pub mod site;
+pub mod walker;
 
 pub use client::{ClientError, Credentials, HandleClient, KeptConnection, Transport};
 pub use session::{ClientSession, Exchange};
 pub use site::server_for;
+pub use walker::{Answer, Hops, Observer, ServedBy, WalkError, Walker, WalkerConfig};

@@ -71,7 +71,23 @@ const MAX_GROUP_DEPTH: usize = 5;
 #[derive(Clone)]
 pub struct HandleNode {
     inner: Arc<Inner>,
+    upstream: Option<Arc<Upstream>>,
+    /// A resolver face: every resolution this node cannot answer itself is walked for the
+    /// client, REC or not.
+    always_recurse: bool,
 }
+
+/// How the node reaches handles it does not hold.
+struct Upstream {
+    walker: Arc<suyuan_federation::Walker>,
+    /// Whether a request that sets REC gets its answer walked for it (the reference's
+    /// `allow_recursion`).
+    recursion: bool,
+}
+
+/// The reference server's limit on recursion: a request that went through more servers than
+/// this is answered RC 6.
+pub const MAX_RECURSION: u8 = 10;
 
 impl std::fmt::Debug for HandleNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +180,8 @@ impl HandleNode {
             .iter()
             .position(|s| s.public_key == own_key);
         HandleNode {
+            upstream: None,
+            always_recurse: false,
             inner: Arc::new(Inner {
                 position,
                 registry,
@@ -349,6 +367,115 @@ impl HandleNode {
     }
 }
 
+impl HandleNode {
+    /// This node with a way to handles it does not hold: `recursion` lets requests that set
+    /// REC have their answers walked for them. Writes committed here evict the walker's
+    /// cached answers for what they changed.
+    pub fn with_upstream(
+        mut self,
+        walker: Arc<suyuan_federation::Walker>,
+        recursion: bool,
+    ) -> Self {
+        let evict = walker.clone();
+        self.inner.registry.watch(Box::new(move |c| {
+            for k in &c.keys {
+                evict.evict(k);
+            }
+        }));
+        self.upstream = Some(Arc::new(Upstream { walker, recursion }));
+        self
+    }
+
+    /// The same node as a resolver face (the IDIS recursive node's role): it walks every
+    /// resolution it cannot answer itself, whether the request sets REC or not.
+    pub fn recursive_face(&self) -> Self {
+        HandleNode {
+            always_recurse: true,
+            ..self.clone()
+        }
+    }
+
+    /// The walker this node reaches other nodes with, if it has one.
+    pub fn walker(&self) -> Option<&Arc<suyuan_federation::Walker>> {
+        self.upstream.as_ref().map(|u| &u.walker)
+    }
+
+    /// Whether the answer `reply` to `m` is to be replaced by one walked through the
+    /// hierarchy: a resolution of a handle this node does not serve (RC 301) or serves by
+    /// referral (RC 303), asked for recursively where recursion is allowed.
+    fn recurses(&self, m: &Message, reply: &Reply) -> Option<&Upstream> {
+        let up = self.upstream.as_deref()?;
+        let asked = self.always_recurse || (up.recursion && m.header.has(flags::REC));
+        if !asked || m.header.op_code != opcode::RESOLUTION || m.envelope.session_id != 0 {
+            return None;
+        }
+        let Reply::Messages(ms) = reply else {
+            return None;
+        };
+        let code = ms.first()?.header.response_code;
+        (ms.len() == 1 && matches!(code, rc::SERVER_NOT_RESP | rc::PREFIX_REFERRAL)).then_some(up)
+    }
+
+    /// Walks `m` through the hierarchy and answers it as the remote server did, with a new
+    /// digest for `m`, not authoritative, and signed by us when `m` asks for it.
+    async fn recurse(&self, up: &Upstream, m: &Message) -> Reply {
+        let Body::Resolution {
+            handle,
+            indexes,
+            types: types_,
+        } = &m.body
+        else {
+            return Reply::Silence;
+        };
+        let outcome = if m.header.recursion_count >= MAX_RECURSION {
+            refused(
+                rc::RECURSION_COUNT_TOO_HIGH,
+                format!(
+                    "{handle}: the request went through {} servers already (at most {MAX_RECURSION})",
+                    m.header.recursion_count
+                ),
+            )
+        } else {
+            let hops = suyuan_federation::Hops(m.header.recursion_count);
+            match up.walker.resolve(handle, types_, indexes, hops).await {
+                Ok(a) => {
+                    let code = a.message.header.response_code;
+                    let body = match a.message.body {
+                        Body::ResolutionResponse { values, .. } => Body::ResolutionResponse {
+                            handle: handle.clone(),
+                            values,
+                        },
+                        b => b,
+                    };
+                    Outcome::Answer(code, body)
+                }
+                Err(e) => {
+                    debug!(handle, error = %e, "recursion failed");
+                    let code = match e {
+                        suyuan_federation::WalkError::PrefixUnknown { .. } => rc::HANDLE_NOT_FOUND,
+                        _ => rc::ERROR,
+                    };
+                    refused(code, e.to_string())
+                }
+            }
+        };
+        let mut reply = self.inner.reply(m, m, outcome);
+        if let Reply::Messages(ms) = &mut reply {
+            for r in ms.iter_mut() {
+                // Not ours to vouch for: the answer comes from another server (or our cache
+                // of it). The signature, if any, was made over the header with AT: redo it.
+                r.header.op_flags &= !flags::AT;
+                if m.header.has(flags::CT) {
+                    if let Err(e) = sign_message(r, &self.inner.cfg.key, 0) {
+                        warn!(error = %e, "cannot sign an answer");
+                    }
+                }
+            }
+        }
+        reply
+    }
+}
+
 impl Service for HandleNode {
     fn session_key(&self, session_id: u32) -> Option<Vec<u8>> {
         let mut t = self.inner.sessions.lock().ok()?;
@@ -357,16 +484,22 @@ impl Service for HandleNode {
     }
 
     async fn call(&self, request: Request) -> Reply {
-        if HandleNode::answers_inline(&request.message) {
-            return self.inner.handle(&request);
-        }
-        let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || inner.handle(&request)).await {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %e, "request handler failed");
-                Reply::Silence
+        let reply = if HandleNode::answers_inline(&request.message) {
+            self.inner.handle(&request)
+        } else {
+            let inner = self.inner.clone();
+            let request = request.clone();
+            match tokio::task::spawn_blocking(move || inner.handle(&request)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "request handler failed");
+                    Reply::Silence
+                }
             }
+        };
+        match self.recurses(&request.message, &reply) {
+            Some(up) => self.recurse(up, &request.message).await,
+            None => reply,
         }
     }
 }

@@ -39,8 +39,39 @@ pub struct Metrics {
     pub store_bytes: IntGauge,
     /// The change log's last sequence number (every acknowledged write moves it).
     pub change_seq: IntGauge,
+    /// Requests to upstream servers on a walk through the hierarchy, by outcome
+    /// (answered, no_answer, error).
+    pub upstream_requests: IntCounterVec,
+    /// Time an upstream server took, by outcome.
+    pub upstream_latency: HistogramVec,
+    /// Foreign resolutions by result (hit: from the walker's cache; miss: walked).
+    pub upstream_cache: IntCounterVec,
+    /// Referrals followed on walks, by response code (302, 303).
+    pub referrals: IntCounterVec,
     /// Read at every scrape for what is not counted as it happens.
     probe: ProbeSlot,
+}
+
+struct WalkMetrics(Metrics);
+
+impl suyuan_federation::Observer for WalkMetrics {
+    fn upstream(&self, outcome: &'static str, elapsed: std::time::Duration) {
+        self.0.upstream_requests.with_label_values(&[outcome]).inc();
+        self.0
+            .upstream_latency
+            .with_label_values(&[outcome])
+            .observe(elapsed.as_secs_f64());
+    }
+    fn cache(&self, hit: bool) {
+        let r = if hit { "hit" } else { "miss" };
+        self.0.upstream_cache.with_label_values(&[r]).inc();
+    }
+    fn referral(&self, code: u32) {
+        self.0
+            .referrals
+            .with_label_values(&[&code.to_string()])
+            .inc();
+    }
 }
 
 #[derive(Clone, Default)]
@@ -104,8 +135,43 @@ impl Metrics {
             IntGauge::new("store_bytes", "Bytes the store takes on disk").expect("static metric");
         let change_seq = IntGauge::new("change_log_seq", "Last sequence number of the change log")
             .expect("static metric");
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "upstream_requests_total",
+                "Requests to upstream Handle servers",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let upstream_latency = HistogramVec::new(
+            HistogramOpts::new("upstream_seconds", "Time an upstream Handle server took").buckets(
+                vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0, 10.0],
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let upstream_cache = IntCounterVec::new(
+            Opts::new(
+                "upstream_cache_lookups_total",
+                "Foreign resolutions by cache result",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let referrals = IntCounterVec::new(
+            Opts::new(
+                "referrals_followed_total",
+                "Referrals followed through the hierarchy",
+            ),
+            &["rc"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upstream_requests.clone()),
+            Box::new(upstream_latency.clone()),
+            Box::new(upstream_cache.clone()),
+            Box::new(referrals.clone()),
             Box::new(latency.clone()),
             Box::new(dropped.clone()),
             Box::new(tcp_connections.clone()),
@@ -129,8 +195,17 @@ impl Metrics {
             cache_lookups,
             store_bytes,
             change_seq,
+            upstream_requests,
+            upstream_latency,
+            upstream_cache,
+            referrals,
             probe: ProbeSlot::default(),
         }
+    }
+
+    /// What a walker through the hierarchy reports, counted here.
+    pub fn walker_observer(&self) -> Arc<dyn suyuan_federation::Observer> {
+        Arc::new(WalkMetrics(self.clone()))
     }
 
     /// Sets what a scrape reads from the node.

@@ -42,6 +42,8 @@ pub struct Server {
     pub handle: SocketAddr,
     pub http: SocketAddr,
     pub ops: SocketAddr,
+    /// The resolver face, when `--resolver-addr` opened one.
+    pub resolver: Option<SocketAddr>,
 }
 
 /// Starts `suyuan serve` on free ports with `extra` arguments and reads the ready line.
@@ -80,11 +82,16 @@ pub fn serve_at(dir: &std::path::Path, handle: &str, http: &str, extra: &[&str])
     };
     let (handle, http, ops) = (field("handle="), field("http="), field("ops="));
     assert!(line.starts_with("listening "), "{line}");
+    let resolver = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("resolver="))
+        .map(|a| a.parse().unwrap());
     Server {
         child,
         handle,
         http,
         ops,
+        resolver,
     }
 }
 
