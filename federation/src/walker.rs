@@ -31,6 +31,8 @@ pub const MAX_HOPS: u32 = 40;
 pub const MAX_SERVICE_DEPTH: u32 = 20;
 /// The longest any answer is cached, whatever its values say (`MemCache`'s maxTTL).
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// How long a server that failed is tried after the others.
+const FAILED_SERVER_MEMORY: Duration = Duration::from_secs(30);
 /// The handle whose sites are the configured tops.
 pub const ROOT_SERVICE: &str = "0.NA/0.NA";
 /// The types asked for when looking a prefix up at its service.
@@ -206,6 +208,9 @@ pub struct Walker {
     cache: moka::sync::Cache<(String, String), Arc<Cached>>,
     next_id: AtomicU32,
     observer: Arc<dyn Observer>,
+    /// Servers that failed lately: their sites are tried after the others for a while, so
+    /// that one dead site does not cost every request its timeouts.
+    failed: moka::sync::Cache<SocketAddr, ()>,
 }
 
 impl std::fmt::Debug for Walker {
@@ -233,6 +238,10 @@ impl Walker {
             cache,
             next_id: AtomicU32::new(seed | 1),
             observer: Arc::new(Quiet),
+            failed: moka::sync::Cache::builder()
+                .max_capacity(4096)
+                .time_to_live(FAILED_SERVER_MEMORY)
+                .build(),
         }
     }
 
@@ -631,11 +640,17 @@ impl Walker {
             req.header.has(flags::AT) || opcode::is_administrative(req.header.op_code);
         let mut last = String::from("none");
         let mut why = String::from("no site to try");
-        let candidates: Vec<&SiteInfo> = service
+        let mut candidates: Vec<&SiteInfo> = service
             .sites
             .iter()
             .filter(|s| !primaries_only || s.is_primary())
             .collect();
+        // Stable: the sites' own order stands among those that did not fail lately.
+        candidates.sort_by_key(|s| {
+            [Transport::Udp, Transport::Tcp]
+                .iter()
+                .any(|t| server_for(s, h.as_str(), *t).is_ok_and(|a| self.failed.contains_key(&a)))
+        });
         if candidates.is_empty() {
             why = "no primary site".into();
         }
@@ -654,6 +669,7 @@ impl Walker {
                 let started = Instant::now();
                 match client.send(req).await {
                     Ok(m) => {
+                        self.failed.invalidate(&addr);
                         self.observer.upstream("answered", started.elapsed());
                         return Ok((
                             m,
@@ -671,6 +687,7 @@ impl Walker {
                         };
                         self.observer.upstream(outcome, started.elapsed());
                         debug!(handle = %h, server = %addr, error = %e, "upstream server failed");
+                        self.failed.insert(addr, ());
                         why = e.to_string();
                     }
                 }
