@@ -153,9 +153,18 @@ pub fn render_tree(t: &Json) -> String {
     let empty = Vec::new();
     let nodes = t["nodes"].as_array().unwrap_or(&empty);
     let edges = t["edges"].as_array().unwrap_or(&empty);
+    let here = nodes
+        .iter()
+        .find(|n| n["handle"] == t["root"])
+        .and_then(|n| n["servedBy"].as_str());
     let describe = |h: &str| -> String {
         let Some(n) = nodes.iter().find(|n| n["handle"] == h) else {
             return h.to_string();
+        };
+        // Records another node answered for say which.
+        let by = match n["servedBy"].as_str() {
+            Some(b) if Some(b) != here => format!("  [served by {b}]"),
+            _ => String::new(),
         };
         let kind = n["kind"]
             .as_str()
@@ -186,7 +195,7 @@ pub fn render_tree(t: &Json) -> String {
         } else {
             format!("  {}", keys.join(" "))
         };
-        format!("{h}{kind}{keys}")
+        format!("{h}{kind}{keys}{by}")
     };
     let mut out = String::new();
     let mut seen = HashSet::new();
@@ -223,10 +232,20 @@ pub fn render_tree(t: &Json) -> String {
     out.push_str(&format!("{}\n", describe(root)));
     walk(root, 1, up, edges, &describe, &mut seen, &mut out);
     for r in t["remote"].as_array().unwrap_or(&empty) {
+        if nodes.iter().any(|n| n["handle"] == r["handle"]) {
+            continue;
+        }
         out.push_str(&format!(
             "remote: {} (prefix {} is not homed here)\n",
             r["handle"].as_str().unwrap_or(""),
             r["prefix"].as_str().unwrap_or("")
+        ));
+    }
+    for u in t["unreachable"].as_array().unwrap_or(&empty) {
+        out.push_str(&format!(
+            "unreachable: {} ({})\n",
+            u["handle"].as_str().unwrap_or(""),
+            u["reason"].as_str().unwrap_or("")
         ));
     }
     for d in t["dangling"].as_array().unwrap_or(&empty) {

@@ -171,9 +171,13 @@ fn handles_are_reached_from_the_top_by_referral_and_through_a_recursing_node() {
     ]));
     std::fs::write(
         dir.path().join("plant.jsonl"),
-        r#"{"handle": "99.9/plant-1", "values": [{"index": 1, "type": "URL", "data": "https://example.org/plant-1"}]}"#
-            .to_string()
-            + "\n",
+        concat!(
+            r#"{"handle": "99.9/plant-1", "values": [{"index": 1, "type": "URL", "data": "https://example.org/plant-1"}]}"#,
+            "\n",
+            r#"{"handle": "99.9/summary", "values": [{"index": 1, "type": "mrv.kind", "data": "report"}, "#,
+            r#"{"index": 2, "type": "prov.wasDerivedFrom", "data": "88.888.1/report-2025"}]}"#,
+            "\n"
+        ),
     )
     .unwrap();
     ok(&suyuan(&[
@@ -265,6 +269,33 @@ fn handles_are_reached_from_the_top_by_referral_and_through_a_recursing_node() {
         missing.contains("HANDLE_NOT_FOUND") && missing.contains("77.1"),
         "{missing}"
     );
+
+    // A trace crosses the boundary: the remote record's public values, and who served it.
+    let http = format!("http://{}", b.http);
+    let json = ok(&suyuan(&[
+        "trace",
+        "99.9/summary",
+        "--node",
+        &http,
+        "--json",
+    ]));
+    let t: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let by = |h: &str| {
+        t["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["handle"] == h)
+            .unwrap_or_else(|| panic!("{h} in {t}"))
+            .clone()
+    };
+    assert_eq!(by("99.9/summary")["servedBy"], "0.NA/99.9");
+    let remote = by(report);
+    assert_eq!(remote["servedBy"], "0.NA/88.888.1", "{t}");
+    assert_eq!(remote["kind"], "annual-report", "{t}");
+    assert_eq!(t["unreachable"], serde_json::json!([]), "{t}");
+    let tree = ok(&suyuan(&["trace", "99.9/summary", "--node", &http]));
+    assert!(tree.contains("[served by 0.NA/88.888.1]"), "{tree}");
 
     // The second resolution of the report came from the cache.
     assert!(metric(b.ops, "suyuan_upstream_cache_lookups_total{result=\"hit\"}") >= 1.0);

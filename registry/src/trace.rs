@@ -80,6 +80,20 @@ pub struct TraceNode {
     pub kind: Option<String>,
     /// Values the caller may read, in the REST JSON form.
     pub values: Vec<serde_json::Value>,
+    /// The node that answered for this record, by its identity handle (`0.NA/<prefix>`):
+    /// set by the surface that knows (this node's for local records, the remote's for a
+    /// remote hop resolved through the hierarchy).
+    #[serde(rename = "servedBy", skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
+}
+
+/// A remote hop that could not be resolved: which handle, the node asked (if one was found)
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreachable {
+    pub handle: String,
+    pub node: Option<String>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,6 +107,9 @@ pub struct TraceEdge {
 pub struct RemoteHop {
     pub handle: String,
     pub prefix: String,
+    /// The links that lead to it: edges of the trace once a surface resolves the hop.
+    #[serde(skip)]
+    pub links: Vec<TraceEdge>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -122,6 +139,9 @@ pub struct Trace {
     pub truncated: bool,
     pub remote: Vec<RemoteHop>,
     pub dangling: Vec<Dangling>,
+    /// Remote hops that were to be resolved and could not be (absent until a surface tries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<Vec<Unreachable>>,
 }
 
 /// Whether a record lies in the window: an `mrv.time` instant inside it, an `mrv.period`
@@ -163,6 +183,7 @@ impl Registry {
             edges: Vec::new(),
             truncated: false,
             remote: Vec::new(),
+            unreachable: None,
             dangling: Vec::new(),
         };
         let mut seen: HashSet<String> = HashSet::new();
@@ -281,11 +302,19 @@ impl Registry {
                 );
             }
             if let Some(h) = parsed {
+                let link = TraceEdge {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    rel: rel.to_string(),
+                };
                 if remote_seen.insert(key_of(next)) {
                     out.remote.push(RemoteHop {
                         handle: next.to_string(),
                         prefix: h.prefix().to_string(),
+                        links: vec![link],
                     });
+                } else if let Some(r) = out.remote.iter_mut().find(|r| r.handle == next) {
+                    r.links.push(link);
                 }
             }
             return Ok(());
@@ -341,5 +370,13 @@ fn node(
             .filter(|v| readable(handle, v))
             .map(suyuan_codec::json::value_to_json)
             .collect(),
+        served_by: None,
+    }
+}
+
+impl TraceNode {
+    /// A record's node from public values only (a remote record, answered to anyone).
+    pub fn public(handle: &str, values: &[HandleValue]) -> Self {
+        node(handle, values, &|_, v| v.permissions.public_read())
     }
 }

@@ -546,6 +546,52 @@ pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, St
     Ok(q)
 }
 
+/// Says which node answered each record of `t`: this node (by the prefix handle of the
+/// record's prefix) for local ones; for each remote hop, the node the hierarchy leads to,
+/// whose public values are added as a node of the trace, or an `unreachable` entry naming
+/// the node and the reason. The walk does not go on past a remote record.
+async fn across_the_boundary(node: &HandleNode, t: &mut suyuan_registry::Trace) {
+    for n in &mut t.nodes {
+        n.served_by = Handle::parse(&n.handle)
+            .ok()
+            .map(|h| format!("{}/{}", suyuan_codec::handle::NA_PREFIX, h.prefix()));
+    }
+    let Some(walker) = node.walker() else {
+        return;
+    };
+    let mut unreachable = Vec::new();
+    for hop in t.remote.clone() {
+        match walker
+            .resolve(&hop.handle, &[], &[], suyuan_federation::Hops(0))
+            .await
+        {
+            Ok(a) => match a.message.body {
+                suyuan_codec::message::Body::ResolutionResponse { values, .. } => {
+                    let mut n = suyuan_registry::trace::TraceNode::public(&hop.handle, &values);
+                    n.served_by = Some(a.served_by.service.clone());
+                    t.nodes.push(n);
+                    t.edges.extend(hop.links.iter().cloned());
+                }
+                _ => unreachable.push(suyuan_registry::trace::Unreachable {
+                    handle: hop.handle.clone(),
+                    node: Some(a.served_by.service.clone()),
+                    reason: format!(
+                        "{} ({})",
+                        rc::name(a.message.header.response_code).unwrap_or("UNKNOWN"),
+                        a.message.header.response_code
+                    ),
+                }),
+            },
+            Err(e) => unreachable.push(suyuan_registry::trace::Unreachable {
+                handle: hop.handle.clone(),
+                node: None,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    t.unreachable = Some(unreachable);
+}
+
 async fn trace(
     State(s): State<HttpState>,
     Extension(conn): Extension<ConnInfo>,
@@ -559,7 +605,7 @@ async fn trace(
     };
     let node = s.rest.node.clone();
     let registry = s.registry.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<Response, RegistryError> {
+    let result = tokio::task::spawn_blocking(move || -> Result<Result<suyuan_registry::Trace, Response>, RegistryError> {
         // A handle is a handle; anything else (an OID, Ecode, GS1 Digital Link path) is looked
         // up in the alias index.
         let root = if Handle::parse(&input).is_ok() {
@@ -568,12 +614,12 @@ async fn trace(
             match registry.alias(&input)? {
                 Some(h) => h,
                 None => {
-                    return Ok(error(
+                    return Ok(Err(error(
                         StatusCode::NOT_FOUND,
                         rc::HANDLE_NOT_FOUND,
                         &input,
                         format!("{input}: no handle, and no identifier bound to one"),
-                    ));
+                    )));
                 }
             }
         };
@@ -581,16 +627,16 @@ async fn trace(
         // with the status the REST API gives RC 301 (400, as the reference server does).
         // In a site of several servers, a trace starts at the server that holds its root.
         if let Some(m) = node.hashed_elsewhere(&root) {
-            return Ok(error(
+            return Ok(Err(error(
                 StatusCode::BAD_REQUEST,
                 rc::SERVER_NOT_RESP,
                 &input,
                 m,
-            ));
+            )));
         }
         if let Ok(h) = Handle::parse(&root) {
             if !registry.is_homed(h.prefix())? {
-                return Ok(error(
+                return Ok(Err(error(
                     StatusCode::BAD_REQUEST,
                     rc::SERVER_NOT_RESP,
                     &input,
@@ -599,12 +645,19 @@ async fn trace(
                         h.prefix(),
                         h.prefix()
                     ),
-                ));
+                )));
             }
         }
         let q = match parse_trace_query(&root, raw.as_deref()) {
             Ok(q) => q,
-            Err(m) => return Ok(error(StatusCode::BAD_REQUEST, rc::INVALID_VALUE, &input, m)),
+            Err(m) => {
+                return Ok(Err(error(
+                    StatusCode::BAD_REQUEST,
+                    rc::INVALID_VALUE,
+                    &input,
+                    m,
+                )));
+            }
         };
         // Anonymous callers see public values only; an authenticated one also the
         // admin-readable values of the records it may read (decided once a record).
@@ -620,16 +673,24 @@ async fn trace(
             *d.entry(handle.to_string())
                 .or_insert_with(|| node.may_read(who, handle))
         };
-        let t = registry.trace(&q, &readable)?;
-        let body = serde_json::to_string(&t).unwrap_or_default();
-        Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response())
+        Ok(Ok(registry.trace(&q, &readable)?))
     })
     .await;
+    let result = match result {
+        Ok(Ok(Ok(mut t))) => {
+            across_the_boundary(&s.rest.node, &mut t).await;
+            let body = serde_json::to_string(&t).unwrap_or_default();
+            Ok(Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()))
+        }
+        Ok(Ok(Err(r))) => Ok(Ok(r)),
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(Ok(r)) => r,
         Ok(Err(RegistryError::Refused { code, message })) if code == rc::HANDLE_NOT_FOUND => {
