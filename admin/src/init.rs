@@ -202,6 +202,62 @@ pub fn initialise(
     publish(dir, &admins, &place, &site)
 }
 
+/// On a top-level node, keeps the root record's own HS_SITE (and so `bootstrap_handles`) the
+/// site the node serves now: `init` wrote the site it was given, and `serve` may bind other
+/// ports or another address. Only the HS_SITE values naming this server (by its key) change.
+pub(crate) fn keep_root_current(
+    dir: &DataDir,
+    registry: &suyuan_registry::Registry,
+    site: &SiteInfo,
+    own_key: &[u8],
+) -> Result<()> {
+    let root = format!("{NA_PREFIX}/{NA_PREFIX}");
+    if !registry.is_homed(NA_PREFIX)? {
+        return Ok(());
+    }
+    let Some(rec) = registry.get(&root)? else {
+        return Ok(());
+    };
+    let ours = |v: &HandleValue| {
+        v.value_type == types::HS_SITE
+            && SiteInfo::decode(&v.data)
+                .is_ok_and(|s| s.servers.iter().any(|srv| srv.public_key == own_key))
+    };
+    let data = site.encode();
+    let stale: Vec<HandleValue> = rec
+        .values
+        .iter()
+        .filter(|v| ours(v) && v.data != data)
+        .map(|v| HandleValue {
+            data: data.clone(),
+            ..v.clone()
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut values = rec.values.clone();
+    if !stale.is_empty() {
+        registry.apply(Write {
+            mutation: Mutation::ModifyValues {
+                handle: root.clone(),
+                values: stale.clone(),
+            },
+            actor: "0:SUYUAN/SERVE".into(),
+            time: now,
+        })?;
+        for v in values.iter_mut() {
+            if let Some(n) = stale.iter().find(|n| n.index == v.index) {
+                *v = n.clone();
+            }
+        }
+    }
+    if !stale.is_empty() || !dir.bootstrap_handles().exists() {
+        write_bootstrap(dir, &values, now)?;
+    }
+    Ok(())
+}
+
 const ROOT_OF_TRUST_PREFIX: &str = "0.0";
 const ROOT_OF_TRUST: &str = "0.0/0.0";
 

@@ -244,6 +244,9 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         None => site,
     };
 
+    // A top's root record and bootstrap file name the site it serves now.
+    let own_key = suyuan_codec::auth::hs_from_rsa_public(&key.to_public_key()).encode();
+    crate::init::keep_root_current(&dir, &registry, &site, &own_key)?;
     let node = Arc::new(HandleNode::new(
         registry.clone(),
         NodeConfig {
