@@ -55,6 +55,9 @@ pub struct ServeConfig {
     pub resolver_addr: Option<SocketAddr>,
     /// Foreign answers held in the walker's cache.
     pub upstream_cache_entries: u64,
+    /// The private key of `300:0.NA/P` for the prefixes P homed here: with it the node keeps
+    /// the HS_SITE values naming it at the top (the first `upstream`) current.
+    pub delegation_key: Option<PathBuf>,
 }
 
 /// One device rule: certificates issued by `ca` may register `prefix/<suffix>` where the
@@ -99,6 +102,7 @@ impl Default for ServeConfig {
             recursion: false,
             resolver_addr: None,
             upstream_cache_entries: 10_000,
+            delegation_key: None,
         }
     }
 }
@@ -135,6 +139,7 @@ pub struct ConfigFile {
     pub recursion: Option<bool>,
     pub resolver_addr: Option<SocketAddr>,
     pub upstream_cache_entries: Option<u64>,
+    pub delegation_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +196,9 @@ impl ConfigFile {
         );
         if self.resolver_addr.is_some() {
             c.resolver_addr = self.resolver_addr;
+        }
+        if self.delegation_key.is_some() {
+            c.delegation_key = self.delegation_key;
         }
         if self.tls_cert.is_some() || self.tls_key.is_some() {
             match (self.tls_cert, self.tls_key) {

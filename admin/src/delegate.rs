@@ -64,19 +64,60 @@ fn wanted(a: &DelegateArgs, creds: &Credentials) -> Result<Vec<HandleValue>> {
 /// The top's address for an administrative request about `handle`: the address given, or
 /// the primary server of the site file that the handle's hash picks.
 fn top_addr(top: &str, handle: &str) -> Result<SocketAddr> {
-    if let Ok(addr) = top.parse() {
-        return Ok(addr);
-    }
-    let path = PathBuf::from(top);
-    if !path.exists() {
-        bail!("--top {top:?} is neither an address of the form IP:PORT nor a site file");
-    }
-    let site = crate::site::read_site(&path)?;
+    let site = crate::site::upstream_site(top).with_context(|| format!("--top {top:?}"))?;
     Ok(suyuan_federation::server_for(
         &site,
         handle,
         Transport::Tcp,
     )?)
+}
+
+/// Keeps the HS_SITE values of `0.NA/PREFIX` at the top that name this server (by its key)
+/// the site it serves now, authenticated as `creds` (the delegate's `300:0.NA/PREFIX`). Says
+/// what it did.
+pub async fn keep_current(
+    top: &str,
+    prefix: &str,
+    creds: &Credentials,
+    site: &suyuan_codec::site::SiteInfo,
+    own_key: &[u8],
+) -> Result<String> {
+    let handle = format!("{NA_PREFIX}/{prefix}");
+    let addr = top_addr(top, &handle)?;
+    let client = HandleClient::new(addr, Transport::Tcp);
+    let have = client
+        .resolve(&handle, &[], &[])
+        .await
+        .with_context(|| format!("cannot ask the top at {addr} for {handle}"))?;
+    let Body::ResolutionResponse { values, .. } = have.body else {
+        bail!(
+            "the top at {addr} does not hold {handle} ({}): delegate the prefix first",
+            why(have.header.response_code, &have.body)
+        );
+    };
+    let data = site.encode();
+    let stale: Vec<HandleValue> = values
+        .into_iter()
+        .filter(|v| {
+            (v.value_type == types::HS_SITE || v.value_type == types::HS_SITE_PREFIX)
+                && v.data != data
+                && suyuan_codec::site::SiteInfo::decode(&v.data)
+                    .is_ok_and(|s| s.servers.iter().any(|srv| srv.public_key == own_key))
+        })
+        .map(|v| HandleValue {
+            data: data.clone(),
+            ..v
+        })
+        .collect();
+    if stale.is_empty() {
+        return Ok(format!("{handle} at {addr} names this site already"));
+    }
+    let n = stale.len();
+    send(&client, creds, &handle, opcode::MODIFY_VALUE, stale).await?;
+    Ok(format!(
+        "{handle} at {addr}: {n} site value(s) now name serial {}",
+        site.serial_number
+    ))
 }
 
 fn why(code: u32, body: &Body) -> String {

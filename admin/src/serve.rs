@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// itself, REC or not, like the IDIS recursive node (needs --upstream).
     #[arg(long, value_name = "ADDR")]
     resolver_addr: Option<std::net::SocketAddr>,
+    /// The private key (PEM or the reference's format) of 300:0.NA/P for the prefixes P homed
+    /// here: at start the node brings the HS_SITE values that name it in 0.NA/P at the top
+    /// (the first --upstream) up to date with the site it serves.
+    #[arg(long, value_name = "FILE")]
+    delegation_key: Option<PathBuf>,
 }
 
 /// The prefix `--demo` serves.
@@ -139,6 +144,12 @@ fn merge(a: &ServeArgs) -> Result<ServeConfig> {
     c.recursion |= a.recursion;
     if a.resolver_addr.is_some() {
         c.resolver_addr = a.resolver_addr;
+    }
+    if a.delegation_key.is_some() {
+        c.delegation_key = a.delegation_key.clone();
+    }
+    if c.delegation_key.is_some() && c.upstream.is_empty() {
+        bail!("--delegation-key needs the top to keep current: give --upstream IP:PORT|SITEINFO");
     }
     if (c.recursion || c.resolver_addr.is_some()) && c.upstream.is_empty() {
         bail!(
@@ -247,6 +258,16 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     // A top's root record and bootstrap file name the site it serves now.
     let own_key = suyuan_codec::auth::hs_from_rsa_public(&key.to_public_key()).encode();
     crate::init::keep_root_current(&dir, &registry, &site, &own_key)?;
+    let keep_delegations = match &cfg.delegation_key {
+        Some(path) => Some(delegations(
+            &registry,
+            path,
+            &cfg.upstream[0],
+            &site,
+            &own_key,
+        )?),
+        None => None,
+    };
     let node = Arc::new(HandleNode::new(
         registry.clone(),
         NodeConfig {
@@ -346,6 +367,9 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     ));
     let ops_task = tokio::spawn(serve_ops(ops, metrics, ready.clone(), rx));
     ready.store(true, Ordering::Release);
+    if let Some(keep) = keep_delegations {
+        tokio::spawn(keep);
+    }
     // The ready line: tests and operators read the real ports from it. Logs go to stderr. A
     // supervisor that closed stdout has not asked the node to stop.
     let _ = crate::outln!(
@@ -365,6 +389,43 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     registry.close();
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The work of keeping this node's HS_SITE current in `0.NA/P` at `top` for every prefix P
+/// homed here, authenticated as `300:0.NA/P` with the key in `key_file`; it logs what it did.
+fn delegations(
+    registry: &suyuan_registry::Registry,
+    key_file: &std::path::Path,
+    top: &str,
+    site: &suyuan_codec::site::SiteInfo,
+    own_key: &[u8],
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let prefixes: Vec<String> = registry
+        .prefixes()?
+        .into_iter()
+        .map(|p| p.prefix)
+        .filter(|p| !p.starts_with("0.") && p != "0")
+        .collect();
+    let mut jobs = Vec::new();
+    for p in prefixes {
+        let creds = crate::auth::AuthArgs {
+            auth: Some(format!("300:0.NA/{p}")),
+            secret_file: None,
+            key_file: Some(key_file.to_path_buf()),
+        }
+        .credentials("")
+        .map_err(anyhow::Error::msg)?;
+        jobs.push((p, creds));
+    }
+    let (top, site, own_key) = (top.to_string(), site.clone(), own_key.to_vec());
+    Ok(async move {
+        for (p, creds) in jobs {
+            match crate::delegate::keep_current(&top, &p, &creds, &site, &own_key).await {
+                Ok(said) => info!(prefix = %p, "delegation: {said}"),
+                Err(e) => tracing::warn!(prefix = %p, "delegation not brought up to date: {e:#}"),
+            }
+        }
+    })
 }
 
 /// The walker through the hierarchy from the configured tops, if any are.

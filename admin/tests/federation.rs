@@ -126,8 +126,32 @@ fn a_top_delegates_a_prefix_and_refers_derived_ones() {
         &p("sec/siteinfo.json"),
     ]));
     assert!(wrong.contains("AUTHENTICATION_FAILED"), "{wrong}");
-    stop(top.child);
+
+    // The delegate moves (another port): with the key of 300:0.NA/88.888 it brings its site
+    // at the top up to date, and a walk from the top reaches it where it is now.
     stop(sec.child);
+    let moved = serve_with(
+        &dir.path().join("sec"),
+        &[
+            "--upstream",
+            &addr,
+            "--delegation-key",
+            &p("keys/admpriv.pem"),
+        ],
+    );
+    let want = format!("served by 0.NA/88.888 at udp {}", moved.handle);
+    let mut seen = String::new();
+    for _ in 0..100 {
+        let out = suyuan(&["resolve", "88.888/ADMIN", "--root", &addr]);
+        seen = String::from_utf8_lossy(&out.stderr).into_owned();
+        if seen.contains(&want) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(seen.contains(&want), "{want} in {seen}");
+    stop(top.child);
+    stop(moved.child);
 }
 
 fn metric(ops: std::net::SocketAddr, line_start: &str) -> f64 {
