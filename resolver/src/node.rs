@@ -108,6 +108,8 @@ struct Inner {
     /// This server's place among its site's servers, found by its own key (every server of
     /// a site has its own); `None` when the site does not list it.
     position: Option<usize>,
+    /// How identities whose records live on other nodes are verified (set with an upstream).
+    remote_identities: std::sync::OnceLock<Arc<suyuan_federation::Walker>>,
 }
 
 /// What carrying out a request gave.
@@ -192,6 +194,7 @@ impl HandleNode {
                 sessions,
                 cache_hits: Default::default(),
                 cache_misses: Default::default(),
+                remote_identities: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -382,6 +385,7 @@ impl HandleNode {
                 evict.evict(k);
             }
         }));
+        let _ = self.inner.remote_identities.set(walker.clone());
         self.upstream = Some(Arc::new(Upstream { walker, recursion }));
         self
     }
@@ -1582,7 +1586,17 @@ impl Inner {
         digest: &[u8],
         version: (u8, u8),
     ) -> Result<bool, Outcome> {
-        let rec = self.record(&who.handle).map_err(Outcome::from)?;
+        let mut rec = self.record(&who.handle).map_err(Outcome::from)?;
+        if rec.is_none() {
+            if let Some(w) = self.elsewhere_identity(who)? {
+                match auth_type {
+                    // Its home checks the secret: we never see it.
+                    "HS_SECKEY" => return remote_secret_check(&w, who, answer, nonce, digest),
+                    // Its public key, found through the hierarchy, is checked here.
+                    _ => rec = Arc::new(remote_keys(&w, who)),
+                }
+            }
+        }
         let Some(rec) = rec.as_ref() else {
             return Err(refused(rc::AUTHENTICATION_FAILED, String::new()));
         };
@@ -1610,6 +1624,28 @@ impl Inner {
                 format!("unknown authentication type {other:?}"),
             )),
         }
+    }
+
+    /// The walker to verify `who` with, when its handle is under a prefix not homed here and
+    /// this node has an upstream.
+    fn elsewhere_identity(
+        &self,
+        who: &Identity,
+    ) -> Result<Option<Arc<suyuan_federation::Walker>>, Outcome> {
+        let Some(w) = self.remote_identities.get() else {
+            return Ok(None);
+        };
+        let Ok(h) = Handle::parse(&who.handle) else {
+            return Ok(None);
+        };
+        if self
+            .prefix_entry(h.prefix())
+            .map_err(Outcome::from)?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        Ok(Some(w.clone()))
     }
 
     /// OC 201: another server asks whether a secret-key answer is right for an identity here.
@@ -1641,6 +1677,97 @@ impl Inner {
             }),
             Err(o) => o,
         }
+    }
+}
+
+/// Runs `f` to completion on a runtime of its own, on a thread of its own: identity checks are
+/// synchronous (they run on the blocking pool), the walker is async.
+fn run_walk<F>(f: F) -> Option<F::Output>
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()
+                .map(|rt| rt.block_on(f))
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
+}
+
+/// The HS_PUBKEY values of a remote identity, resolved through the hierarchy (cached by
+/// their TTLs), as a record of its own; none when it cannot be found.
+fn remote_keys(w: &suyuan_federation::Walker, who: &Identity) -> Option<Record> {
+    let indexes: Vec<u32> = if who.index == 0 {
+        vec![]
+    } else {
+        vec![who.index]
+    };
+    let types_ = vec![types::HS_PUBKEY.to_string()];
+    let walk = w.resolve(&who.handle, &types_, &indexes, suyuan_federation::Hops(0));
+    match run_walk(walk) {
+        Some(Ok(a)) => match a.message.body {
+            Body::ResolutionResponse { values, .. } => Some(Record {
+                handle: who.handle.clone(),
+                values,
+                seq: 0,
+                links: Vec::new(),
+            }),
+            _ => None,
+        },
+        Some(Err(e)) => {
+            debug!(identity = %who, error = %e, "cannot resolve a remote identity");
+            None
+        }
+        None => None,
+    }
+}
+
+/// Asks the home of `who` whether a secret-key answer is right (OC 201, as the reference
+/// server asks): the secret never leaves its home.
+fn remote_secret_check(
+    w: &suyuan_federation::Walker,
+    who: &Identity,
+    answer: &[u8],
+    nonce: &[u8],
+    digest: &[u8],
+) -> Result<bool, Outcome> {
+    let m = Message::request(
+        opcode::VERIFY_RESPONSE,
+        flags::CA,
+        rand::random::<u32>() >> 1,
+        now_secs().saturating_add(12 * 3600),
+        Body::VerifyResponse {
+            handle: who.handle.clone(),
+            index: who.index,
+            nonce: nonce.to_vec(),
+            request_digest: digest.to_vec(),
+            signed_response: answer.to_vec(),
+        },
+    );
+    match run_walk(w.send(&who.handle, m)) {
+        Some(Ok(a)) => match a.message.body {
+            Body::VerifyResult { valid } => Ok(valid != 0),
+            _ => Err(refused(
+                rc::AUTHENTICATION_FAILED,
+                format!(
+                    "{who}'s home ({}) could not check the answer: {}",
+                    a.served_by,
+                    rc::name(a.message.header.response_code).unwrap_or("UNKNOWN")
+                ),
+            )),
+        },
+        Some(Err(e)) => Err(refused(
+            rc::AUTHENTICATION_FAILED,
+            format!("cannot reach {who}'s home to check the answer: {e}"),
+        )),
+        None => Err(refused(rc::ERROR, "the identity check failed to run")),
     }
 }
 

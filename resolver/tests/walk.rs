@@ -479,3 +479,86 @@ async fn a_node_recurses_only_when_asked_and_allowed_and_not_forever() {
     assert!(local.header.has(flags::AT));
     assert_eq!(opcode::RESOLUTION, local.header.op_code);
 }
+
+#[tokio::test]
+async fn an_administrator_whose_record_lives_on_another_node_is_verified_there() {
+    use suyuan_codec::value::{AdminRecord, Permissions};
+    use suyuan_federation::Credentials;
+    // The identity 88.888/ADMIN lives on the secondary: a public key at 300, a secret at 301.
+    let home = node(&["88.888"], None).await;
+    let admin_key = key();
+    put(
+        &home,
+        "88.888/ADMIN",
+        vec![
+            HandleValue::new(
+                300,
+                "HS_PUBKEY",
+                suyuan_codec::auth::hs_from_rsa_public(&admin_key.to_public_key()).encode(),
+            ),
+            HandleValue {
+                permissions: Permissions(0x0C),
+                ..HandleValue::new(301, "HS_SECKEY", "homesecret")
+            },
+        ],
+    );
+    let top = top_for(&[("88.888", vec![site_value(1, "HS_SITE", &home.site)])]).await;
+    let w = Arc::new(walker(vec![top.site.clone()]));
+    // A node for 99.9 whose prefix that identity administers.
+    let here = node(&["99.9"], Some((w, false))).await;
+    write(
+        &here.registry,
+        Mutation::Home {
+            prefix: "99.9".into(),
+            admins: vec![
+                suyuan_registry::Identity::new(300, "88.888/ADMIN"),
+                suyuan_registry::Identity::new(301, "88.888/ADMIN"),
+            ],
+        },
+    );
+    let client = HandleClient::new(here.addr, Transport::Tcp);
+    let create = |suffix: &str| {
+        let admin = AdminRecord::new(0x0FFF, "88.888/ADMIN", 300);
+        client.request(
+            opcode::CREATE_HANDLE,
+            flags::CA,
+            Body::HandleValues {
+                handle: format!("99.9/{suffix}"),
+                values: vec![
+                    HandleValue::new(100, "HS_ADMIN", admin.encode()),
+                    url_value("https://example.org/x", 60),
+                ],
+            },
+        )
+    };
+    let code = |answers: Vec<Message>| answers[0].header.response_code;
+    // Its public key, resolved through the hierarchy.
+    let by_key = Credentials::PublicKey {
+        index: 300,
+        handle: "88.888/ADMIN".into(),
+        key: Box::new(admin_key),
+    };
+    let r = client
+        .send_authenticated(&create("by-key"), &by_key)
+        .await
+        .unwrap();
+    assert_eq!(code(r), rc::SUCCESS);
+    // Its secret, checked by its home (OC 201): right, then wrong.
+    let secret = |s: &str| Credentials::Secret {
+        index: 301,
+        handle: "88.888/ADMIN".into(),
+        secret: s.as_bytes().to_vec(),
+    };
+    let r = client
+        .send_authenticated(&create("by-secret"), &secret("homesecret"))
+        .await
+        .unwrap();
+    assert_eq!(code(r), rc::SUCCESS);
+    let r = client
+        .send_authenticated(&create("wrong"), &secret("guess"))
+        .await
+        .unwrap();
+    assert_eq!(code(r), rc::AUTHENTICATION_FAILED);
+    assert!(here.registry.get("99.9/by-secret").unwrap().is_some());
+    assert!(here.registry.get("99.9/wrong").unwrap().is_none());
+}
