@@ -273,6 +273,25 @@ impl Walker {
         indexes: &[u32],
         hops: Hops,
     ) -> Result<Answer, WalkError> {
+        self.resolve_at(handle, types_, indexes, hops, 0).await
+    }
+
+    /// `resolve`, `depth` lookups deep inside another (a service handle, a referral's
+    /// handle): however the records chain them, a walk does a bounded amount of work.
+    async fn resolve_at(
+        &self,
+        handle: &str,
+        types_: &[String],
+        indexes: &[u32],
+        hops: Hops,
+        depth: u32,
+    ) -> Result<Answer, WalkError> {
+        if depth > MAX_SERVICE_DEPTH {
+            return Err(WalkError::ServiceDepth {
+                handle: handle.to_string(),
+                chain: format!("{depth} lookups nested inside one another"),
+            });
+        }
         let h = Handle::parse_lenient(handle).map_err(|e| WalkError::Invalid {
             handle: handle.to_string(),
             why: e.to_string(),
@@ -292,7 +311,7 @@ impl Walker {
         }
         self.observer.cache(false);
         let req = self.resolution(h.as_str(), types_, indexes, hops, false);
-        let answer = self.walk(&h, req, 0).await?;
+        let answer = self.walk(&h, req, depth).await?;
         let code = answer.message.header.response_code;
         let values = match &answer.message.body {
             Body::ResolutionResponse { values, .. } if code == rc::SUCCESS => Some(values.clone()),
@@ -409,7 +428,7 @@ impl Walker {
                 let req = self.resolution(&na, &wanted, &[], Hops(0), true);
                 Box::pin(self.walk(&na_h, req, depth + 1)).await?
             } else {
-                Box::pin(self.resolve(&na, &wanted, &[], Hops(0))).await?
+                Box::pin(self.resolve_at(&na, &wanted, &[], Hops(0), depth + 1)).await?
             };
             last = answer.served_by.to_string();
             let code = answer.message.header.response_code;
@@ -487,7 +506,7 @@ impl Walker {
                 .iter()
                 .map(|t| t.to_string())
                 .collect();
-            let answer = Box::pin(self.resolve(name, &wanted, &[], Hops(0))).await?;
+            let answer = Box::pin(self.resolve_at(name, &wanted, &[], Hops(0), depth + 1)).await?;
             if let Body::ResolutionResponse { values, .. } = &answer.message.body {
                 let more = Box::pin(self.sites_of_values(
                     values,
@@ -607,7 +626,7 @@ impl Walker {
             .chain([types::HS_SITE, types::HS_SITE_6, types::HS_SERV].iter())
             .map(|t| t.to_string())
             .collect();
-        let answer = Box::pin(self.resolve(named, &wanted, &[], Hops(0))).await?;
+        let answer = Box::pin(self.resolve_at(named, &wanted, &[], Hops(0), depth + 1)).await?;
         let Body::ResolutionResponse { values, .. } = &answer.message.body else {
             return Ok(Vec::new());
         };

@@ -14,8 +14,9 @@ records=${1:-10000}
 rate=${2:-4000}
 out=${3:-/tmp/suyuan-fed-bench}
 secs=${BENCH_SECONDS:-10}
-cargo build --release -q
-bin=$PWD/target/release/suyuan
+# SUYUAN_BIN: a release binary built already (else this builds one).
+if [ -z "${SUYUAN_BIN:-}" ]; then cargo build --release -q; fi
+bin=${SUYUAN_BIN:-$PWD/target/release/suyuan}
 rm -rf "$out" && mkdir -p "$out"
 echo benchpw > "$out/secret"
 export SUYUAN_ADMIN_SECRET=benchpw
