@@ -140,7 +140,8 @@ pub fn not_served_hint(server: SocketAddr, handle: &str) -> String {
     } else {
         format!(
             "hint: the node at {server} does not serve prefix {prefix}; resolve 0.NA/{prefix} \
-             at a top-level node to find who does"
+             at a top-level node to find who does (--root TOP walks there; --recursive asks \
+             a node that recurses)"
         )
     }
 }
