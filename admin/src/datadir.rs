@@ -158,18 +158,7 @@ pub fn site_info(
     http_port: Option<u16>,
     serial: u16,
 ) -> SiteInfo {
-    let mut interfaces = vec![
-        Interface {
-            kind: interface_type::ADMIN_AND_QUERY,
-            protocol: interface_protocol::TCP,
-            port: u32::from(handle_port),
-        },
-        Interface {
-            kind: interface_type::QUERY,
-            protocol: interface_protocol::UDP,
-            port: u32::from(handle_port),
-        },
-    ];
+    let mut interfaces = Interface::handle_pair(u32::from(handle_port)).to_vec();
     if let Some(p) = http_port {
         interfaces.push(Interface {
             kind: interface_type::ADMIN_AND_QUERY,

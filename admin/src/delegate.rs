@@ -95,20 +95,12 @@ pub async fn keep_current(
             why(have.header.response_code, &have.body)
         );
     };
-    let data = site.encode();
-    let stale: Vec<HandleValue> = values
-        .into_iter()
-        .filter(|v| {
-            (v.value_type == types::HS_SITE || v.value_type == types::HS_SITE_PREFIX)
-                && v.data != data
-                && suyuan_codec::site::SiteInfo::decode(&v.data)
-                    .is_ok_and(|s| s.servers.iter().any(|srv| srv.public_key == own_key))
-        })
-        .map(|v| HandleValue {
-            data: data.clone(),
-            ..v
-        })
-        .collect();
+    let stale = crate::site::restamped(
+        &values,
+        &[types::HS_SITE, types::HS_SITE_PREFIX],
+        site,
+        own_key,
+    );
     if stale.is_empty() {
         return Ok(format!("{handle} at {addr} names this site already"));
     }

@@ -218,21 +218,7 @@ pub(crate) fn keep_root_current(
     let Some(rec) = registry.get(&root)? else {
         return Ok(());
     };
-    let ours = |v: &HandleValue| {
-        v.value_type == types::HS_SITE
-            && SiteInfo::decode(&v.data)
-                .is_ok_and(|s| s.servers.iter().any(|srv| srv.public_key == own_key))
-    };
-    let data = site.encode();
-    let stale: Vec<HandleValue> = rec
-        .values
-        .iter()
-        .filter(|v| ours(v) && v.data != data)
-        .map(|v| HandleValue {
-            data: data.clone(),
-            ..v.clone()
-        })
-        .collect();
+    let stale = crate::site::restamped(&rec.values, &[types::HS_SITE], site, own_key);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

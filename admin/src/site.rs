@@ -84,28 +84,41 @@ pub fn read_site(path: &Path) -> Result<SiteInfo> {
         .with_context(|| format!("{} is not a site file", path.display()))
 }
 
+/// The values among `values` of the types `site_types` that name this server (by its key)
+/// but not `site` as it is now, rewritten to `site`: what a node brings up to date where its
+/// own site is published (a top's root record, a delegate's prefix record at its top).
+pub fn restamped(
+    values: &[suyuan_codec::value::HandleValue],
+    site_types: &[&str],
+    site: &SiteInfo,
+    own_key: &[u8],
+) -> Vec<suyuan_codec::value::HandleValue> {
+    let data = site.encode();
+    values
+        .iter()
+        .filter(|v| {
+            site_types.contains(&v.value_type.as_str())
+                && v.data != data
+                && SiteInfo::decode(&v.data)
+                    .is_ok_and(|s| s.servers.iter().any(|srv| srv.public_key == own_key))
+        })
+        .map(|v| suyuan_codec::value::HandleValue {
+            data: data.clone(),
+            ..v.clone()
+        })
+        .collect()
+}
+
 /// A top-level node as given on the command line: its Handle address (IP:PORT, taken as a
 /// primary site of one server answering TCP and UDP there) or its site file.
 pub fn upstream_site(given: &str) -> Result<SiteInfo> {
-    use suyuan_codec::site::{Interface, interface_protocol, interface_type};
     if let Ok(addr) = given.parse::<std::net::SocketAddr>() {
         let port = u32::from(addr.port());
         return Ok(SiteInfo::single_server(
             1,
             addr.ip(),
             Vec::new(),
-            vec![
-                Interface {
-                    kind: interface_type::ADMIN_AND_QUERY,
-                    protocol: interface_protocol::TCP,
-                    port,
-                },
-                Interface {
-                    kind: interface_type::QUERY,
-                    protocol: interface_protocol::UDP,
-                    port,
-                },
-            ],
+            suyuan_codec::site::Interface::handle_pair(port).to_vec(),
         ));
     }
     let path = Path::new(given);

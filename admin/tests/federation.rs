@@ -22,19 +22,26 @@ fn refused(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn a_top_delegates_a_prefix_and_refers_derived_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+/// A top-level node in DIR/top whose administrator's secret is in DIR/top-secret.
+fn init_top(dir: &std::path::Path) {
+    let top = dir.join("top");
     ok(&suyuan(&[
         "init",
         "--role",
         "top",
         "--data-dir",
-        &p("top"),
+        top.to_str().unwrap(),
         "--admin-secret",
         "topsecret",
     ]));
+    std::fs::write(dir.join("top-secret"), "topsecret\n").unwrap();
+}
+
+#[test]
+fn a_top_delegates_a_prefix_and_refers_derived_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    init_top(dir.path());
     // The top's bootstrap file is a reference client's whole configuration.
     let boot: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("top/bootstrap_handles")).unwrap(),
@@ -58,7 +65,6 @@ fn a_top_delegates_a_prefix_and_refers_derived_ones() {
         "--admin-secret",
         "secsecret",
     ]));
-    std::fs::write(dir.path().join("top-secret"), "topsecret\n").unwrap();
     std::fs::write(dir.path().join("wrong"), "nottheone\n").unwrap();
     let top = serve(&dir.path().join("top"));
     let sec = serve(&dir.path().join("sec"));
@@ -174,16 +180,7 @@ fn metric(ops: std::net::SocketAddr, line_start: &str) -> f64 {
 fn handles_are_reached_from_the_top_by_referral_and_through_a_recursing_node() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    ok(&suyuan(&[
-        "init",
-        "--role",
-        "top",
-        "--data-dir",
-        &p("top"),
-        "--admin-secret",
-        "topsecret",
-    ]));
-    std::fs::write(dir.path().join("top-secret"), "topsecret\n").unwrap();
+    init_top(dir.path());
     ok(&suyuan(&[
         "init",
         "--prefix",

@@ -64,6 +64,23 @@ pub struct Interface {
 }
 
 impl Interface {
+    /// A Handle server's two interfaces on one port: TCP for administration and queries, UDP
+    /// for queries (UDP carries no administration), as Suyuan and the reference listen.
+    pub fn handle_pair(port: u32) -> [Interface; 2] {
+        [
+            Interface {
+                kind: interface_type::ADMIN_AND_QUERY,
+                protocol: interface_protocol::TCP,
+                port,
+            },
+            Interface {
+                kind: interface_type::QUERY,
+                protocol: interface_protocol::UDP,
+                port,
+            },
+        ]
+    }
+
     pub fn admin(&self) -> bool {
         self.kind & interface_type::ADMIN != 0
     }

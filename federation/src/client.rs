@@ -417,6 +417,10 @@ fn check_id(addr: SocketAddr, request: &Message, answer: &Message) -> Result<(),
 fn expiration() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32 + 12 * 3600)
-        .unwrap_or(u32::MAX)
+        .map_or(u32::MAX, |d| expiration_at(d.as_secs()))
+}
+
+/// The expiration of a request sent at `now` (epoch seconds): 12 hours on.
+pub(crate) fn expiration_at(now: u64) -> u32 {
+    u32::try_from(now + 12 * 3600).unwrap_or(u32::MAX)
 }

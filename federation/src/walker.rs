@@ -42,6 +42,12 @@ const SERVICE_TYPES: [&str; 4] = [
     types::HS_SERV,
     "HS_NAMESPACE",
 ];
+/// The types whose values are sites (HS_SITE data).
+const SITE_TYPES: [&str; 2] = [types::HS_SITE, types::HS_SITE_6];
+/// The types whose values name a service handle, whose own sites serve.
+const SERVICE_HANDLE_TYPES: [&str; 1] = [types::HS_SERV];
+/// The types asked of a service handle: its sites and further service handles.
+const SERVICE_HANDLE_QUERY: [&str; 3] = [types::HS_SITE, types::HS_SITE_6, types::HS_SERV];
 /// The types of a referral (RC 303) that name the service of a derived prefix.
 const PREFIX_REFERRAL_TYPES: [&str; 3] = [
     types::HS_SITE_PREFIX,
@@ -221,8 +227,8 @@ impl std::fmt::Debug for Walker {
     }
 }
 
-/// What a request sent on a walk looks like: public values, not authoritative, no recursion
-/// asked of the remote (it is told the hops so far).
+/// The recursion count of the request a walk answers: the requests of the walk carry one
+/// more, so a chain of recursing servers ends (RC 6 past ten).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hops(pub u8);
 
@@ -374,7 +380,7 @@ impl Walker {
             opcode::RESOLUTION,
             op_flags,
             self.next_id.fetch_add(1, Ordering::Relaxed),
-            expiration((self.cfg.now_unix)()),
+            crate::client::expiration_at((self.cfg.now_unix)()),
             Body::Resolution {
                 handle: handle.to_string(),
                 indexes: indexes.to_vec(),
@@ -416,7 +422,7 @@ impl Walker {
         }
         let prefix = h.prefix().to_string();
         let na = format!("{NA_PREFIX}/{prefix}");
-        let wanted: Vec<String> = SERVICE_TYPES.iter().map(|t| t.to_string()).collect();
+        let wanted = owned(&SERVICE_TYPES);
         let mut last = String::from("none");
         for authoritative in [false, true] {
             // A prefix created a moment ago may not have reached a mirror: ask a primary once.
@@ -444,15 +450,7 @@ impl Walker {
                 _ => Vec::new(),
             };
             let mut visited = HashSet::from([na.to_ascii_uppercase()]);
-            let sites = self
-                .sites_of_values(
-                    &values,
-                    &[types::HS_SITE, types::HS_SITE_6],
-                    &[types::HS_SERV],
-                    &mut visited,
-                    depth,
-                )
-                .await?;
+            let sites = self.service_sites(&values, &mut visited, depth).await?;
             if !sites.is_empty() {
                 return Ok(Service { handle: na, sites });
             }
@@ -502,24 +500,26 @@ impl Walker {
                     chain: chain.join(" → "),
                 });
             }
-            let wanted: Vec<String> = [types::HS_SITE, types::HS_SITE_6, types::HS_SERV]
-                .iter()
-                .map(|t| t.to_string())
-                .collect();
+            let wanted = owned(&SERVICE_HANDLE_QUERY);
             let answer = Box::pin(self.resolve_at(name, &wanted, &[], Hops(0), depth + 1)).await?;
             if let Body::ResolutionResponse { values, .. } = &answer.message.body {
-                let more = Box::pin(self.sites_of_values(
-                    values,
-                    &[types::HS_SITE, types::HS_SITE_6],
-                    &[types::HS_SERV],
-                    visited,
-                    depth + 1,
-                ))
-                .await?;
+                let more = Box::pin(self.service_sites(values, visited, depth + 1)).await?;
                 sites.extend(more);
             }
         }
         Ok(sites)
+    }
+
+    /// The sites of a service's own values: HS_SITE and HS_SITE.6, and those of the service
+    /// handles its HS_SERV values name.
+    async fn service_sites(
+        &self,
+        values: &[HandleValue],
+        visited: &mut HashSet<String>,
+        depth: u32,
+    ) -> Result<Vec<SiteInfo>, WalkError> {
+        self.sites_of_values(values, &SITE_TYPES, &SERVICE_HANDLE_TYPES, visited, depth)
+            .await
     }
 
     /// Sends `req` about `h` to its service and follows referrals to the final answer.
@@ -555,15 +555,7 @@ impl Walker {
             self.observer.referral(code);
             let mut visited = HashSet::new();
             let next = if code == rc::SERVICE_REFERRAL {
-                let mut sites = self
-                    .sites_of_values(
-                        &values,
-                        &[types::HS_SITE, types::HS_SITE_6],
-                        &[types::HS_SERV],
-                        &mut visited,
-                        depth,
-                    )
-                    .await?;
+                let mut sites = self.service_sites(&values, &mut visited, depth).await?;
                 if sites.is_empty() && !named.is_empty() {
                     sites = self.named_sites(&named, depth).await?;
                 }
@@ -621,11 +613,8 @@ impl Walker {
 
     /// The sites of a referral that names only a handle: that handle's delegation values.
     async fn named_sites(&self, named: &str, depth: u32) -> Result<Vec<SiteInfo>, WalkError> {
-        let wanted: Vec<String> = PREFIX_REFERRAL_TYPES
-            .iter()
-            .chain([types::HS_SITE, types::HS_SITE_6, types::HS_SERV].iter())
-            .map(|t| t.to_string())
-            .collect();
+        let mut wanted = owned(&PREFIX_REFERRAL_TYPES);
+        wanted.extend(owned(&SERVICE_HANDLE_QUERY));
         let answer = Box::pin(self.resolve_at(named, &wanted, &[], Hops(0), depth + 1)).await?;
         let Body::ResolutionResponse { values, .. } = &answer.message.body else {
             return Ok(Vec::new());
@@ -721,6 +710,10 @@ impl Walker {
     }
 }
 
+fn owned(types_: &[&str]) -> Vec<String> {
+    types_.iter().map(|t| t.to_string()).collect()
+}
+
 fn query_key(types_: &[String], indexes: &[u32]) -> String {
     let mut t: Vec<String> = types_.iter().map(|t| t.to_ascii_uppercase()).collect();
     t.sort();
@@ -755,9 +748,4 @@ fn cached_message(handle: &str, c: &Cached) -> Message {
     };
     let req = Message::request(opcode::RESOLUTION, flags::CA | flags::PO, 0, 0, Body::Empty);
     Message::response_to(&req, c.code, body)
-}
-
-/// Requests expire 12 hours after `now`, as the reference client's do.
-fn expiration(now: u64) -> u32 {
-    u32::try_from(now + 12 * 3600).unwrap_or(u32::MAX)
 }

@@ -676,23 +676,18 @@ async fn trace(
         Ok(Ok(registry.trace(&q, &readable)?))
     })
     .await;
-    let result = match result {
+    match result {
         Ok(Ok(Ok(mut t))) => {
             across_the_boundary(&s.rest.node, &mut t).await;
             let body = serde_json::to_string(&t).unwrap_or_default();
-            Ok(Ok((
+            (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
                 body,
             )
-                .into_response()))
+                .into_response()
         }
-        Ok(Ok(Err(r))) => Ok(Ok(r)),
-        Ok(Err(e)) => Ok(Err(e)),
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(Ok(r)) => r,
+        Ok(Ok(Err(r))) => r,
         Ok(Err(RegistryError::Refused { code, message })) if code == rc::HANDLE_NOT_FOUND => {
             error(StatusCode::NOT_FOUND, code, "", message)
         }

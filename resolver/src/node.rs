@@ -71,7 +71,6 @@ const MAX_GROUP_DEPTH: usize = 5;
 #[derive(Clone)]
 pub struct HandleNode {
     inner: Arc<Inner>,
-    upstream: Option<Arc<Upstream>>,
     /// A resolver face: every resolution this node cannot answer itself is walked for the
     /// client, REC or not.
     always_recurse: bool,
@@ -108,8 +107,9 @@ struct Inner {
     /// This server's place among its site's servers, found by its own key (every server of
     /// a site has its own); `None` when the site does not list it.
     position: Option<usize>,
-    /// How identities whose records live on other nodes are verified (set with an upstream).
-    remote_identities: std::sync::OnceLock<Arc<suyuan_federation::Walker>>,
+    /// How the node reaches handles and identities whose records live on other nodes (set
+    /// once, with an upstream).
+    upstream: std::sync::OnceLock<Upstream>,
 }
 
 /// What carrying out a request gave.
@@ -182,7 +182,6 @@ impl HandleNode {
             .iter()
             .position(|s| s.public_key == own_key);
         HandleNode {
-            upstream: None,
             always_recurse: false,
             inner: Arc::new(Inner {
                 position,
@@ -194,7 +193,7 @@ impl HandleNode {
                 sessions,
                 cache_hits: Default::default(),
                 cache_misses: Default::default(),
-                remote_identities: std::sync::OnceLock::new(),
+                upstream: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -374,19 +373,21 @@ impl HandleNode {
     /// This node with a way to handles it does not hold: `recursion` lets requests that set
     /// REC have their answers walked for them. Writes committed here evict the walker's
     /// cached answers for what they changed.
-    pub fn with_upstream(
-        mut self,
-        walker: Arc<suyuan_federation::Walker>,
-        recursion: bool,
-    ) -> Self {
+    /// A node has one upstream: a second call changes nothing.
+    pub fn with_upstream(self, walker: Arc<suyuan_federation::Walker>, recursion: bool) -> Self {
         let evict = walker.clone();
-        self.inner.registry.watch(Box::new(move |c| {
-            for k in &c.keys {
-                evict.evict(k);
-            }
-        }));
-        let _ = self.inner.remote_identities.set(walker.clone());
-        self.upstream = Some(Arc::new(Upstream { walker, recursion }));
+        if self
+            .inner
+            .upstream
+            .set(Upstream { walker, recursion })
+            .is_ok()
+        {
+            self.inner.registry.watch(Box::new(move |c| {
+                for k in &c.keys {
+                    evict.evict(k);
+                }
+            }));
+        }
         self
     }
 
@@ -401,14 +402,14 @@ impl HandleNode {
 
     /// The walker this node reaches other nodes with, if it has one.
     pub fn walker(&self) -> Option<&Arc<suyuan_federation::Walker>> {
-        self.upstream.as_ref().map(|u| &u.walker)
+        self.inner.upstream.get().map(|u| &u.walker)
     }
 
     /// Whether the answer `reply` to `m` is to be replaced by one walked through the
     /// hierarchy: a resolution of a handle this node does not serve (RC 301) or serves by
     /// referral (RC 303), asked for recursively where recursion is allowed.
     fn recurses(&self, m: &Message, reply: &Reply) -> Option<&Upstream> {
-        let up = self.upstream.as_deref()?;
+        let up = self.inner.upstream.get()?;
         let asked = self.always_recurse || (up.recursion && m.header.has(flags::REC));
         if !asked || m.header.op_code != opcode::RESOLUTION || m.envelope.session_id != 0 {
             return None;
@@ -488,16 +489,16 @@ impl Service for HandleNode {
     }
 
     async fn call(&self, request: Request) -> Reply {
-        let reply = if HandleNode::answers_inline(&request.message) {
-            self.inner.handle(&request)
+        let (reply, request) = if HandleNode::answers_inline(&request.message) {
+            (self.inner.handle(&request), request)
         } else {
             let inner = self.inner.clone();
-            let request = request.clone();
-            match tokio::task::spawn_blocking(move || inner.handle(&request)).await {
-                Ok(r) => r,
+            // The request comes back with the answer: recursion may still need it.
+            match tokio::task::spawn_blocking(move || (inner.handle(&request), request)).await {
+                Ok(done) => done,
                 Err(e) => {
                     warn!(error = %e, "request handler failed");
-                    Reply::Silence
+                    return Reply::Silence;
                 }
             }
         };
@@ -1632,7 +1633,7 @@ impl Inner {
         &self,
         who: &Identity,
     ) -> Result<Option<Arc<suyuan_federation::Walker>>, Outcome> {
-        let Some(w) = self.remote_identities.get() else {
+        let Some(w) = self.upstream.get().map(|u| &u.walker) else {
             return Ok(None);
         };
         let Ok(h) = Handle::parse(&who.handle) else {

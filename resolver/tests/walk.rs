@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use tokio::sync::watch;
 
 use suyuan_codec::message::{Body, Message, flags, opcode, rc};
-use suyuan_codec::site::{Interface, ServerInfo, SiteInfo, interface_protocol, interface_type};
+use suyuan_codec::site::{Interface, ServerInfo, SiteInfo};
 use suyuan_codec::value::HandleValue;
 use suyuan_federation::{HandleClient, Hops, Transport, WalkError, Walker, WalkerConfig};
 use suyuan_registry::{CreateMode, Mutation, Registry, Write};
@@ -40,19 +40,7 @@ fn key() -> rsa::RsaPrivateKey {
 }
 
 fn interfaces(port: u16) -> Vec<Interface> {
-    let port = u32::from(port);
-    vec![
-        Interface {
-            kind: interface_type::ADMIN_AND_QUERY,
-            protocol: interface_protocol::TCP,
-            port,
-        },
-        Interface {
-            kind: interface_type::QUERY,
-            protocol: interface_protocol::UDP,
-            port,
-        },
-    ]
+    Interface::handle_pair(u32::from(port)).to_vec()
 }
 
 fn write(registry: &Registry, mutation: Mutation) {
