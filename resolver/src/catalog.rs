@@ -1,7 +1,8 @@
 //! Which part of the node answers a handle, decided once for every request and every surface
 //! (the Handle wire, REST, the redirect face), the way hickory-dns's `Catalog` picks a zone's
 //! handler: the local registry, another server of this site, this node as the prefix service
-//! of what it homes, or a referral to the node a prefix was delegated to.
+//! of what it homes, a referral to the node a prefix was delegated to, or, for a request the
+//! node may walk for its client, the recursive forwarder over the federation walker.
 //!
 //! Prefix handles `0.NA/P` follow the reference server's rules. A top-level node (one that
 //! homes `0.NA` itself) stores them: what it stores it answers, and an unstored `0.NA/P.x`
@@ -33,8 +34,28 @@ pub(crate) enum Route {
     OwnPrefix(Handle),
     /// RC 303: these values say who serves the derived prefix asked for.
     Referral(Vec<HandleValue>),
+    /// Not held here, and the request may be walked through the hierarchy for its client:
+    /// the recursive forwarder answers (what would otherwise be RC 301 or RC 303).
+    Forward,
     /// Not answered here: this code and message.
     Refused(u32, String),
+}
+
+/// What a request allows the catalog to answer with besides the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Allow {
+    /// A referral (RC 303): false when the request sets DNRF.
+    pub refer: bool,
+    /// The recursive forwarder: the node has an upstream and this request may be walked.
+    pub forward: bool,
+}
+
+impl Allow {
+    /// Neither referrals nor forwarding: what a write needs to find its record.
+    pub const LOCAL: Allow = Allow {
+        refer: true,
+        forward: false,
+    };
 }
 
 /// What the catalog needs to know of the node.
@@ -45,35 +66,44 @@ pub(crate) trait Holdings {
     fn elsewhere(&self, h: &Handle) -> Option<String>;
 }
 
-/// The route for `h`, as parsed from what the client sent (`asked`). `refer` is false when
-/// the request forbids referrals (DNRF).
+/// The route for `h`, as parsed from what the client sent (`asked`), given what the request
+/// allows.
 pub(crate) fn route(
     held: &impl Holdings,
     h: Handle,
     asked: &str,
-    refer: bool,
+    allow: Allow,
 ) -> Result<Route, RegistryError> {
+    let not_here = |message: String| {
+        if allow.forward {
+            Route::Forward
+        } else {
+            Route::Refused(rc::SERVER_NOT_RESP, message)
+        }
+    };
     if let Some(m) = held.elsewhere(&h) {
-        return Ok(Route::Refused(rc::SERVER_NOT_RESP, m));
+        // Another server of this site holds it: the walk finds that server by the same hash.
+        return Ok(not_here(m));
     }
     let Some(described) = h.described_prefix().map(str::to_string) else {
         if held.homed(h.prefix())? {
             let rec = held.record(h.as_str())?;
             return Ok(Route::Local(h, rec));
         }
-        return Ok(Route::Refused(
-            rc::SERVER_NOT_RESP,
-            not_served(&h, asked, false),
-        ));
+        return Ok(not_here(not_served(&h, asked, false)));
     };
     let top = held.homed(NA_PREFIX)?;
     if top {
         let rec = held.record(h.as_str())?;
-        if rec.is_some() || !refer {
+        if rec.is_some() || !allow.refer {
             return Ok(Route::Local(h, rec));
         }
         if let Some(values) = delegation(held, &described)? {
-            return Ok(Route::Referral(values));
+            return Ok(if allow.forward {
+                Route::Forward
+            } else {
+                Route::Referral(values)
+            });
         }
         return Ok(Route::Local(h, rec));
     }
@@ -88,10 +118,7 @@ pub(crate) fn route(
         }
         up = parent_prefix(p);
     }
-    Ok(Route::Refused(
-        rc::SERVER_NOT_RESP,
-        not_served(&h, asked, true),
-    ))
+    Ok(not_here(not_served(&h, asked, true)))
 }
 
 /// The public delegation values of the nearest stored ancestor of `prefix` that has any, as
@@ -186,7 +213,19 @@ mod tests {
     }
 
     fn go(held: &Held, asked: &str, refer: bool) -> Route {
-        route(held, Handle::parse_lenient(asked).unwrap(), asked, refer).unwrap()
+        let allow = Allow {
+            refer,
+            forward: false,
+        };
+        route(held, Handle::parse_lenient(asked).unwrap(), asked, allow).unwrap()
+    }
+
+    fn walked(held: &Held, asked: &str) -> Route {
+        let allow = Allow {
+            refer: true,
+            forward: true,
+        };
+        route(held, Handle::parse_lenient(asked).unwrap(), asked, allow).unwrap()
     }
 
     fn top() -> Held {
@@ -253,5 +292,25 @@ mod tests {
             }
             r => panic!("{r:?}"),
         }
+    }
+
+    #[test]
+    fn the_forwarder_takes_what_would_be_a_referral_or_not_served_and_nothing_else() {
+        let s = Held {
+            homed: vec!["88.888"],
+            ..Held::default()
+        };
+        assert!(matches!(walked(&s, "77.1/x"), Route::Forward));
+        assert!(matches!(walked(&s, "0.NA/99.1"), Route::Forward));
+        // What this node is authoritative for is answered here, found or not.
+        assert!(matches!(walked(&s, "88.888/x"), Route::Local(..)));
+        assert!(matches!(walked(&s, "0.NA/88.888"), Route::OwnPrefix(_)));
+        assert!(matches!(
+            walked(&s, "0.NA/88.888.2"),
+            Route::Refused(rc::HANDLE_NOT_FOUND, _)
+        ));
+        let t = top();
+        assert!(matches!(walked(&t, "0.NA/88.888.1.7"), Route::Forward));
+        assert!(matches!(walked(&t, "0.NA/99.1"), Route::Local(_, r) if r.is_none()));
     }
 }

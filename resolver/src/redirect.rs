@@ -24,11 +24,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use suyuan_codec::json::http_status;
-use suyuan_codec::message::{Body, flags, opcode, rc};
+use suyuan_codec::message::{opcode, rc};
 use suyuan_codec::value::{HandleValue, TtlType};
 
-use crate::node::Executed;
-use crate::rest::{ConnInfo, RestState, execute, httpdate, request};
+use crate::node::{Command, Done, Executed, Resolve};
+use crate::rest::{ConnInfo, RestState, execute, httpdate};
 
 /// Aliases followed before the chain is taken for a loop.
 pub const MAX_ALIASES: usize = 20;
@@ -197,23 +197,12 @@ async fn resolve(state: &RestState, handle: &str, ask: &Ask) -> Result<Vec<Handl
     let indexes: Vec<u32> = ask.all("index").filter_map(|i| i.parse().ok()).collect();
     let types: Vec<String> = ask.all("type").map(str::to_string).collect();
     let typed = !types.is_empty();
-    let m = request(
-        opcode::RESOLUTION,
-        flags::REC | flags::CA | flags::PO,
-        Body::Resolution {
-            handle: handle.to_string(),
-            indexes,
-            types,
-        },
-    );
-    match execute(state, m, None).await {
-        Executed::Done(bodies) => Ok(bodies
-            .into_iter()
-            .flat_map(|b| match b {
-                Body::ResolutionResponse { values, .. } => values,
-                _ => Vec::new(),
-            })
-            .collect()),
+    let mut r = Resolve::public(handle, indexes, types);
+    r.forward = state.node.forwards_for_http();
+    let c = Command::Resolve(r);
+    match execute(state, c, None).await {
+        Executed::Done(Done::Values { values, .. }) => Ok(values),
+        Executed::Done(_) => Ok(Vec::new()),
         Executed::Refused(rc::HANDLE_NOT_FOUND, _) => Err(page(
             StatusCode::NOT_FOUND,
             "Not Found",

@@ -3,9 +3,8 @@
 //! the handle-over-HTTP tunnel and device registration, as the reference server's servlets
 //! answer them (statuses, headers and JSON bodies as captured in tests/fixtures/reference/rest/).
 //!
-//! Every request becomes the Handle message the reference would build and is carried out by
-//! the node ([`HandleNode::execute_as`]): one set of rules and one write path for every
-//! surface. Credentials count only over HTTPS (over plain HTTP they are ignored, as the
+//! Every request is parsed into the node's typed [`Command`] and carried out by the node
+//! ([`HandleNode::run`]): one set of rules and one write path for every surface. Credentials count only over HTTPS (over plain HTTP they are ignored, as the
 //! reference does): Basic with a secret key (user `index:handle`, percent-encoded), or
 //! `Handle clientCert="true"` with a client certificate whose key is an HS_PUBKEY of the
 //! identity its subject names.
@@ -28,11 +27,14 @@ use suyuan_codec::json::{
     JsonLimits, ListPage, RestSession, handle_list_page_to_json, http_status, prefix_list_to_json,
     put_body_from_json, resolution_to_json, response_to_json, values_not_found_to_json,
 };
-use suyuan_codec::message::{Body, Message, flags, opcode, rc};
+use suyuan_codec::message::{Message, opcode, rc};
 use suyuan_registry::Identity;
 
 use crate::frontline::{Inbound, Transport, classify, encode_reply, open_encrypted};
-use crate::node::{Executed, HandleNode};
+use crate::node::{
+    AddValues, Command, Create, Delete, Done, Executed, HandleNode, Home, ListHandles,
+    RemoveValues, Resolve, Unhome,
+};
 use crate::service::{Reply, Request, Service, now_secs};
 use crate::tls::ClientCert;
 
@@ -788,18 +790,17 @@ pub async fn home_prefix(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let op = if method == Method::DELETE {
-        opcode::UNHOME_NA
-    } else {
-        opcode::HOME_NA
-    };
     let na = if prefix.contains('/') {
         prefix.clone()
     } else {
         format!("0.NA/{prefix}")
     };
-    let m = request(op, flags::REC | flags::CA, Body::Handle { handle: na });
-    write_answer(&state, &conn, &headers, m, who, 200, &prefix, pretty).await
+    let c = if method == Method::DELETE {
+        Command::Unhome(Unhome { prefix: na })
+    } else {
+        Command::Home(Home { prefix: na })
+    };
+    write_answer(&state, &conn, &headers, c, who, 200, &prefix, pretty).await
 }
 
 /// `/api/handles/` (no handle), answered as the reference answers a GET of it (its answers to
@@ -928,31 +929,17 @@ fn percent_decode(b: &[u8]) -> String {
         .into_owned()
 }
 
-/// The handles of a list answer (LIST_HANDLES, LIST_HOMED_NAS), across its messages.
-fn listed(bodies: Vec<Body>) -> Vec<String> {
-    bodies
-        .into_iter()
-        .flat_map(|b| match b {
-            Body::HandleList { handles } => handles,
-            _ => Vec::new(),
-        })
-        .collect()
-}
-
-/// Carries out `m` for `who`, on this task or a blocking thread by the node's rule
-/// ([`HandleNode::answers_inline`]).
-pub(crate) async fn execute(state: &RestState, m: Message, who: Option<Identity>) -> Executed {
-    if HandleNode::answers_inline(&m) {
-        return state.node.execute_as(&m, who.as_ref());
+/// The handles of a list answer (LIST_HANDLES, LIST_HOMED_NAS).
+fn listed(d: Done) -> Vec<String> {
+    match d {
+        Done::Handles(handles) => handles,
+        _ => Vec::new(),
     }
-    let node = state.node.clone();
-    tokio::task::spawn_blocking(move || node.execute_as(&m, who.as_ref()))
-        .await
-        .unwrap_or_else(|_| Executed::Refused(rc::ERROR, "request handler failed".into()))
 }
 
-pub(crate) fn request(op: u32, op_flags: u32, body: Body) -> Message {
-    Message::request(op, op_flags, 0, now_secs().saturating_add(600), body)
+/// Carries out `c` for `who` ([`HandleNode::execute`]).
+pub(crate) async fn execute(state: &RestState, c: Command, who: Option<Identity>) -> Executed {
+    state.node.execute(c, who).await
 }
 
 /// An error answer for `op`: the reference's status and `{responseCode, [message], handle}`.
@@ -1029,28 +1016,21 @@ pub async fn get_handle(
     // The reference leaves restricted values out unless the caller authenticated, or asked
     // with publicOnly=false.
     let public_only = q.flag("publicOnly").unwrap_or(who.is_none());
-    let mut f = flags::REC | flags::CA;
-    if public_only {
-        f |= flags::PO;
-    }
-    let m = request(
-        opcode::RESOLUTION,
-        f,
-        Body::Resolution {
-            handle: handle.clone(),
-            indexes,
-            types,
-        },
-    );
-    match execute(&state, m, who).await {
-        Executed::Done(bodies) => match bodies.into_iter().next() {
-            Some(Body::ResolutionResponse { values, .. }) => json_response(
-                200,
-                &resolution_to_json(rc::SUCCESS, &handle, &values),
-                pretty,
-            ),
-            _ => refusal(rc::ERROR, "", opcode::RESOLUTION, Some(&handle), pretty),
-        },
+    let c = Command::Resolve(Resolve {
+        handle: handle.clone(),
+        indexes,
+        types,
+        public_only,
+        refer: true,
+        forward: state.node.forwards_for_http(),
+    });
+    match execute(&state, c, who).await {
+        Executed::Done(Done::Values { values, .. }) => json_response(
+            200,
+            &resolution_to_json(rc::SUCCESS, &handle, &values),
+            pretty,
+        ),
+        Executed::Done(_) => refusal(rc::ERROR, "", opcode::RESOLUTION, Some(&handle), pretty),
         Executed::Refused(rc::VALUES_NOT_FOUND, msg) => json_response(
             200,
             &values_not_found_to_json(&handle, (!msg.is_empty()).then_some(msg.as_str())),
@@ -1201,18 +1181,6 @@ async fn put(
     // The reference's default: a PUT replaces what is there.
     let overwrite = q.flag("overwrite").unwrap_or(true);
     let mint = q.flag("mintNewSuffix").unwrap_or(false);
-    let op = if add {
-        opcode::ADD_VALUE
-    } else {
-        opcode::CREATE_HANDLE
-    };
-    let mut f = flags::REC | flags::CA;
-    if overwrite {
-        f |= flags::OVRW;
-    }
-    if mint {
-        f |= flags::MINT;
-    }
     // Without overwrite a write that succeeds created everything it wrote; with it, whether
     // something was replaced is known only by looking first.
     let replaces = overwrite
@@ -1224,16 +1192,22 @@ async fn put(
             who.clone(),
         )
         .await;
-    let m = request(
-        op,
-        f,
-        Body::HandleValues {
+    let c = if add {
+        Command::AddValues(AddValues {
             handle: handle.clone(),
             values: parsed.values,
-        },
-    );
+            overwrite,
+        })
+    } else {
+        Command::Create(Create {
+            handle: handle.clone(),
+            values: parsed.values,
+            overwrite,
+            mint,
+        })
+    };
     let done = if replaces { 200 } else { 201 };
-    write_answer(&state, &conn, &headers, m, who, done, &handle, pretty).await
+    write_answer(&state, &conn, &headers, c, who, done, &handle, pretty).await
 }
 
 /// Whether `handle` exists or, given `indexes`, holds a value at one of them: the reference
@@ -1246,16 +1220,15 @@ async fn existed(
     who: Option<Identity>,
 ) -> bool {
     let by_index = indexes.is_some();
-    let m = request(
-        opcode::RESOLUTION,
-        flags::REC | flags::CA,
-        Body::Resolution {
-            handle: handle.to_string(),
-            indexes: indexes.unwrap_or_default(),
-            types: Vec::new(),
-        },
-    );
-    match execute(state, m, who).await {
+    let c = Command::Resolve(Resolve {
+        handle: handle.to_string(),
+        indexes: indexes.unwrap_or_default(),
+        types: Vec::new(),
+        public_only: false,
+        refer: true,
+        forward: false,
+    });
+    match execute(state, c, who).await {
         Executed::Refused(rc::HANDLE_NOT_FOUND, _) => false,
         Executed::Refused(rc::VALUES_NOT_FOUND, _) => !by_index,
         // Found, or hidden from this caller (which needs a value there).
@@ -1269,20 +1242,19 @@ async fn write_answer(
     state: &RestState,
     conn: &ConnInfo,
     headers: &HeaderMap,
-    m: Message,
+    c: Command,
     who: Option<Identity>,
     done: u16,
     handle: &str,
     pretty: bool,
 ) -> Response {
-    let op = m.header.op_code;
-    match execute(state, m, who).await {
-        Executed::Done(bodies) => {
-            let created = bodies.into_iter().find_map(|b| match b {
-                Body::Created { handle } => handle,
-                _ => None,
-            });
-            let h = created.unwrap_or_else(|| handle.to_string());
+    let op = c.opcode();
+    match execute(state, c, who).await {
+        Executed::Done(d) => {
+            let h = match d {
+                Done::Created(h) => h,
+                _ => handle.to_string(),
+            };
             json_response(done, &response_to_json(rc::SUCCESS, Some(&h), None), pretty)
         }
         Executed::Refused(code, msg) => refusal(code, &msg, op, Some(handle), pretty),
@@ -1306,24 +1278,17 @@ pub async fn delete_handle(
         Ok(i) => i,
         Err(why) => return protocol_error(None, &why, pretty),
     };
-    let (op, body) = if indexes.is_empty() {
-        (
-            opcode::DELETE_HANDLE,
-            Body::Handle {
-                handle: handle.clone(),
-            },
-        )
+    let c = if indexes.is_empty() {
+        Command::Delete(Delete {
+            handle: handle.clone(),
+        })
     } else {
-        (
-            opcode::REMOVE_VALUE,
-            Body::RemoveValue {
-                handle: handle.clone(),
-                indexes,
-            },
-        )
+        Command::RemoveValues(RemoveValues {
+            handle: handle.clone(),
+            indexes,
+        })
     };
-    let m = request(op, flags::REC | flags::CA, body);
-    write_answer(&state, &conn, &headers, m, who, 200, &handle, pretty).await
+    write_answer(&state, &conn, &headers, c, who, 200, &handle, pretty).await
 }
 
 /// The `page`/`pageSize` of a list request (the reference's ListCallback: pages count from 0;
@@ -1397,9 +1362,9 @@ pub async fn list_handles(
             )
         });
         return match answer {
-            Executed::Done(bodies) => json_response(
+            Executed::Done(d) => json_response(
                 200,
-                &handle_list_page_to_json(&prefix, total, page, &listed(bodies)),
+                &handle_list_page_to_json(&prefix, total, page, &listed(d)),
                 pretty,
             ),
             Executed::Refused(code, msg) => {
@@ -1408,14 +1373,10 @@ pub async fn list_handles(
             Executed::NeedAuth => need_auth(&state, &conn, &headers, Some(&prefix), pretty),
         };
     }
-    let m = request(
-        opcode::LIST_HANDLES,
-        flags::REC | flags::CA,
-        Body::Handle { handle: na },
-    );
-    match execute(&state, m, who).await {
-        Executed::Done(bodies) => {
-            let all = listed(bodies);
+    let c = Command::ListHandles(ListHandles { prefix: na });
+    match execute(&state, c, who).await {
+        Executed::Done(d) => {
+            let all = listed(d);
             json_response(
                 200,
                 &handle_list_page_to_json(&prefix, all.len() as u64, None, &all),
@@ -1444,14 +1405,9 @@ pub async fn list_prefixes(
         Ok(p) => p,
         Err(why) => return protocol_error(None, &why, pretty),
     };
-    let m = request(
-        opcode::LIST_HOMED_NAS,
-        flags::REC | flags::CA,
-        Body::Handle { handle: "/".into() },
-    );
-    match execute(&state, m, who).await {
-        Executed::Done(bodies) => {
-            let all = listed(bodies);
+    match execute(&state, Command::ListHomed, who).await {
+        Executed::Done(d) => {
+            let all = listed(d);
             json_response(
                 200,
                 &prefix_list_to_json(all.len() as u64, page, paged(&all, page)),

@@ -14,14 +14,24 @@ use suyuan_codec::handle::{Handle, key_of};
 use suyuan_codec::message::{Body, Message, flags, negotiate_version, opcode, rc};
 use suyuan_codec::site::SiteInfo;
 use suyuan_codec::value::{
-    AdminRecord, HandleValue, PublicKey, admin_perm, decode_value_list, duplicate_index, types,
+    AdminRecord, HandleValue, PublicKey, admin_perm, decode_value_list, types,
 };
 use suyuan_registry::{
     CreateMode, Identity, Mutation, PrefixEntry, Record, Registry, RegistryError, Write,
 };
 use tracing::{debug, warn};
 
-use crate::catalog::{self, Holdings, NOT_HERE, Route, prefix_not_served};
+mod command;
+mod prefixes;
+mod read;
+mod values;
+
+pub use command::{
+    AddValues, Command, Create, Delete, Done, Executed, Home, ListHandles, ModifyValues,
+    RemoveValues, Resolve, Unhome,
+};
+
+use crate::catalog::{self, Allow, Holdings, NOT_HERE, Route};
 use crate::challenge::{ChallengeConfig, ChallengeTable, Pending};
 use crate::service::{Reply, Request, Service, Transport, now_secs};
 use crate::session::{Lookup, Session, SessionConfig, SessionTable};
@@ -62,8 +72,6 @@ const INVALID_SESSION: &str = "Invalid session id or session time out. Please tr
 /// it names no identity).
 const ANONYMOUS: &str = "anonymous";
 
-/// Handle lists are answered 50 handles a message, as the reference does.
-const LIST_PAGE: usize = 50;
 /// How deep HS_VLIST groups may nest before we stop following them.
 const MAX_GROUP_DEPTH: usize = 5;
 
@@ -114,13 +122,23 @@ struct Inner {
 
 /// What carrying out a request gave.
 enum Outcome {
-    Done(Body),
-    /// An answer that is not a success and not an error: a referral (RC 303).
-    Answer(u32, Body),
-    Many(Vec<Body>),
+    Done(Done),
+    /// RC 303: these values say who serves the derived prefix asked for.
+    Referral(Vec<HandleValue>),
+    /// An answer only the Handle wire gives (site info, OC 201, a session's end), or a remote
+    /// server's answer passed on: this code and body.
+    Wire(u32, Body),
+    /// Not held here: the recursive forwarder walks it (see [`HandleNode::call`]).
+    Forward,
     Refused(u32, String),
     /// Only an authenticated administrator may do this: challenge the client.
     NeedAuth,
+}
+
+/// What the blocking part of a Handle request gave: an answer, or the walk still to do.
+enum Step {
+    Answered(Reply),
+    Forward,
 }
 
 fn refused(code: u32, msg: impl Into<String>) -> Outcome {
@@ -143,15 +161,21 @@ impl From<RegistryError> for Outcome {
 impl From<Outcome> for Executed {
     fn from(o: Outcome) -> Self {
         match o {
-            Outcome::Done(b) => Executed::Done(vec![b]),
-            Outcome::Many(bs) => Executed::Done(bs),
+            Outcome::Done(d) => Executed::Done(d),
             Outcome::Refused(code, msg) => Executed::Refused(code, msg),
             // Surfaces other than the Handle wire do not carry referrals: say where to ask.
-            Outcome::Answer(code, _) => Executed::Refused(
-                code,
+            Outcome::Referral(_) => Executed::Refused(
+                rc::PREFIX_REFERRAL,
                 "a prefix referral: ask the prefix service it names over the Handle protocol"
                     .into(),
             ),
+            // Neither is asked for by the commands other surfaces build.
+            Outcome::Forward => Executed::Refused(rc::SERVER_NOT_RESP, NOT_HERE.into()),
+            // A remote server's refusal, passed on with its words.
+            Outcome::Wire(code, Body::Error { message }) => {
+                Executed::Refused(code, message.unwrap_or_default())
+            }
+            Outcome::Wire(code, _) => Executed::Refused(code, String::new()),
             Outcome::NeedAuth => Executed::NeedAuth,
         }
     }
@@ -221,27 +245,16 @@ impl HandleNode {
     }
 }
 
-/// What a request carried out for another surface (HTTP) gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Executed {
-    /// Success: one body, or several (a list).
-    Done(Vec<Body>),
-    Refused(u32, String),
-    /// Only an authenticated caller may do this.
-    NeedAuth,
-}
-
 impl HandleNode {
-    /// Carries out `m` for `who`, whom the calling surface has already authenticated (HTTPS:
+    /// Carries out `c` for `who`, whom the calling surface has already authenticated (HTTPS:
     /// Basic with a secret key, a client certificate). The same code as a Handle request
     /// after its challenge: the same checks, the same write path. Blocks on the store.
-    pub fn execute_as(&self, m: &Message, who: Option<&Identity>) -> Executed {
-        self.inner.execute(m, who).into()
+    pub fn run(&self, c: &Command, who: Option<&Identity>) -> Executed {
+        self.inner.run(c, who).into()
     }
 
     /// One page of the handles under `na` for `who` (REST's `page`/`pageSize`), read from the
-    /// store as a page, with the total: `Done` holds one list. Blocks.
+    /// store as a page, with the total: `Done` holds the list. Blocks.
     pub fn list_page(
         &self,
         who: Option<&Identity>,
@@ -260,7 +273,7 @@ impl HandleNode {
             Ok(Ok((total, handles)))
         };
         match page() {
-            Ok(Ok((total, handles))) => (total, Executed::Done(vec![Body::HandleList { handles }])),
+            Ok(Ok((total, handles))) => (total, Executed::Done(Done::Handles(handles))),
             Ok(Err(o)) => (0, Executed::from(o)),
             Err(e) => (0, Executed::Refused(e.response_code(), e.to_string())),
         }
@@ -308,7 +321,7 @@ impl HandleNode {
         if let Err(o) = self.inner.target(h.as_str())? {
             let (code, message) = match o {
                 Outcome::Refused(code, m) => (code, m),
-                Outcome::Answer(code, _) => (code, format!("{h} is served elsewhere")),
+                Outcome::Referral(_) => (rc::PREFIX_REFERRAL, format!("{h} is served elsewhere")),
                 _ => (rc::ERROR, format!("{h} cannot be registered here")),
             };
             return Err(RegistryError::refused(code, message));
@@ -405,25 +418,62 @@ impl HandleNode {
         self.inner.upstream.get().map(|u| &u.walker)
     }
 
-    /// Whether the answer `reply` to `m` is to be replaced by one walked through the
-    /// hierarchy: a resolution of a handle this node does not serve (RC 301) or serves by
-    /// referral (RC 303), asked for recursively where recursion is allowed.
-    fn recurses(&self, m: &Message, reply: &Reply) -> Option<&Upstream> {
-        let up = self.inner.upstream.get()?;
-        let asked = self.always_recurse || (up.recursion && m.header.has(flags::REC));
-        if !asked || m.header.op_code != opcode::RESOLUTION || m.envelope.session_id != 0 {
-            return None;
-        }
-        let Reply::Messages(ms) = reply else {
-            return None;
-        };
-        let code = ms.first()?.header.response_code;
-        (ms.len() == 1 && matches!(code, rc::SERVER_NOT_RESP | rc::PREFIX_REFERRAL)).then_some(up)
+    /// Whether this node walks the resolutions it does not hold for the callers of surfaces
+    /// that cannot ask for recursion themselves (REST, the redirect face): when it has an
+    /// upstream and recursion is allowed (or it is the resolver face).
+    pub fn forwards_for_http(&self) -> bool {
+        self.inner
+            .upstream
+            .get()
+            .is_some_and(|up| up.recursion || self.always_recurse)
     }
 
-    /// Walks `m` through the hierarchy and answers it as the remote server did, with a new
-    /// digest for `m`, not authoritative, and signed by us when `m` asks for it.
-    async fn recurse(&self, up: &Upstream, m: &Message) -> Reply {
+    /// Carries out `c` for `who` as [`HandleNode::run`] does, on the calling task when it is
+    /// light and on a blocking thread otherwise, and walks what the catalog forwards: the
+    /// entry point of the surfaces other than the Handle wire.
+    pub async fn execute(&self, c: Command, who: Option<Identity>) -> Executed {
+        let outcome = if c.is_light() {
+            self.inner.run(&c, who.as_ref())
+        } else {
+            let inner = self.inner.clone();
+            let blocking = move || (inner.run(&c, who.as_ref()), c);
+            match tokio::task::spawn_blocking(blocking).await {
+                Ok((o, back)) => return self.forwarded(o, &back).await,
+                Err(_) => return Executed::Refused(rc::ERROR, "request handler failed".into()),
+            }
+        };
+        self.forwarded(outcome, &c).await
+    }
+
+    /// `o`, or, when the catalog forwarded `c`, the answer walked for it.
+    async fn forwarded(&self, o: Outcome, c: &Command) -> Executed {
+        match (o, c, self.inner.upstream.get()) {
+            (Outcome::Forward, Command::Resolve(r), Some(up)) => {
+                walk(up, &r.handle, &r.types, &r.indexes, 0).await.into()
+            }
+            (o, _, _) => o.into(),
+        }
+    }
+
+    /// Whether a resolution in `m` that this node does not hold (it would answer RC 301, or
+    /// RC 303 with a referral) is walked through the hierarchy for the client: on the
+    /// resolver face always, elsewhere when the request sets REC and recursion is allowed;
+    /// never inside a session, whose answers this node MACs as its own.
+    fn forwards(&self, m: &Message) -> bool {
+        let Some(up) = self.inner.upstream.get() else {
+            return false;
+        };
+        (self.always_recurse || (up.recursion && m.header.has(flags::REC)))
+            && m.envelope.session_id == 0
+    }
+
+    /// The recursive forwarder: walks `m` through the hierarchy and answers it as the remote
+    /// server did, with a new digest for `m`, not authoritative, and signed by us when `m`
+    /// asks for it.
+    async fn recurse(&self, m: &Message) -> Reply {
+        let Some(up) = self.inner.upstream.get() else {
+            return Reply::Silence;
+        };
         let Body::Resolution {
             handle,
             indexes,
@@ -432,38 +482,7 @@ impl HandleNode {
         else {
             return Reply::Silence;
         };
-        let outcome = if m.header.recursion_count >= MAX_RECURSION {
-            refused(
-                rc::RECURSION_COUNT_TOO_HIGH,
-                format!(
-                    "{handle}: the request went through {} servers already (at most {MAX_RECURSION})",
-                    m.header.recursion_count
-                ),
-            )
-        } else {
-            let hops = suyuan_federation::Hops(m.header.recursion_count);
-            match up.walker.resolve(handle, types_, indexes, hops).await {
-                Ok(a) => {
-                    let code = a.message.header.response_code;
-                    let body = match a.message.body {
-                        Body::ResolutionResponse { values, .. } => Body::ResolutionResponse {
-                            handle: handle.clone(),
-                            values,
-                        },
-                        b => b,
-                    };
-                    Outcome::Answer(code, body)
-                }
-                Err(e) => {
-                    debug!(handle, error = %e, "recursion failed");
-                    let code = match e {
-                        suyuan_federation::WalkError::PrefixUnknown { .. } => rc::HANDLE_NOT_FOUND,
-                        _ => rc::ERROR,
-                    };
-                    refused(code, e.to_string())
-                }
-            }
-        };
+        let outcome = walk(up, handle, types_, indexes, m.header.recursion_count).await;
         let mut reply = self.inner.reply(m, m, outcome);
         if let Reply::Messages(ms) = &mut reply {
             for r in ms.iter_mut() {
@@ -489,12 +508,14 @@ impl Service for HandleNode {
     }
 
     async fn call(&self, request: Request) -> Reply {
-        let (reply, request) = if HandleNode::answers_inline(&request.message) {
-            (self.inner.handle(&request), request)
+        let forward = self.forwards(&request.message);
+        let (step, request) = if HandleNode::answers_inline(&request.message) {
+            (self.inner.handle(&request, forward), request)
         } else {
             let inner = self.inner.clone();
-            // The request comes back with the answer: recursion may still need it.
-            match tokio::task::spawn_blocking(move || (inner.handle(&request), request)).await {
+            // The request comes back with the answer: the forwarder may still need it.
+            let blocking = move || (inner.handle(&request, forward), request);
+            match tokio::task::spawn_blocking(blocking).await {
                 Ok(done) => done,
                 Err(e) => {
                     warn!(error = %e, "request handler failed");
@@ -502,9 +523,9 @@ impl Service for HandleNode {
                 }
             }
         };
-        match self.recurses(&request.message, &reply) {
-            Some(up) => self.recurse(up, &request.message).await,
-            None => reply,
+        match step {
+            Step::Answered(reply) => reply,
+            Step::Forward => self.recurse(&request.message).await,
         }
     }
 }
@@ -524,14 +545,21 @@ impl Holdings for Inner {
 }
 
 impl Inner {
-    fn handle(&self, req: &Request) -> Reply {
+    /// Answers a Handle request, or says that the forwarder is to walk it (`forward`: it
+    /// may).
+    fn handle(&self, req: &Request, forward: bool) -> Step {
         let m = &req.message;
-        match m.header.op_code {
-            opcode::CHALLENGE_RESPONSE => return self.answer_challenge(req),
-            opcode::SESSION_SETUP => return self.setup_session(req),
-            opcode::SESSION_EXCHANGEKEY => return self.exchange_key(req),
-            _ => {}
-        }
+        let reply = match m.header.op_code {
+            opcode::CHALLENGE_RESPONSE => self.answer_challenge(req),
+            opcode::SESSION_SETUP => self.setup_session(req),
+            opcode::SESSION_EXCHANGEKEY => self.exchange_key(req),
+            _ => return self.handle_request(req, forward),
+        };
+        Step::Answered(reply)
+    }
+
+    fn handle_request(&self, req: &Request, forward: bool) -> Step {
+        let m = &req.message;
         // A request in a session speaks for the session's identity once a challenge proved it,
         // and must carry a fresh, valid HS_MAC.
         let mut who = None;
@@ -542,11 +570,13 @@ impl Inner {
                     who = id;
                     session_key = Some(key);
                 }
-                Err(o) => return self.reply(m, m, o),
+                Err(o) => return Step::Answered(self.reply(m, m, o)),
             }
         }
         let outcome = match m.header.op_code {
-            opcode::GET_SITE_INFO => Outcome::Done(Body::SiteInfo(self.cfg.site.clone())),
+            opcode::GET_SITE_INFO => {
+                Outcome::Wire(rc::SUCCESS, Body::SiteInfo(self.cfg.site.clone()))
+            }
             opcode::VERIFY_RESPONSE => self.verify_response(m),
             opcode::SESSION_TERMINATE => {
                 let gone = self
@@ -555,18 +585,19 @@ impl Inner {
                     .map(|mut t| t.remove(m.envelope.session_id))
                     .unwrap_or(false);
                 if gone {
-                    Outcome::Done(Body::Empty)
+                    Outcome::Wire(rc::SUCCESS, Body::Empty)
                 } else {
                     refused(rc::SESSION_TIMEOUT, INVALID_SESSION)
                 }
             }
-            _ => self.execute(m, who.as_ref()),
+            _ => self.execute(m, who.as_ref(), forward),
         };
         let reply = match outcome {
+            Outcome::Forward => return Step::Forward,
             Outcome::NeedAuth => self.challenge(req),
             o => self.reply(m, m, o),
         };
-        self.mac_reply(m, reply, session_key.as_deref())
+        Step::Answered(self.mac_reply(m, reply, session_key.as_deref()))
     }
 
     /// The session a request names: its authenticated identity (if any) and its key.
@@ -760,7 +791,7 @@ impl Inner {
                         Ok((alg, key)) if !key.is_empty() => {
                             s.key = key;
                             s.algorithm = alg;
-                            Outcome::Done(Body::Empty)
+                            Outcome::Wire(rc::SUCCESS, Body::Empty)
                         }
                         _ => refused(rc::SESSION_FAILED, "Can't decrypt client session key."),
                     }
@@ -777,10 +808,26 @@ impl Inner {
     /// challenge, or the request itself).
     fn reply(&self, request: &Message, via: &Message, outcome: Outcome) -> Reply {
         let bodies = match outcome {
-            Outcome::Done(b) => vec![(rc::SUCCESS, b)],
-            Outcome::Many(bs) => bs.into_iter().map(|b| (rc::SUCCESS, b)).collect(),
+            Outcome::Done(d) => wire_bodies(request, d)
+                .into_iter()
+                .map(|b| (rc::SUCCESS, b))
+                .collect(),
             Outcome::Refused(code, msg) => vec![(code, Body::Error { message: Some(msg) })],
-            Outcome::Answer(code, body) => vec![(code, body)],
+            Outcome::Wire(code, body) => vec![(code, body)],
+            Outcome::Referral(values) => vec![(
+                rc::PREFIX_REFERRAL,
+                Body::Referral {
+                    handle: String::new(),
+                    values: Some(values),
+                },
+            )],
+            // The caller walks instead of answering; nothing to say if it reaches here.
+            Outcome::Forward => vec![(
+                rc::SERVER_NOT_RESP,
+                Body::Error {
+                    message: Some(NOT_HERE.into()),
+                },
+            )],
             Outcome::NeedAuth => vec![(
                 rc::AUTHENTICATION_NEEDED,
                 Body::Error {
@@ -902,14 +949,14 @@ impl Inner {
         Ok(entry)
     }
 
-    /// Where a request about `handle` goes (see [`crate::catalog`]); `refer` is false when
-    /// the request forbids referrals (DNRF).
-    fn route(&self, handle: &str, refer: bool) -> Result<Result<Route, Outcome>, RegistryError> {
+    /// Where a request about `handle` goes (see [`crate::catalog`]), given what the request
+    /// allows.
+    fn route(&self, handle: &str, allow: Allow) -> Result<Result<Route, Outcome>, RegistryError> {
         let h = match parse(handle) {
             Ok(h) => h,
             Err(o) => return Ok(Err(o)),
         };
-        Ok(Ok(catalog::route(self, h, handle, refer)?))
+        Ok(Ok(catalog::route(self, h, handle, allow)?))
     }
 
     /// The handle a request names, checked to be ours, with its record (if any): or the
@@ -920,25 +967,28 @@ impl Inner {
         &self,
         handle: &str,
     ) -> Result<Result<(Handle, Arc<Option<Record>>), Outcome>, RegistryError> {
-        Ok(match self.route(handle, true)? {
+        Ok(match self.route(handle, Allow::LOCAL)? {
             Err(o) => Err(o),
-            Ok(Route::Local(h, rec)) => Ok((h, rec)),
-            Ok(Route::OwnPrefix(h)) => Err(refused(
+            Ok(r) => self.local(r),
+        })
+    }
+
+    /// The registry's handle and record for a route that ends here, or the answer to give.
+    #[allow(clippy::type_complexity)]
+    fn local(&self, route: Route) -> Result<(Handle, Arc<Option<Record>>), Outcome> {
+        match route {
+            Route::Local(h, rec) => Ok((h, rec)),
+            Route::OwnPrefix(h) => Err(refused(
                 rc::SERVER_NOT_RESP,
                 format!(
                     "{NOT_HERE}: {h} is this node's own site, answered from its configuration; \
                      it is changed where the prefix was delegated (a top-level node)"
                 ),
             )),
-            Ok(Route::Referral(values)) => Err(Outcome::Answer(
-                rc::PREFIX_REFERRAL,
-                Body::Referral {
-                    handle: String::new(),
-                    values: Some(values),
-                },
-            )),
-            Ok(Route::Refused(code, m)) => Err(refused(code, m)),
-        })
+            Route::Referral(values) => Err(Outcome::Referral(values)),
+            Route::Forward => Err(Outcome::Forward),
+            Route::Refused(code, m) => Err(refused(code, m)),
+        }
     }
 
     /// The values this node answers `0.NA/P` with for a prefix P it homes: its own site.
@@ -948,35 +998,6 @@ impl Inner {
 
     fn is_node_admin(&self, who: &Identity) -> bool {
         self.cfg.node_admins.iter().any(|a| a.same_as(who))
-    }
-
-    /// Who may list the handles under `na` (`0.NA/P` or `P`): the prefix named, or the answer
-    /// to give instead.
-    fn may_list(
-        &self,
-        who: Option<&Identity>,
-        na: &str,
-    ) -> Result<Result<String, Outcome>, RegistryError> {
-        let Some(who) = who else {
-            return Ok(Err(Outcome::NeedAuth));
-        };
-        let prefix = Handle::parse_lenient(na)
-            .ok()
-            .and_then(|h| h.described_prefix().map(str::to_string))
-            .unwrap_or_else(|| na.to_string());
-        if !self.homed(&prefix)? {
-            return Ok(Err(refused(
-                rc::SERVER_NOT_RESP,
-                prefix_not_served(&prefix),
-            )));
-        }
-        if !self.is_prefix_admin(who, &prefix)? {
-            return Ok(Err(refused(
-                rc::INSUFFICIENT_PERMISSIONS,
-                format!("{who} may not list {prefix}"),
-            )));
-        }
-        Ok(Ok(prefix))
     }
 
     fn is_prefix_admin(&self, who: &Identity, prefix: &str) -> Result<bool, RegistryError> {
@@ -1070,401 +1091,29 @@ impl Inner {
         Ok(false)
     }
 
-    /// Carries out a request as `who` (None: not authenticated).
-    fn execute(&self, m: &Message, who: Option<&Identity>) -> Outcome {
-        match self.try_execute(m, who) {
-            Ok(o) => o,
-            Err(e) => e.into(),
+    /// Carries out a Handle request as `who` (None: not authenticated).
+    fn execute(&self, m: &Message, who: Option<&Identity>, forward: bool) -> Outcome {
+        match Command::from_message(m, forward) {
+            Ok(c) => self.run(&c, who),
+            Err((code, message)) => refused(code, message),
         }
     }
 
-    fn try_execute(&self, m: &Message, who: Option<&Identity>) -> Result<Outcome, RegistryError> {
-        let op = m.header.op_code;
-        match (&m.body, op) {
-            (
-                Body::Resolution {
-                    handle,
-                    indexes,
-                    types,
-                },
-                _,
-            ) => self.resolve(m, handle, indexes, types, who),
-            (Body::HandleValues { handle, values }, opcode::MODIFY_VALUE) => {
-                self.modify(handle, values, who)
-            }
-            (Body::HandleValues { handle, values }, _) => {
-                // The reference refuses a repeated index in a create or an add once it knows
-                // the prefix is served, before it asks who is calling.
-                if let Some(i) = duplicate_index(values) {
-                    return Ok(match self.target(handle)? {
-                        Err(o) => o,
-                        Ok(_) => {
-                            refused(rc::VALUE_ALREADY_EXISTS, format!("Index conflict for {i}"))
-                        }
-                    });
-                }
-                let Some(who) = who else {
-                    return Ok(Outcome::NeedAuth);
-                };
-                let (h, existing) = match self.target(handle)? {
-                    Ok(t) => t,
-                    Err(o) => return Ok(o),
-                };
-                let existing = existing.as_ref().as_ref();
-                let has_admin = values
-                    .iter()
-                    .any(|v| v.value_type.eq_ignore_ascii_case(types::HS_ADMIN));
-                match op {
-                    opcode::CREATE_HANDLE => {
-                        if !self.is_prefix_admin(who, h.prefix())? {
-                            return Ok(refused(
-                                rc::INVALID_ADMIN,
-                                format!("{who} may not create handles under {}", h.prefix()),
-                            ));
-                        }
-                        let handle = if m.header.has(flags::MINT) {
-                            let mut b = [0u8; 8];
-                            rand::thread_rng().fill_bytes(&mut b);
-                            format!(
-                                "{}{}",
-                                h.as_str(),
-                                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-                            )
-                        } else {
-                            h.as_str().to_string()
-                        };
-                        let mode = if m.header.has(flags::OVRW) {
-                            CreateMode::Overwrite
-                        } else {
-                            CreateMode::Plain
-                        };
-                        self.write(
-                            &handle,
-                            who,
-                            Mutation::Create {
-                                handle: handle.clone(),
-                                values: values.clone(),
-                                mode,
-                            },
-                        )?;
-                        Ok(Outcome::Done(Body::Created {
-                            handle: Some(handle),
-                        }))
-                    }
-                    opcode::ADD_VALUE => {
-                        if existing.is_none() {
-                            return Ok(not_found());
-                        }
-                        if let Some(no) = self.refuse_unless_may(
-                            who,
-                            &h,
-                            existing,
-                            has_admin,
-                            (admin_perm::ADD_ADMIN, admin_perm::ADD_VALUE),
-                        )? {
-                            return Ok(no);
-                        }
-                        self.write(
-                            h.as_str(),
-                            who,
-                            Mutation::AddValues {
-                                handle: h.as_str().into(),
-                                values: values.clone(),
-                                overwrite: m.header.has(flags::OVRW),
-                            },
-                        )?;
-                        Ok(Outcome::Done(Body::Empty))
-                    }
-                    _ => Ok(refused(
-                        rc::PROTOCOL_ERROR,
-                        "values in a request that takes none",
-                    )),
-                }
-            }
-            (Body::RemoveValue { handle, indexes }, _) => {
-                let Some(who) = who else {
-                    return Ok(Outcome::NeedAuth);
-                };
-                let (h, rec) = match self.target(handle)? {
-                    Ok(t) => t,
-                    Err(o) => return Ok(o),
-                };
-                let Some(rec) = rec.as_ref() else {
-                    return Ok(not_found());
-                };
-                let removes_admin = rec.values.iter().any(|v| {
-                    indexes.contains(&v.index) && v.value_type.eq_ignore_ascii_case(types::HS_ADMIN)
-                });
-                if let Some(no) = self.refuse_unless_may(
-                    who,
-                    &h,
-                    Some(rec),
-                    removes_admin,
-                    (admin_perm::REMOVE_ADMIN, admin_perm::REMOVE_VALUE),
-                )? {
-                    return Ok(no);
-                }
-                self.write(
-                    h.as_str(),
-                    who,
-                    Mutation::RemoveValues {
-                        handle: h.as_str().into(),
-                        indexes: indexes.clone(),
-                    },
-                )?;
-                Ok(Outcome::Done(Body::Empty))
-            }
-            (Body::Handle { handle }, opcode::DELETE_HANDLE) => {
-                let Some(who) = who else {
-                    return Ok(Outcome::NeedAuth);
-                };
-                let (h, rec) = match self.target(handle)? {
-                    Ok(t) => t,
-                    Err(o) => return Ok(o),
-                };
-                let Some(rec) = rec.as_ref() else {
-                    return Ok(not_found());
-                };
-                if !self.may(who, &h, Some(rec), admin_perm::DELETE_HANDLE)? {
-                    return Ok(refused(
-                        rc::INSUFFICIENT_PERMISSIONS,
-                        format!("{who} may not delete {h}"),
-                    ));
-                }
-                self.write(
-                    h.as_str(),
-                    who,
-                    Mutation::Delete {
-                        handle: h.as_str().into(),
-                    },
-                )?;
-                Ok(Outcome::Done(Body::Empty))
-            }
-            (Body::Handle { handle }, opcode::LIST_HANDLES) => {
-                let prefix = match self.may_list(who, handle)? {
-                    Ok(p) => p,
-                    Err(o) => return Ok(o),
-                };
-                let mut pages = Vec::new();
-                let mut after: Option<String> = None;
-                loop {
-                    let page = self
-                        .registry
-                        .list_handles(&prefix, after.as_deref(), LIST_PAGE)?;
-                    let done = page.len() < LIST_PAGE;
-                    after = page.last().cloned();
-                    pages.push(Body::HandleList { handles: page });
-                    if done {
-                        break;
-                    }
-                }
-                Ok(Outcome::Many(pages))
-            }
-            (
-                Body::Handle { handle },
-                opcode::HOME_NA | opcode::UNHOME_NA | opcode::LIST_HOMED_NAS,
-            ) => {
-                let Some(who) = who else {
-                    return Ok(Outcome::NeedAuth);
-                };
-                if !self.is_node_admin(who) {
-                    return Ok(refused(
-                        rc::INVALID_ADMIN,
-                        format!("{who} is not an administrator of this node"),
-                    ));
-                }
-                if op == opcode::LIST_HOMED_NAS {
-                    let handles = self
-                        .registry
-                        .prefixes()?
-                        .into_iter()
-                        .map(|p| format!("0.NA/{}", p.prefix))
-                        .collect();
-                    return Ok(Outcome::Done(Body::HandleList { handles }));
-                }
-                let prefix = Handle::parse_lenient(handle)
-                    .ok()
-                    .and_then(|h| h.described_prefix().map(str::to_string))
-                    .ok_or_else(|| {
-                        RegistryError::refused(
-                            rc::INVALID_HANDLE,
-                            format!("{handle:?} is not a prefix handle 0.NA/P"),
-                        )
-                    })?;
-                let mutation = if op == opcode::HOME_NA {
-                    Mutation::Home {
-                        prefix: prefix.clone(),
-                        admins: Vec::new(),
-                    }
-                } else {
-                    Mutation::Unhome {
-                        prefix: prefix.clone(),
-                    }
-                };
-                self.write(handle, who, mutation)?;
-                Ok(Outcome::Done(Body::Empty))
-            }
-            _ => Ok(refused(
-                rc::OPERATION_NOT_SUPPORTED,
-                format!("opcode {op} is not supported"),
-            )),
-        }
-    }
-
-    /// OC 103 (modify values) as the reference decides it. A value that allows public
-    /// write may be replaced by anyone, authenticated or not, unless HS_ADMIN is involved on
-    /// either side; a value administrators may not write is read-only for everyone (RC 401);
-    /// several values at one index: the last one is written. An anonymous request that is
-    /// not entirely public is challenged before anything about the record is told.
-    fn modify(
-        &self,
-        handle: &str,
-        values: &[HandleValue],
-        who: Option<&Identity>,
-    ) -> Result<Outcome, RegistryError> {
-        let (h, rec) = match self.target(handle)? {
-            Ok(t) => t,
-            Err(o) => return Ok(o),
+    /// Carries out a command as `who`: the one place every surface's operations go through.
+    fn run(&self, c: &Command, who: Option<&Identity>) -> Outcome {
+        let done = match c {
+            Command::Resolve(c) => self.resolve(c, who),
+            Command::Create(c) => self.create(c, who),
+            Command::AddValues(c) => self.add_values(c, who),
+            Command::ModifyValues(c) => self.modify_values(c, who),
+            Command::RemoveValues(c) => self.remove_values(c, who),
+            Command::Delete(c) => self.delete(c, who),
+            Command::ListHandles(c) => self.list_handles(c, who),
+            Command::Home(c) => self.change_home(&c.prefix, true, who),
+            Command::Unhome(c) => self.change_home(&c.prefix, false, who),
+            Command::ListHomed => self.list_homed(who),
         };
-        let mut last: Vec<HandleValue> = Vec::with_capacity(values.len());
-        for v in values.iter().rev() {
-            if !last.iter().any(|l| l.index == v.index) {
-                last.push(v.clone());
-            }
-        }
-        last.reverse();
-        let is_admin = |v: &HandleValue| v.value_type.eq_ignore_ascii_case(types::HS_ADMIN);
-        // Each new value with the value it replaces, None where the record has none.
-        let pairs: Vec<(&HandleValue, Option<&HandleValue>)> = match rec.as_ref() {
-            Some(rec) => last
-                .iter()
-                .map(|n| (n, rec.values.iter().find(|o| o.index == n.index)))
-                .collect(),
-            None => Vec::new(),
-        };
-        let public = rec.is_some()
-            && !last.is_empty()
-            && pairs.iter().all(|(n, o)| {
-                o.is_some_and(|o| {
-                    o.permissions.public_write()
-                        && o.permissions.admin_write()
-                        && !is_admin(o)
-                        && !is_admin(n)
-                })
-            });
-        let anonymous = Identity::new(0, ANONYMOUS);
-        let who = match who {
-            Some(w) => w,
-            None if public => &anonymous,
-            None => return Ok(Outcome::NeedAuth),
-        };
-        let Some(rec) = rec.as_ref() else {
-            return Ok(not_found());
-        };
-        for (n, o) in &pairs {
-            match o {
-                None => return Ok(refused(rc::VALUES_NOT_FOUND, String::new())),
-                // The reference's words.
-                Some(o) if !o.permissions.admin_write() => {
-                    return Ok(refused(
-                        rc::INSUFFICIENT_PERMISSIONS,
-                        format!("Value is read-only (index {})", n.index),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        if !public {
-            let touches_admin = pairs
-                .iter()
-                .any(|(n, o)| is_admin(n) || o.is_some_and(is_admin));
-            if let Some(no) = self.refuse_unless_may(
-                who,
-                &h,
-                Some(rec),
-                touches_admin,
-                (admin_perm::MODIFY_ADMIN, admin_perm::MODIFY_VALUE),
-            )? {
-                return Ok(no);
-            }
-        }
-        self.write(
-            h.as_str(),
-            who,
-            Mutation::ModifyValues {
-                handle: h.as_str().into(),
-                values: last,
-            },
-        )?;
-        Ok(Outcome::Done(Body::Empty))
-    }
-
-    fn resolve(
-        &self,
-        m: &Message,
-        handle: &str,
-        indexes: &[u32],
-        types_: &[String],
-        who: Option<&Identity>,
-    ) -> Result<Outcome, RegistryError> {
-        let (h, rec) = match self.route(handle, !m.header.has(flags::DNRF))? {
-            Ok(Route::OwnPrefix(_)) => {
-                let own = self.own_prefix_values();
-                let values: Vec<HandleValue> =
-                    suyuan_registry::select_values(&own, indexes, types_)
-                        .into_iter()
-                        .cloned()
-                        .collect();
-                if values.is_empty() {
-                    return Ok(refused(rc::VALUES_NOT_FOUND, String::new()));
-                }
-                return Ok(Outcome::Done(Body::ResolutionResponse {
-                    handle: handle.to_string(),
-                    values,
-                }));
-            }
-            _ => match self.target(handle)? {
-                Ok(t) => t,
-                Err(o) => return Ok(o),
-            },
-        };
-        let Some(rec) = rec.as_ref() else {
-            return Ok(not_found());
-        };
-        let selected = suyuan_registry::select_values(&rec.values, indexes, types_);
-        let public_only = m.header.has(flags::PO);
-        let restricted = selected.iter().any(|v| !v.permissions.public_read());
-        let reader = match who {
-            Some(w) if restricted && !public_only => {
-                if !self.may(w, &h, Some(rec), admin_perm::READ_VALUE)? {
-                    return Ok(refused(
-                        rc::INSUFFICIENT_PERMISSIONS,
-                        format!("{w} may not read {h}"),
-                    ));
-                }
-                true
-            }
-            None if restricted
-                && !public_only
-                && selected.iter().any(|v| v.permissions.admin_read()) =>
-            {
-                return Ok(Outcome::NeedAuth);
-            }
-            _ => false,
-        };
-        let values: Vec<HandleValue> = selected
-            .into_iter()
-            .filter(|v| v.permissions.public_read() || (reader && v.permissions.admin_read()))
-            .cloned()
-            .collect();
-        if values.is_empty() {
-            return Ok(refused(rc::VALUES_NOT_FOUND, String::new()));
-        }
-        // The answer spells the handle as the request did.
-        Ok(Outcome::Done(Body::ResolutionResponse {
-            handle: handle.to_string(),
-            values,
-        }))
+        done.unwrap_or_else(Outcome::from)
     }
 
     /// Answers with RC 402 and remembers the request until the client answers the nonce.
@@ -1562,7 +1211,7 @@ impl Inner {
                         ),
                     );
                 }
-                let outcome = self.execute(&p.request, Some(&who));
+                let outcome = self.execute(&p.request, Some(&who), false);
                 self.reply(&p.request, answer, outcome)
             }
             Ok(false) => {
@@ -1673,10 +1322,57 @@ impl Inner {
             request_digest,
             m.version(),
         ) {
-            Ok(valid) => Outcome::Done(Body::VerifyResult {
-                valid: u8::from(valid),
-            }),
+            Ok(valid) => Outcome::Wire(
+                rc::SUCCESS,
+                Body::VerifyResult {
+                    valid: u8::from(valid),
+                },
+            ),
             Err(o) => o,
+        }
+    }
+}
+
+/// The recursive forwarder's walk of a resolution through the hierarchy, for a request that
+/// went through `recursion_count` servers already: the remote server's answer (the handle
+/// spelled as asked), or why there is none.
+async fn walk(
+    up: &Upstream,
+    handle: &str,
+    types_: &[String],
+    indexes: &[u32],
+    recursion_count: u8,
+) -> Outcome {
+    if recursion_count >= MAX_RECURSION {
+        return refused(
+            rc::RECURSION_COUNT_TOO_HIGH,
+            format!(
+                "{handle}: the request went through {recursion_count} servers already \
+                 (at most {MAX_RECURSION})"
+            ),
+        );
+    }
+    let hops = suyuan_federation::Hops(recursion_count);
+    match up.walker.resolve(handle, types_, indexes, hops).await {
+        Ok(a) => {
+            let code = a.message.header.response_code;
+            match a.message.body {
+                Body::ResolutionResponse { values, .. } if code == rc::SUCCESS => {
+                    Outcome::Done(Done::Values {
+                        handle: handle.to_string(),
+                        values,
+                    })
+                }
+                b => Outcome::Wire(code, b),
+            }
+        }
+        Err(e) => {
+            debug!(handle, error = %e, "recursion failed");
+            let code = match e {
+                suyuan_federation::WalkError::PrefixUnknown { .. } => rc::HANDLE_NOT_FOUND,
+                _ => rc::ERROR,
+            };
+            refused(code, e.to_string())
         }
     }
 }
@@ -1793,6 +1489,34 @@ fn identity_rsa_keys<'a>(
             .ok()
             .and_then(|k| rsa_public_from_hs(&k).ok())
     })
+}
+
+/// A success's bodies on the Handle wire: a list of handles a message per
+/// [`prefixes::LIST_PAGE`] for OC 105 (one, empty, when there are none), as the reference
+/// sends it.
+fn wire_bodies(request: &Message, d: Done) -> Vec<Body> {
+    match d {
+        Done::Values { handle, values } => vec![Body::ResolutionResponse { handle, values }],
+        Done::Created(handle) => vec![Body::Created {
+            handle: Some(handle),
+        }],
+        Done::Handles(handles) if request.header.op_code == opcode::LIST_HANDLES => {
+            let mut pages: Vec<Body> = handles
+                .chunks(prefixes::LIST_PAGE)
+                .map(|c| Body::HandleList {
+                    handles: c.to_vec(),
+                })
+                .collect();
+            if pages.is_empty() {
+                pages.push(Body::HandleList {
+                    handles: Vec::new(),
+                });
+            }
+            pages
+        }
+        Done::Handles(handles) => vec![Body::HandleList { handles }],
+        Done::Nothing => vec![Body::Empty],
+    }
 }
 
 fn parse(handle: &str) -> Result<Handle, Outcome> {
