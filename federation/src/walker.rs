@@ -21,8 +21,8 @@ use suyuan_codec::message::{Body, Message, flags, opcode, rc};
 use suyuan_codec::site::SiteInfo;
 use suyuan_codec::value::{HandleValue, TtlType, types};
 
-use crate::client::{ClientError, HandleClient, Transport};
-use crate::site::server_for;
+use crate::client::{ClientError, Transport};
+use crate::link::{Link, udp_then_tcp};
 
 /// The reference client's referral limit (`HandleResolver`): a walk that needs more hops is
 /// going round in circles.
@@ -158,8 +158,9 @@ pub struct WalkerConfig {
     pub cache_entries: u64,
     /// The longest an answer is cached (at most [`MAX_TTL`]).
     pub max_ttl: Duration,
-    /// How long a TCP exchange may take.
-    pub tcp_timeout: Duration,
+    /// The transports a request is tried over at each server, in order (default: UDP, then
+    /// TCP with a 10-second exchange).
+    pub links: Vec<Arc<dyn Link>>,
     /// Wall-clock epoch seconds, for values with absolute TTLs (injectable for tests).
     pub now_unix: fn() -> u64,
 }
@@ -180,7 +181,7 @@ impl WalkerConfig {
             tops,
             cache_entries: 10_000,
             max_ttl: MAX_TTL,
-            tcp_timeout: Duration::from_secs(10),
+            links: udp_then_tcp(Duration::from_secs(10)),
             now_unix: unix_now,
         }
     }
@@ -655,16 +656,18 @@ impl Walker {
             .collect();
         // Stable: the sites' own order stands among those that did not fail lately.
         candidates.sort_by_key(|s| {
-            [Transport::Udp, Transport::Tcp]
-                .iter()
-                .any(|t| server_for(s, h.as_str(), *t).is_ok_and(|a| self.failed.contains_key(&a)))
+            self.cfg.links.iter().any(|l| {
+                l.server_for(s, h.as_str())
+                    .is_ok_and(|a| self.failed.contains_key(&a))
+            })
         });
         if candidates.is_empty() {
             why = "no primary site".into();
         }
         for site in candidates {
-            for transport in [Transport::Udp, Transport::Tcp] {
-                let addr = match server_for(site, h.as_str(), transport) {
+            for link in &self.cfg.links {
+                let transport = link.transport();
+                let addr = match link.server_for(site, h.as_str()) {
                     Ok(a) => a,
                     Err(e) => {
                         why = e.to_string();
@@ -672,10 +675,8 @@ impl Walker {
                     }
                 };
                 last = format!("{addr}");
-                let client =
-                    HandleClient::new(addr, transport).with_tcp_timeout(self.cfg.tcp_timeout);
                 let started = Instant::now();
-                match client.send(req).await {
+                match link.send(addr, req).await {
                     Ok(m) => {
                         self.failed.invalidate(&addr);
                         self.observer.upstream("answered", started.elapsed());

@@ -17,6 +17,7 @@ use suyuan_codec::value::HandleValue;
 use suyuan_federation::{HandleClient, Hops, Transport, WalkError, Walker, WalkerConfig};
 use suyuan_registry::{CreateMode, Mutation, Registry, Write};
 use suyuan_resolver::budget::BudgetConfig;
+use suyuan_resolver::http::{HttpOptions, serve_http};
 use suyuan_resolver::listen::bind_handle;
 use suyuan_resolver::node::{HandleNode, NodeConfig};
 use suyuan_resolver::ops::Metrics;
@@ -24,6 +25,8 @@ use suyuan_resolver::{Limits, tcp::serve_tcp, udp::serve_udp};
 
 struct Node {
     addr: SocketAddr,
+    /// The node's HTTP port (REST, the redirect face).
+    http: SocketAddr,
     site: SiteInfo,
     registry: Arc<Registry>,
     _stop: watch::Sender<bool>,
@@ -104,8 +107,17 @@ async fn node(prefixes: &[&str], upstream: Option<(Arc<Walker>, bool)>) -> Node 
     if let Some((w, recursion)) = upstream {
         n = n.with_upstream(w, recursion);
     }
-    let n = Arc::new(n);
     let (stop, rx) = watch::channel(false);
+    let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = http_listener.local_addr().unwrap();
+    tokio::spawn(serve_http(
+        http_listener,
+        registry.clone(),
+        n.clone(),
+        HttpOptions::default(),
+        rx.clone(),
+    ));
+    let n = Arc::new(n);
     let metrics = Metrics::new();
     tokio::spawn(serve_tcp(
         tcp,
@@ -124,6 +136,7 @@ async fn node(prefixes: &[&str], upstream: Option<(Arc<Walker>, bool)>) -> Node 
     ));
     Node {
         addr,
+        http,
         site,
         registry,
         _stop: stop,
@@ -141,7 +154,7 @@ async fn dead_site() -> SiteInfo {
 
 fn walker(tops: Vec<SiteInfo>) -> Walker {
     let mut cfg = WalkerConfig::new(tops);
-    cfg.tcp_timeout = Duration::from_secs(2);
+    cfg.links = suyuan_federation::link::udp_then_tcp(Duration::from_secs(2));
     Walker::new(cfg)
 }
 
@@ -423,8 +436,9 @@ async fn referrals_in_a_loop_are_cut() {
     }
 }
 
-#[tokio::test]
-async fn a_node_recurses_only_when_asked_and_allowed_and_not_forever() {
+/// A secondary holding `88.888/m-1`, its top, and two nodes for `99.9` walking from that top:
+/// one that allows recursion, one that does not.
+async fn recursing_pair() -> [Node; 4] {
     let sec = node(&["88.888"], None).await;
     put(
         &sec,
@@ -435,6 +449,12 @@ async fn a_node_recurses_only_when_asked_and_allowed_and_not_forever() {
     let w = Arc::new(walker(vec![top.site.clone()]));
     let open = node(&["99.9"], Some((w.clone(), true))).await;
     let closed = node(&["99.9"], Some((w, false))).await;
+    [sec, top, open, closed]
+}
+
+#[tokio::test]
+async fn a_node_recurses_only_when_asked_and_allowed_and_not_forever() {
+    let [_sec, _top, open, closed] = recursing_pair().await;
     let ask = |to: SocketAddr, op_flags: u32, hops: u8| async move {
         let c = HandleClient::new(to, Transport::Udp);
         let mut m = c.resolution("88.888/m-1", &[], &[]);
@@ -466,6 +486,57 @@ async fn a_node_recurses_only_when_asked_and_allowed_and_not_forever() {
     let local = c.send(&c.resolution("99.9/here", &[], &[])).await.unwrap();
     assert!(local.header.has(flags::AT));
     assert_eq!(opcode::RESOLUTION, local.header.op_code);
+}
+
+/// The status line and body of `GET target` at `addr`.
+async fn http_get(addr: SocketAddr, target: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {target} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn rest_and_the_redirect_face_walk_foreign_handles_only_where_recursion_is_allowed() {
+    let [_sec, _top, open, closed] = recursing_pair().await;
+
+    let (status, _, body) = http_get(open.http, "/api/handles/88.888/m-1").await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["responseCode"], 1);
+    assert_eq!(json["handle"], "88.888/m-1");
+    assert_eq!(
+        json["values"][0]["data"]["value"],
+        "https://example.org/m-1"
+    );
+    let (status, head, _) = http_get(open.http, "/88.888/m-1").await;
+    assert_eq!(status, 302, "{head}");
+    assert!(head.contains("https://example.org/m-1"), "{head}");
+    // A handle the walk finds nowhere: not found, as a local one would be.
+    let (status, _, body) = http_get(open.http, "/api/handles/88.888/none").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, json["responseCode"].as_u64()),
+        (404, Some(100)),
+        "{body}"
+    );
+
+    // Recursion off: not served here, over REST and the redirect face alike.
+    let (_, _, body) = http_get(closed.http, "/api/handles/88.888/m-1").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["responseCode"], 301, "{body}");
+    let (status, _, _) = http_get(closed.http, "/88.888/m-1").await;
+    assert_ne!(status, 302);
 }
 
 #[tokio::test]

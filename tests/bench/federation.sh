@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The federation figures of BENCHMARKS.md: a UDP resolution of a handle on the secondary that
 # holds it (the baseline), the same handles through a node that walks the hierarchy for them
-# (its resolver face) once its cache holds them, and the first, uncached, walk: its latency and
-# how many upstream requests each answer cost. Same generator as the sweep (`suyuan bench run`,
+# (its resolver face) once its cache holds them, the first, uncached, walk (how many upstream
+# requests each answer cost), and uncached walks alone: handles that do not exist, which the
+# walker never caches, so every one is walked (one round trip to the secondary), against the
+# same misses asked of the secondary itself. Same generator as the sweep (`suyuan bench run`,
 # open loop, Zipf keys, no misses). The generator runs on core 0, the nodes on core 1.
 #
 #   bash tests/bench/federation.sh [RECORDS] [RATE] [OUT_DIR]   (default 10000, 4000, /tmp/suyuan-fed-bench)
@@ -43,10 +45,10 @@ serve rec 2752 --upstream 127.0.0.1:2750 --resolver-addr 127.0.0.1:2753
 "$bin" delegate 88.888 --top 127.0.0.1:2750 --auth 301:0.NA/0.NA --secret-file "$out/secret" \
   --site "$out/sec/siteinfo.json" >/dev/null
 
-run() { # name server rate
+run() { # name server rate [miss share]
   echo "== $1"
   taskset -c 0 "$bin" bench run --mode udp --server "$2" --prefix 88.888 --keys "$records" \
-    --miss 0 --rate "$3" --seconds "$secs" | tee "$out/$1.txt" | tail -1
+    --miss "${4:-0}" --rate "$3" --seconds "$secs" | tee "$out/$1.txt" | tail -1
 }
 upstream() { curl -s "http://127.0.0.1:9752/metrics" | awk -v k="$1" 'index($0, k) == 1 {print $2}'; }
 # Uncached: a slow run, so that every key drawn for the first time is walked (one round trip
@@ -61,3 +63,12 @@ echo "uncached walks: $misses cache misses, $requests upstream requests"
   --zipf 0 --rate 5000 --seconds $((records * 5 / 5000)) >/dev/null
 run local 127.0.0.1:2751 "$rate"
 run cached-foreign 127.0.0.1:2753 "$rate"
+# Uncached walks alone: every request a handle that does not exist ("handle not found" is never
+# cached), so each answer at the resolver face costs one upstream request to the secondary
+# (the prefix's sites are cached by now), against the same misses asked of the secondary.
+urate=${UNCACHED_RATE:-2000}
+before=$(upstream 'suyuan_upstream_requests_total{outcome="answered"}')
+run local-miss 127.0.0.1:2751 "$urate" 1
+run uncached-foreign 127.0.0.1:2753 "$urate" 1
+after=$(upstream 'suyuan_upstream_requests_total{outcome="answered"}')
+echo "uncached walks alone: $((after - before)) upstream requests for the uncached-foreign run"
