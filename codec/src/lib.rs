@@ -22,9 +22,11 @@ pub mod fuzzing;
 pub mod handle;
 pub mod json;
 pub mod message;
+pub mod note;
 pub mod session;
 pub mod site;
 pub mod time;
+pub mod tlog;
 pub mod value;
 pub mod wire;
 

@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 
 use suyuan_codec::handle::key_of;
+use suyuan_codec::tlog::Hash;
 
 use crate::error::RegistryError;
 use crate::kv::{Kv, Op, Table, open_embedded, prefix_end, table_key};
 use crate::links::{alias_of, links_of, template_refs};
+use crate::log::{LogState, LogSwitch, new_salt_key};
 use crate::model::{Change, PrefixEntry, Record, Tombstone};
 use crate::rules::{Applied, Effect, View, Write, plan};
 use crate::store::{
@@ -29,6 +31,9 @@ const MAX_GROUP: usize = 4096;
 
 const META_SCHEMA: &[u8] = b"schema";
 const META_SEQ: &[u8] = b"seq";
+/// The transparency log's size (leaves durable) and the key its value salts derive from.
+const META_LOG_SIZE: &[u8] = b"log_size";
+const META_LOG_SALT: &[u8] = b"log_salt";
 
 struct Job {
     write: Write,
@@ -42,6 +47,7 @@ struct Shared {
     /// Durable batches the writer committed since the store was opened.
     commits: AtomicU64,
     watchers: RwLock<Vec<CommitWatcher>>,
+    log: LogSwitch,
 }
 
 /// The registry's store over an embedded ordered key-value backend.
@@ -58,6 +64,12 @@ impl std::fmt::Debug for KvStore {
             .field("last_seq", &self.last_seq())
             .finish()
     }
+}
+
+/// A stored hash of the log read back: present and 32 bytes, or the store is damaged.
+fn stored_hash(v: Option<Vec<u8>>, index: u64) -> Result<Hash, RegistryError> {
+    v.and_then(|v| Hash::try_from(v.as_slice()).ok())
+        .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: stored hash {index}")))
 }
 
 fn u64_of(b: &[u8]) -> Result<u64, RegistryError> {
@@ -95,11 +107,21 @@ impl KvStore {
             Some(v) => u64_of(&v)?,
             None => 0,
         };
+        let log_salt = match kv.get(&table_key(Table::Meta, META_LOG_SALT))? {
+            Some(v) => <[u8; 32]>::try_from(v.as_slice())
+                .map_err(|_| RegistryError::Corrupt("transparency log salt key".into()))?,
+            None => {
+                let k = new_salt_key();
+                kv.write(&[Op::Put(table_key(Table::Meta, META_LOG_SALT), k.to_vec())])?;
+                k
+            }
+        };
         let shared = Arc::new(Shared {
             kv,
             last_seq: AtomicU64::new(last),
             commits: AtomicU64::new(0),
             watchers: RwLock::new(Vec::new()),
+            log: LogSwitch::new(log_salt),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let s = shared.clone();
@@ -224,6 +246,8 @@ fn reference_types(
 struct Overlay<'a> {
     kv: &'a dyn Kv,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The log's salt key while the log is on.
+    log: Option<[u8; 32]>,
 }
 
 impl Overlay<'_> {
@@ -280,12 +304,60 @@ impl Overlay<'_> {
                 Effect::Change(c) => {
                     self.put(table_key(Table::Changes, &c.seq.to_be_bytes()), c.encode())
                 }
+                Effect::LogLeaf {
+                    index,
+                    seq,
+                    entry,
+                    first_hash,
+                    hashes,
+                } => {
+                    self.put(table_key(Table::LogEntries, &index.to_be_bytes()), entry);
+                    self.put(
+                        table_key(Table::LogSeqs, &seq.to_be_bytes()),
+                        index.to_be_bytes().to_vec(),
+                    );
+                    for (i, h) in (first_hash..).zip(hashes) {
+                        self.put(table_key(Table::LogHashes, &i.to_be_bytes()), h.to_vec());
+                    }
+                    self.put(
+                        table_key(Table::Meta, META_LOG_SIZE),
+                        (index + 1).to_be_bytes().to_vec(),
+                    );
+                }
             }
         }
     }
 }
 
 impl View for Overlay<'_> {
+    fn log(&mut self) -> impl Future<Output = Result<Option<LogState>, RegistryError>> + Send {
+        let state = match self.log {
+            None => Ok(None),
+            Some(salt_key) => self
+                .get(&table_key(Table::Meta, META_LOG_SIZE))
+                .and_then(|v| v.map_or(Ok(0), |v| u64_of(&v)))
+                .map(|size| Some(LogState { size, salt_key })),
+        };
+        ready(state)
+    }
+
+    fn log_hashes(
+        &mut self,
+        indexes: &[u64],
+    ) -> impl Future<Output = Result<Vec<Hash>, RegistryError>> + Send {
+        ready(
+            indexes
+                .iter()
+                .map(|i| {
+                    stored_hash(
+                        self.get(&table_key(Table::LogHashes, &i.to_be_bytes()))?,
+                        *i,
+                    )
+                })
+                .collect(),
+        )
+    }
+
     fn indexed(
         &mut self,
         key: &str,
@@ -337,6 +409,7 @@ fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Job>) {
         let mut group = Overlay {
             kv,
             writes: BTreeMap::new(),
+            log: shared.log.key(),
         };
         let mut seq = shared.last_seq.load(Ordering::Acquire);
         let mut stale = Vec::new();
@@ -563,6 +636,51 @@ impl Store for KvStore {
             .kv()
             .get(&table_key(Table::Tombstones, key.as_bytes()))
             .and_then(|v| v.map(|v| Tombstone::decode(&v)).transpose()))
+    }
+
+    fn set_log(&self, on: bool) {
+        self.shared.log.set(on);
+    }
+
+    fn log_salt_key(&self) -> Option<[u8; 32]> {
+        self.shared.log.key()
+    }
+
+    fn log_size(&self) -> StoreFuture<'_, u64> {
+        now(self
+            .kv()
+            .get(&table_key(Table::Meta, META_LOG_SIZE))
+            .and_then(|v| v.map_or(Ok(0), |v| u64_of(&v))))
+    }
+
+    fn log_hashes(&self, indexes: Vec<u64>) -> StoreFuture<'_, Vec<Hash>> {
+        now(indexes
+            .iter()
+            .map(|i| {
+                stored_hash(
+                    self.kv()
+                        .get(&table_key(Table::LogHashes, &i.to_be_bytes()))?,
+                    *i,
+                )
+            })
+            .collect())
+    }
+
+    fn log_entries(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<Vec<u8>>> {
+        let start = table_key(Table::LogEntries, &from.to_be_bytes());
+        let end = table_key(Table::LogEntries, &to.to_be_bytes());
+        let limit = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
+        now(self
+            .kv()
+            .scan(&start, &end, limit)
+            .map(|page| page.into_iter().map(|(_, v)| v).collect()))
+    }
+
+    fn log_index(&self, seq: u64) -> StoreFuture<'_, Option<u64>> {
+        now(self
+            .kv()
+            .get(&table_key(Table::LogSeqs, &seq.to_be_bytes()))
+            .and_then(|v| v.map(|v| u64_of(&v)).transpose()))
     }
 
     fn changes_since(&self, from: u64, limit: usize) -> StoreFuture<'_, Vec<Change>> {

@@ -20,6 +20,12 @@ pub enum Table {
     Aliases = b'A',
     Tombstones = b'T',
     Changes = b'C',
+    /// Transparency log entries by leaf index.
+    LogEntries = b'L',
+    /// Transparency log stored hashes by their stored-hash index.
+    LogHashes = b'H',
+    /// Transparency log leaf index by change seq.
+    LogSeqs = b'S',
 }
 
 pub fn table_key(t: Table, key: &[u8]) -> Vec<u8> {

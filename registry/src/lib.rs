@@ -20,6 +20,7 @@ pub mod error;
 pub mod handlesql;
 pub mod kv;
 pub mod links;
+pub mod log;
 pub mod model;
 pub mod postgres;
 pub mod rules;

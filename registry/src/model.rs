@@ -157,7 +157,7 @@ pub enum ChangeOp {
 }
 
 impl ChangeOp {
-    fn from_u8(b: u8) -> Option<Self> {
+    pub(crate) fn from_u8(b: u8) -> Option<Self> {
         Some(match b {
             1 => ChangeOp::Create,
             2 => ChangeOp::Delete,

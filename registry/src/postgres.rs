@@ -34,12 +34,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use suyuan_codec::handle::key_of;
+use suyuan_codec::tlog::Hash;
 use tokio::sync::{Notify, mpsc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row, Statement};
 
 use crate::error::RegistryError;
 use crate::handlesql::{self, HandleRow};
+use crate::log::{LogState, LogSwitch, new_salt_key};
 use crate::model::{Change, PrefixEntry, Record, Tombstone};
 use crate::rules::{Applied, Effect, Mutation, View, Write, plan};
 use crate::store::{
@@ -62,7 +64,8 @@ const RETRIES: usize = 8;
 pub const ADOPTED: &str = "0:SUYUAN/ADOPTED";
 
 /// The schema, one step per version: step N brings a database from version N to N+1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE IF NOT EXISTS nas (na bytea PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS handles (
   handle bytea NOT NULL, idx int4 NOT NULL, type bytea, data bytea, ttl_type int2, ttl int4,
@@ -78,7 +81,14 @@ CREATE TABLE changes (seq int8 PRIMARY KEY, change bytea NOT NULL);
 CREATE TABLE suyuan_servers (id text PRIMARY KEY, seen int8 NOT NULL, beat timestamptz NOT NULL);
 CREATE TABLE suyuan_dirty (handle bytea PRIMARY KEY);
 INSERT INTO suyuan_meta (name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING;
-"#];
+"#,
+    r#"
+CREATE TABLE suyuan_log_entries (idx int8 PRIMARY KEY, seq int8 NOT NULL UNIQUE, entry bytea NOT NULL);
+CREATE TABLE suyuan_log_hashes (idx int8 PRIMARY KEY, hash bytea NOT NULL);
+CREATE TABLE suyuan_log_keys (name text PRIMARY KEY, value bytea NOT NULL);
+INSERT INTO suyuan_meta (name, value) VALUES ('log_size', 0) ON CONFLICT (name) DO NOTHING;
+"#,
+];
 
 /// Installed on PostgreSQL only: what another writer (a reference server) stores in `handles`
 /// directly is queued for the tail, which indexes it and logs the change. Suyuan's own
@@ -295,6 +305,11 @@ struct Prepared {
     del_prefix: Statement,
     ins_change: Statement,
     del_dirty: Statement,
+    log_size: Statement,
+    log_hashes: Statement,
+    ins_log_entry: Statement,
+    ins_log_hash: Statement,
+    up_log_size: Statement,
 }
 
 impl Prepared {
@@ -353,6 +368,17 @@ impl Prepared {
             del_prefix: p("DELETE FROM suyuan_prefixes WHERE prefix = $1".into()).await?,
             ins_change: p("INSERT INTO changes (seq, change) VALUES ($1, $2)".into()).await?,
             del_dirty: p("DELETE FROM suyuan_dirty WHERE handle = $1".into()).await?,
+            log_size: p("SELECT value FROM suyuan_meta WHERE name = 'log_size'".into()).await?,
+            log_hashes: p("SELECT idx, hash FROM suyuan_log_hashes WHERE idx = ANY($1)".into())
+                .await?,
+            ins_log_entry: p(
+                "INSERT INTO suyuan_log_entries (idx, seq, entry) VALUES ($1, $2, $3)".into(),
+            )
+            .await?,
+            ins_log_hash: p("INSERT INTO suyuan_log_hashes (idx, hash) VALUES ($1, $2)".into())
+                .await?,
+            up_log_size: p("UPDATE suyuan_meta SET value = $1 WHERE name = 'log_size'".into())
+                .await?,
         })
     }
 }
@@ -397,6 +423,9 @@ struct Inner {
     /// Wakes writers waiting for their peers to see a commit.
     peers_seen: Notify,
     notify: bool,
+    /// The log's salt key (made by the first server to start on the database, kept in it)
+    /// and whether this server's writes get leaves.
+    log: LogSwitch,
 }
 
 impl Inner {
@@ -540,6 +569,7 @@ impl PgStore {
             )
             .await
             .map_err(db)?;
+        let log_salt = log_salt_key(&readers[0].client).await?;
         let inner = Arc::new(Inner {
             url: url.to_string(),
             id: server_id.to_string(),
@@ -558,6 +588,7 @@ impl PgStore {
             size_bytes: AtomicU64::new(0),
             peers_seen: Notify::new(),
             notify,
+            log: LogSwitch::new(log_salt),
         });
         let writer = Conn::open(url).await?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -713,9 +744,83 @@ async fn read_alias<C: tokio_postgres::GenericClient + Sync>(
         .map(|r| String::from_utf8_lossy(r.get::<_, &[u8]>(0)).into_owned()))
 }
 
-struct TxView<'a, 't>(&'a tokio_postgres::Transaction<'t>, &'a Prepared);
+/// The log's salt key in the database, made by the first server that needs it.
+async fn log_salt_key(c: &Client) -> Result<[u8; 32], RegistryError> {
+    let k = new_salt_key();
+    c.execute(
+        "INSERT INTO suyuan_log_keys (name, value) VALUES ('salt', $1) ON CONFLICT (name) DO NOTHING",
+        &[&k.as_slice()],
+    )
+    .await
+    .map_err(db)?;
+    let row = c
+        .query_one("SELECT value FROM suyuan_log_keys WHERE name = 'salt'", &[])
+        .await
+        .map_err(db)?;
+    <[u8; 32]>::try_from(row.get::<_, &[u8]>(0))
+        .map_err(|_| RegistryError::Corrupt("transparency log salt key".into()))
+}
+
+async fn read_log_size<C: tokio_postgres::GenericClient + Sync>(
+    c: &C,
+    st: &Prepared,
+) -> Result<u64, RegistryError> {
+    let v: i64 = c.query_one(&st.log_size, &[]).await.map_err(db)?.get(0);
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+async fn read_log_hashes<C: tokio_postgres::GenericClient + Sync>(
+    c: &C,
+    st: &Prepared,
+    indexes: &[u64],
+) -> Result<Vec<Hash>, RegistryError> {
+    let want: Vec<i64> = indexes
+        .iter()
+        .map(|&i| i64::try_from(i).unwrap_or(i64::MAX))
+        .collect();
+    let rows = c.query(&st.log_hashes, &[&want]).await.map_err(db)?;
+    let found: std::collections::HashMap<i64, Vec<u8>> = rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, Vec<u8>>(1)))
+        .collect();
+    want.iter()
+        .map(|i| {
+            found
+                .get(i)
+                .and_then(|h| Hash::try_from(h.as_slice()).ok())
+                .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: stored hash {i}")))
+        })
+        .collect()
+}
+
+struct TxView<'a, 't>(
+    &'a tokio_postgres::Transaction<'t>,
+    &'a Prepared,
+    /// The log's salt key while this server's log is on.
+    Option<[u8; 32]>,
+);
 
 impl View for TxView<'_, '_> {
+    fn log(&mut self) -> impl Future<Output = Result<Option<LogState>, RegistryError>> + Send {
+        let (t, st, key) = (self.0, self.1, self.2);
+        async move {
+            match key {
+                None => Ok(None),
+                Some(salt_key) => Ok(Some(LogState {
+                    size: read_log_size(t, st).await?,
+                    salt_key,
+                })),
+            }
+        }
+    }
+    fn log_hashes(
+        &mut self,
+        indexes: &[u64],
+    ) -> impl Future<Output = Result<Vec<Hash>, RegistryError>> + Send {
+        let indexes = indexes.to_vec();
+        let (t, st) = (self.0, self.1);
+        async move { read_log_hashes(t, st, &indexes).await }
+    }
     fn record(
         &mut self,
         key: &str,
@@ -837,6 +942,22 @@ async fn carry_out(
             Effect::Change(c) => {
                 plan.push((&st.ins_change, vec![Int(c.seq as i64), Bytes(c.encode())]))
             }
+            Effect::LogLeaf {
+                index,
+                seq,
+                entry,
+                first_hash,
+                hashes,
+            } => {
+                plan.push((
+                    &st.ins_log_entry,
+                    vec![Int(index as i64), Int(seq as i64), Bytes(entry)],
+                ));
+                for (i, h) in (first_hash..).zip(hashes) {
+                    plan.push((&st.ins_log_hash, vec![Int(i as i64), Bytes(h.to_vec())]));
+                }
+                plan.push((&st.up_log_size, vec![Int(index as i64 + 1)]));
+            }
         }
     }
     let all: Vec<Vec<&(dyn tokio_postgres::types::ToSql + Sync)>> = plan
@@ -915,7 +1036,8 @@ async fn commit_group(inner: &Inner, conn: &mut Conn, jobs: &[Job]) -> Result<Gr
             }
             _ => false,
         };
-        match plan(&mut TxView(&t, st), seq + 1, &job.write).await {
+        let log = inner.log.key();
+        match plan(&mut TxView(&t, st, log), seq + 1, &job.write).await {
             Ok(p) => {
                 if let Some(s) = p.seq {
                     seq = s;
@@ -1499,6 +1621,63 @@ impl Store for PgStore {
                 .map_err(db)?
                 .map(|r| Tombstone::decode(r.get::<_, &[u8]>(0)))
                 .transpose()
+        })
+    }
+
+    fn set_log(&self, on: bool) {
+        self.inner.log.set(on);
+    }
+
+    fn log_salt_key(&self) -> Option<[u8; 32]> {
+        self.inner.log.key()
+    }
+
+    fn log_size(&self) -> StoreFuture<'_, u64> {
+        let inner = self.inner.clone();
+        self.spawn_read(async move {
+            let c = inner.conn();
+            read_log_size(&c.client, &c.st).await
+        })
+    }
+
+    fn log_hashes(&self, indexes: Vec<u64>) -> StoreFuture<'_, Vec<Hash>> {
+        let inner = self.inner.clone();
+        self.spawn_read(async move {
+            let c = inner.conn();
+            read_log_hashes(&c.client, &c.st, &indexes).await
+        })
+    }
+
+    fn log_entries(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<Vec<u8>>> {
+        let inner = self.inner.clone();
+        self.spawn_read(async move {
+            let rows = inner
+                .reader()
+                .query(
+                    "SELECT entry FROM suyuan_log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                    &[
+                        &i64::try_from(from).unwrap_or(i64::MAX),
+                        &i64::try_from(to).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            Ok(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+        })
+    }
+
+    fn log_index(&self, seq: u64) -> StoreFuture<'_, Option<u64>> {
+        let inner = self.inner.clone();
+        self.spawn_read(async move {
+            let row = inner
+                .reader()
+                .query_opt(
+                    "SELECT idx FROM suyuan_log_entries WHERE seq = $1",
+                    &[&i64::try_from(seq).unwrap_or(i64::MAX)],
+                )
+                .await
+                .map_err(db)?;
+            Ok(row.map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
         })
     }
 

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use suyuan_codec::handle::{Handle, key_of};
 use suyuan_codec::message::{HEADER_LEN, rc};
+use suyuan_codec::tlog::{self, Hash};
 use suyuan_codec::value::{
     AdminRecord, HandleValue, PublicKey, decode_value_list, duplicate_index, types,
 };
@@ -15,6 +16,7 @@ use suyuan_codec::wire::MAX_MESSAGE_LENGTH;
 
 use crate::error::RegistryError;
 use crate::links::{Link, alias_of, attr, check_vocabulary, links_of, template_refs, text_of};
+use crate::log::{Entry, LogState};
 use crate::model::{Change, ChangeOp, Identity, PrefixEntry, Record, Tombstone};
 use crate::template::Template;
 
@@ -118,6 +120,13 @@ pub trait View: Send {
         &mut self,
         key: &str,
     ) -> impl Future<Output = Result<Option<Record>, RegistryError>> + Send;
+    /// The transparency log's state, `None` when the log is off.
+    fn log(&mut self) -> impl Future<Output = Result<Option<LogState>, RegistryError>> + Send;
+    /// The log's stored hashes at these indexes ([`suyuan_codec::tlog::stored_hash_index`]).
+    fn log_hashes(
+        &mut self,
+        indexes: &[u64],
+    ) -> impl Future<Output = Result<Vec<Hash>, RegistryError>> + Send;
 }
 
 /// One domain-level write a mutation makes; a backend carries these out in order, in the
@@ -149,6 +158,15 @@ pub enum Effect {
     DeletePrefix(String),
     /// Append the change (its `seq` is the next of the shared sequence).
     Change(Change),
+    /// Append the change's leaf to the transparency log: its entry at `index` (the log's
+    /// size before it), found by `seq`, and the stored hashes from `first_hash` on.
+    LogLeaf {
+        index: u64,
+        seq: u64,
+        entry: Vec<u8>,
+        first_hash: u64,
+        hashes: Vec<Hash>,
+    },
 }
 
 impl Effect {
@@ -428,8 +446,46 @@ async fn existing<V: View>(v: &mut V, h: &Handle) -> Result<Record, RegistryErro
 }
 
 /// The rules for one write: refused, or its plan. `seq` is the sequence number its change
-/// takes if it writes anything.
+/// takes if it writes anything. When the log is on, a change's plan ends with its leaf: the
+/// change is durable with its leaf or not at all.
 pub async fn plan<V: View>(v: &mut V, seq: u64, w: &Write) -> Result<Plan, RegistryError> {
+    let mut p = plan_write(v, seq, w).await?;
+    let change = p.effects.iter().find_map(|e| match e {
+        Effect::Change(c) => Some(c),
+        _ => None,
+    });
+    if let Some(c) = change {
+        if let Some(state) = v.log().await? {
+            let leaf = log_leaf(v, &state, c).await?;
+            p.effects.push(leaf);
+        }
+    }
+    Ok(p)
+}
+
+/// The leaf of change `c` appended to the log of `state`.
+async fn log_leaf<V: View>(
+    v: &mut V,
+    state: &LogState,
+    c: &Change,
+) -> Result<Effect, RegistryError> {
+    let entry = Entry::of(c, &state.salt_key).encode();
+    let n = state.size;
+    let reads = tlog::append_reads(n);
+    let old = v.log_hashes(&reads).await?;
+    let hashes =
+        tlog::stored_hashes_for_leaf(n, tlog::leaf_hash(&entry), &|_: &[u64]| Ok(old.clone()))
+            .map_err(|e| RegistryError::Corrupt(format!("transparency log: {e}")))?;
+    Ok(Effect::LogLeaf {
+        index: n,
+        seq: c.seq,
+        entry,
+        first_hash: tlog::stored_hash_count(n),
+        hashes,
+    })
+}
+
+async fn plan_write<V: View>(v: &mut V, seq: u64, w: &Write) -> Result<Plan, RegistryError> {
     match &w.mutation {
         Mutation::Create {
             handle,

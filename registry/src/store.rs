@@ -31,7 +31,7 @@ pub use crate::rules::{
 };
 
 /// The store layout this binary writes; a store with a higher one is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A backend's answer to come.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RegistryError>> + Send + 'a>>;
@@ -81,6 +81,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn tombstone(&self, key: &str) -> StoreFuture<'_, Option<Tombstone>>;
     /// Changes with `seq >= from`, oldest first, at most `limit`.
     fn changes_since(&self, from: u64, limit: usize) -> StoreFuture<'_, Vec<Change>>;
+    /// Turns the transparency log on or off for the writes that follow (on by default; off
+    /// only for the benchmark's comparison: the changes written meanwhile get no leaves).
+    fn set_log(&self, on: bool);
+    /// The key the log's value salts derive from, while the log is on.
+    fn log_salt_key(&self) -> Option<[u8; 32]>;
+    /// The log's durable size: leaves appended.
+    fn log_size(&self) -> StoreFuture<'_, u64>;
+    /// The log's stored hashes at these indexes, in order.
+    fn log_hashes(&self, indexes: Vec<u64>) -> StoreFuture<'_, Vec<suyuan_codec::tlog::Hash>>;
+    /// The entries of leaves `from..to`.
+    fn log_entries(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<Vec<u8>>>;
+    /// The leaf index of change `seq`, if it has one.
+    fn log_index(&self, seq: u64) -> StoreFuture<'_, Option<u64>>;
     /// The last committed change this server knows of (its own and, on a shared database,
     /// the others' once their commit reached it).
     fn last_seq(&self) -> u64;

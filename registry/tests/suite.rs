@@ -1251,13 +1251,19 @@ fn a_postgres_schema_is_created_once_joined_and_refused_when_newer() {
         e.to_string().contains("holds no Suyuan store to join"),
         "{e}"
     );
-    assert_eq!(init_blocking(&db, InitMode::Create).unwrap(), 1);
+    assert_eq!(
+        init_blocking(&db, InitMode::Create).unwrap(),
+        suyuan_registry::store::SCHEMA_VERSION
+    );
     let e = init_blocking(&db, InitMode::Create).unwrap_err();
     assert!(
         e.to_string().contains("already holds a Suyuan store"),
         "{e}"
     );
-    assert_eq!(init_blocking(&db, InitMode::Join).unwrap(), 1);
+    assert_eq!(
+        init_blocking(&db, InitMode::Join).unwrap(),
+        suyuan_registry::store::SCHEMA_VERSION
+    );
     // A store a newer binary wrote is refused, by name.
     psql(&format!(
         "UPDATE {name}.suyuan_meta SET value = 99 WHERE name = 'schema'"
@@ -1282,7 +1288,62 @@ fn commits_stream_to_subscribers() {
     assert!(c.keys.contains(&"88.888.1/STREAMED".to_string()), "{c:?}");
 }
 
+/// Every change is a leaf, durable with it: the entries are the changes' entries, in order;
+/// the root is the RFC 6962 hash of them; a proof of every leaf verifies; a refused write
+/// appends nothing; the log turned off appends nothing.
+fn the_log_has_a_leaf_for_every_change_and_proves_each() {
+    use suyuan_codec::tlog;
+    use suyuan_registry::log::Entry;
+    let (_dir, reg) = open();
+    for i in 0..20 {
+        create(
+            &reg,
+            &format!("{P}/m-{i}"),
+            vec![v(1, "URL", "https://example.org/m")],
+        )
+        .unwrap();
+    }
+    assert!(create(&reg, &format!("{P}/m-3"), vec![v(1, "URL", "x")]).is_err());
+    let size = reg.log_size().unwrap();
+    assert_eq!(
+        size,
+        reg.last_seq(),
+        "one leaf per change, the refused write none"
+    );
+    let changes = reg.changes_since(1, 100).unwrap();
+    let key_entries: Vec<Vec<u8>> = (0..size)
+        .map(|i| reg.log_entry(i).unwrap().unwrap())
+        .collect();
+    for (c, e) in changes.iter().zip(&key_entries) {
+        let entry = Entry::decode(e).unwrap();
+        assert_eq!((entry.seq, &entry.handle), (c.seq, &c.handle));
+        assert_eq!(reg.log_index(c.seq).unwrap(), Some(c.seq - 1));
+        // The entry's digests are the salted digests of the change's values.
+        if let (Some(vs), Some(ds)) = (&c.values, &entry.values) {
+            for (v, d) in vs.iter().zip(ds) {
+                let salt = reg.log_salt(c.seq, v.index).unwrap();
+                assert_eq!(suyuan_registry::log::value_digest(&salt, v), d.digest);
+            }
+        }
+    }
+    let leaves: Vec<tlog::Hash> = key_entries.iter().map(|e| tlog::leaf_hash(e)).collect();
+    let root = reg.log_root(size).unwrap();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let p = reg.log_inclusion(size, i as u64).unwrap();
+        tlog::check_inclusion(&p, size, &root, i as u64, leaf).unwrap();
+    }
+    let old = reg.log_root(5).unwrap();
+    let p = reg.log_consistency(size, 5).unwrap();
+    tlog::check_consistency(&p, size, &root, 5, &old).unwrap();
+
+    reg.set_log(false);
+    create(&reg, &format!("{P}/unlogged"), vec![v(1, "URL", "u")]).unwrap();
+    assert_eq!(reg.log_size().unwrap(), size);
+    assert!(!reg.log_on());
+}
+
 conformance!(
+    the_log_has_a_leaf_for_every_change_and_proves_each,
     commits_stream_to_subscribers,
     records_resolve_list_and_page,
     create_modes,
