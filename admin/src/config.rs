@@ -58,6 +58,11 @@ pub struct ServeConfig {
     /// The private key of `300:0.NA/P` for the prefixes P homed here: with it the node keeps
     /// the HS_SITE values naming it at the top (the first `upstream`) current.
     pub delegation_key: Option<PathBuf>,
+    /// Keep the transparency log (every change a leaf, checkpoints, proofs). Off only to
+    /// measure what it costs.
+    pub log: bool,
+    /// The log's origin (its key's name), instead of the one `log.vkey` records.
+    pub log_origin: Option<String>,
 }
 
 /// One device rule: certificates issued by `ca` may register `prefix/<suffix>` where the
@@ -103,6 +108,8 @@ impl Default for ServeConfig {
             resolver_addr: None,
             upstream_cache_entries: 10_000,
             delegation_key: None,
+            log: true,
+            log_origin: None,
         }
     }
 }
@@ -140,6 +147,8 @@ pub struct ConfigFile {
     pub resolver_addr: Option<SocketAddr>,
     pub upstream_cache_entries: Option<u64>,
     pub delegation_key: Option<PathBuf>,
+    pub log: Option<bool>,
+    pub log_origin: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,8 +201,12 @@ impl ConfigFile {
             devices,
             upstream,
             recursion,
-            upstream_cache_entries
+            upstream_cache_entries,
+            log
         );
+        if self.log_origin.is_some() {
+            c.log_origin = self.log_origin;
+        }
         if self.resolver_addr.is_some() {
             c.resolver_addr = self.resolver_addr;
         }

@@ -93,6 +93,14 @@ pub struct Place {
 /// What `init` and `serve --demo` share: a node for `prefix` with its administrator, on
 /// `store` (joined, not created, with `join`).
 #[allow(clippy::too_many_arguments)]
+/// A log's default origin: where its node serves HTTP, and the prefix it was made for.
+pub fn log_origin(public: std::net::IpAddr, http_port: u16, prefix: &str) -> String {
+    format!(
+        "{}/suyuan/{prefix}",
+        std::net::SocketAddr::new(public, http_port)
+    )
+}
+
 pub fn initialise(
     dir: &DataDir,
     store: &StoreSpec,
@@ -108,6 +116,13 @@ pub fn initialise(
     dir.ensure_fresh()?;
     store.init(join)?;
     let key = dir.generate_key()?;
+    // The log's own key; the servers of a site sharing a database share one (copy the first
+    // server's log-key.pem and log.vkey into the others' data dirs).
+    suyuan_resolver::transparency::load_or_create_key(
+        &dir.root,
+        &log_origin(place.public, place.http_port, prefix),
+        None,
+    )?;
     dir.record_store(store)?;
     let registry = store.open(&dir.server_id())?;
     let mut site = site_info(
@@ -392,5 +407,13 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         store.describe(),
         if a.join { " (joined)" } else { "" }
     );
+    let vkey_path = a.data_dir.join(suyuan_resolver::transparency::VKEY_FILE);
+    if let Ok(vkey) = std::fs::read_to_string(&vkey_path) {
+        eprintln!(
+            "transparency log key: {} (also in {})",
+            vkey.trim(),
+            vkey_path.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

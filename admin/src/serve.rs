@@ -300,6 +300,22 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     let node_for_http = node.clone();
     let mut http_options = http_options(&cfg, &dir, public)?;
     http_options.metrics = Some(metrics.clone());
+    registry.set_log(cfg.log);
+    let log = if cfg.log {
+        let origin = crate::init::log_origin(public, http_addr.port(), &first_prefix(&registry)?);
+        let signer = suyuan_resolver::transparency::load_or_create_key(
+            &dir.root,
+            &origin,
+            cfg.log_origin.as_deref(),
+        )?;
+        Some(suyuan_resolver::transparency::Transparency::new(
+            registry.clone(),
+            signer,
+        )?)
+    } else {
+        None
+    };
+    http_options.log = log.clone();
     {
         let (node, registry, store) = (node.clone(), registry.clone(), dir.store());
         metrics.set_probe(Arc::new(move || {
@@ -365,6 +381,9 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         http_options,
         rx.clone(),
     ));
+    if let Some(log) = log {
+        tasks.push(tokio::spawn(log.run(rx.clone())));
+    }
     let ops_task = tokio::spawn(serve_ops(ops, metrics, ready.clone(), rx));
     ready.store(true, Ordering::Release);
     if let Some(keep) = keep_delegations {
@@ -389,6 +408,16 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     registry.close();
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The prefix a log is named after: the first this node homes below `0.`, or `0.NA` (a top).
+fn first_prefix(registry: &suyuan_registry::Registry) -> Result<String> {
+    Ok(registry
+        .prefixes()?
+        .into_iter()
+        .map(|p| p.prefix)
+        .find(|p| !p.starts_with("0.") && p != "0")
+        .unwrap_or_else(|| suyuan_codec::handle::NA_PREFIX.to_string()))
 }
 
 /// The work of keeping this node's HS_SITE current in `0.NA/P` at `top` for every prefix P

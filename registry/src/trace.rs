@@ -32,6 +32,8 @@ pub struct TraceQuery {
     /// Follow only these relations (empty: all).
     pub rels: Vec<String>,
     pub window: Option<Span>,
+    /// Whether the surface adds each node's transparency-log proof (`proofs=false`: not).
+    pub proofs: bool,
 }
 
 impl TraceQuery {
@@ -46,6 +48,7 @@ impl TraceQuery {
             limit: Self::DEFAULT_LIMIT,
             rels: Vec::new(),
             window: None,
+            proofs: true,
         }
     }
 
@@ -85,6 +88,13 @@ pub struct TraceNode {
     /// remote hop resolved through the hierarchy).
     #[serde(rename = "servedBy", skip_serializing_if = "Option::is_none")]
     pub served_by: Option<String>,
+    /// The change that wrote the version shown (local records only).
+    #[serde(skip)]
+    pub seq: Option<u64>,
+    /// The transparency log's proof of the version shown, added by the surface that
+    /// publishes the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<serde_json::Value>,
 }
 
 /// A remote hop that could not be resolved: which handle, the node asked (if one was found)
@@ -191,7 +201,7 @@ impl Registry {
         let mut queue: VecDeque<(String, u32)> = VecDeque::new();
         seen.insert(key_of(&root_rec.handle));
         out.nodes
-            .push(node(&root_rec.handle, &root_rec.values, readable));
+            .push(node(&root_rec.handle, &root_rec.values, readable).at(root_rec.seq));
         queue.push_back((root_rec.handle.clone(), 0));
         let follows = |rel: &str| q.rels.is_empty() || q.rels.iter().any(|r| r == rel);
 
@@ -345,7 +355,8 @@ impl Registry {
                 out.truncated = true;
                 return Ok(());
             }
-            out.nodes.push(node(&rec.handle, &rec.values, readable));
+            out.nodes
+                .push(node(&rec.handle, &rec.values, readable).at(rec.seq));
             queue.push_back((rec.handle.clone(), depth + 1));
         }
         out.edges.push(TraceEdge {
@@ -371,10 +382,17 @@ fn node(
             .map(suyuan_codec::json::value_to_json)
             .collect(),
         served_by: None,
+        seq: None,
+        proof: None,
     }
 }
 
 impl TraceNode {
+    fn at(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+
     /// A record's node from public values only (a remote record, answered to anyone).
     pub fn public(handle: &str, values: &[HandleValue]) -> Self {
         node(handle, values, &|_, v| v.permissions.public_read())

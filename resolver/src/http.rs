@@ -65,6 +65,8 @@ pub struct HttpOptions {
     pub max_sessions: usize,
     /// Where HTTP requests are counted.
     pub metrics: Option<crate::ops::Metrics>,
+    /// The node's transparency log, published under `/log/` and `/api/proof/`.
+    pub log: Option<Arc<crate::transparency::Transparency>>,
 }
 
 impl Default for HttpOptions {
@@ -79,6 +81,7 @@ impl Default for HttpOptions {
             handshake_timeout: Duration::from_secs(10),
             max_sessions: 65_536,
             metrics: None,
+            log: None,
         }
     }
 }
@@ -87,6 +90,16 @@ impl Default for HttpOptions {
 struct HttpState {
     registry: Arc<Registry>,
     rest: RestState,
+    log: Option<Arc<crate::transparency::Transparency>>,
+}
+
+impl axum::extract::FromRef<HttpState> for crate::transparency::LogState {
+    fn from_ref(s: &HttpState) -> Self {
+        crate::transparency::LogState {
+            log: s.log.clone(),
+            rest: s.rest.clone(),
+        }
+    }
 }
 
 impl axum::extract::FromRef<HttpState> for RestState {
@@ -113,6 +126,11 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
     };
     let app = Router::new()
         .route("/api/trace/{*handle}", get(trace))
+        .route("/api/proof/{*handle}", get(crate::transparency::proof))
+        .route("/log/key", get(crate::transparency::key))
+        .route("/log/checkpoint", get(crate::transparency::checkpoint))
+        .route("/log/consistency", get(crate::transparency::consistency))
+        .route("/log/tile/{*tile}", get(crate::transparency::tile))
         // The reference answers a POST where it answers a GET, on handles and sessions alike.
         .route(
             "/api/handles",
@@ -162,7 +180,11 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
         .route("/api/{*rest}", axum::routing::any(rest::unknown_endpoint))
         .fallback(rest::fallback)
         .layer(DefaultBodyLimit::max(opts.max_body))
-        .with_state(HttpState { registry, rest })
+        .with_state(HttpState {
+            registry,
+            rest,
+            log: opts.log.clone(),
+        })
         .layer(axum::middleware::from_fn_with_state(
             BodyLimits {
                 max: opts.max_body,
@@ -508,6 +530,7 @@ pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, St
     let mut limit = TraceQuery::DEFAULT_LIMIT;
     let mut rels = Vec::new();
     let (mut from, mut to) = (None, None);
+    let mut proofs = true;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "direction" => {
@@ -532,6 +555,13 @@ pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, St
                     .ok_or(format!("limit must be 1..={MAX_LIMIT}"))?
             }
             "rel" => rels.push(v.into_owned()),
+            "proofs" => {
+                proofs = match v.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(format!("proofs must be true or false, not {other:?}")),
+                }
+            }
             "from" => from = Some(v.into_owned()),
             "to" => to = Some(v.into_owned()),
             other => return Err(format!("unknown parameter {other:?}")),
@@ -543,6 +573,7 @@ pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, St
     q.depth = depth;
     q.limit = limit;
     q.rels = rels;
+    q.proofs = proofs;
     Ok(q)
 }
 
@@ -605,6 +636,7 @@ async fn trace(
     };
     let node = s.rest.node.clone();
     let registry = s.registry.clone();
+    let log = s.log.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<Result<suyuan_registry::Trace, Response>, RegistryError> {
         // A handle is a handle; anything else (an OID, Ecode, GS1 Digital Link path) is looked
         // up in the alias index.
@@ -673,7 +705,20 @@ async fn trace(
             *d.entry(handle.to_string())
                 .or_insert_with(|| node.may_read(who, handle))
         };
-        Ok(Ok(registry.trace(&q, &readable)?))
+        let mut t = registry.trace(&q, &readable)?;
+        if let Some(log) = log.as_ref().filter(|_| q.proofs) {
+            for n in &mut t.nodes {
+                let Some(seq) = n.seq else { continue };
+                let shown: Vec<u32> = n
+                    .values
+                    .iter()
+                    .filter_map(|v| v.get("index").and_then(|i| i.as_u64()))
+                    .filter_map(|i| u32::try_from(i).ok())
+                    .collect();
+                n.proof = log.proof(seq, &shown)?;
+            }
+        }
+        Ok(Ok(t))
     })
     .await;
     match result {

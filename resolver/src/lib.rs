@@ -1,5 +1,6 @@
-//! suyuan-resolver: the serving side of the node — Handle TCP/UDP now; HTTP(S) REST, QUIC and
-//! DNS, sessions, the cache and metrics as their issues land.
+//! suyuan-resolver: the serving side of the node — Handle TCP/UDP, HTTP(S) (REST, the redirect
+//! face, traces, the transparency log), sessions, the cache and metrics; QUIC and DNS as their
+//! issues land.
 //!
 //! Transports decode bytes with `suyuan-codec`, answer what cannot be decoded the way the
 //! reference server does ([`frontline`]), and hand requests to a [`service::Service`]. Service
@@ -21,6 +22,7 @@ pub mod service;
 pub mod session;
 pub mod tcp;
 pub mod tls;
+pub mod transparency;
 pub mod udp;
 
 pub use service::{Limits, Reply, Request, Service};
