@@ -26,6 +26,7 @@ mod serve;
 mod site;
 mod store;
 mod trace;
+mod verify;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,6 +51,9 @@ enum Command {
     Resolve(resolve::ResolveArgs),
     /// Trace a record's provenance through a running node's trace API.
     Trace(trace::TraceArgs),
+    /// Check a trace or proof answer against the transparency log's key: every value shown
+    /// is the one logged, every entry is in a signed checkpoint (exit 0 all hold, 1 any fails).
+    Verify(verify::VerifyArgs),
     /// Register records in bulk from JSON Lines, a Handle.Net batch file or a Handle.Net SQL
     /// database (re-running writes nothing).
     Import(import::ImportArgs),
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::run(a).await,
             Command::Resolve(a) => resolve::run(a).await,
             Command::Trace(a) => trace::run(a).await,
+            Command::Verify(a) => verify::run(a).await,
             Command::Import(a) => import::run(a).await,
             Command::Migrate(a) => tokio::task::block_in_place(|| migrate::run(a)),
             Command::Reindex(a) => trace::reindex(a),

@@ -42,7 +42,7 @@ pub struct TraceArgs {
     node: String,
 }
 
-fn pct(s: &str) -> String {
+pub(crate) fn pct(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
@@ -54,7 +54,7 @@ fn pct(s: &str) -> String {
 }
 
 /// A plain HTTP/1.1 GET (the trace API is served over plain HTTP on loopback by default).
-async fn http_get(base: &str, path_and_query: &str) -> Result<(u16, String)> {
+pub(crate) async fn http_get(base: &str, path_and_query: &str) -> Result<(u16, String)> {
     let host = node_host(base)?;
     let mut s = tokio::net::TcpStream::connect(host)
         .await

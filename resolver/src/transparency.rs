@@ -481,6 +481,13 @@ pub(crate) async fn proof(
         if let Some(o) = p.as_object_mut() {
             o.insert("handle".into(), Json::String(h.clone()));
             o.insert("seq".into(), json!(seq));
+            // The values the salts open, so the answer is checked on its own.
+            let readable: Vec<Json> = values
+                .iter()
+                .filter(|v| shown.contains(&v.index))
+                .map(suyuan_codec::json::value_to_json)
+                .collect();
+            o.insert("values".into(), Json::Array(readable));
         }
         let status = if pending {
             StatusCode::ACCEPTED
