@@ -34,9 +34,13 @@ pub struct TraceArgs {
     /// Window end (a period counts to its end).
     #[arg(long)]
     to: Option<String>,
-    /// Print the API's JSON answer.
+    /// Print the API's JSON answer (with each record's transparency-log proof, for `suyuan
+    /// verify`).
     #[arg(long)]
     json: bool,
+    /// Leave the proofs out of the JSON answer.
+    #[arg(long)]
+    no_proofs: bool,
     /// The node's HTTP address.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     node: String,
@@ -126,6 +130,10 @@ pub async fn run(a: TraceArgs) -> Result<ExitCode> {
     }
     if let Some(t) = &a.to {
         q.push_str(&format!("&to={}", pct(t)));
+    }
+    // The tree shows no proofs: do not make the node build them.
+    if a.no_proofs || !a.json {
+        q.push_str("&proofs=false");
     }
     let (status, body) = http_get(&a.node, &format!("/api/trace/{}?{q}", pct(&a.handle))).await?;
     let j: Json = serde_json::from_str(&body)

@@ -125,6 +125,44 @@ fn main() {
     }
     let batched = rate(n, t.elapsed().as_secs_f64());
 
+    // The same batched creates with the transparency log off, into a store of their own.
+    let off_dir = tempfile::tempdir().unwrap();
+    let off = Registry::open(off_dir.path()).unwrap();
+    off.apply(w(Mutation::Home {
+        prefix: P.into(),
+        admins: vec![Identity::new(300, "88.888.1/ADMIN")],
+    }))
+    .unwrap();
+    off.set_log(false);
+    let mut off_rng = rand::rngs::StdRng::seed_from_u64(42);
+    let t = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        let writes: Vec<Write> = (i..end)
+            .map(|k| create(format!("{P}/f{k}"), filler(k, &mut off_rng)))
+            .collect();
+        for r in off.apply_batch(writes) {
+            r.unwrap();
+        }
+        i = end;
+    }
+    let batched_off = rate(n, t.elapsed().as_secs_f64());
+    off.close();
+    drop(off_dir);
+
+    // Inclusion proofs read from the store at its size.
+    let leaves = reg.log_size().unwrap();
+    let root = reg.log_root(leaves).unwrap();
+    let proofs = 20_000;
+    let t = Instant::now();
+    for _ in 0..proofs {
+        let i = rng.gen_range(0..leaves);
+        let p = reg.log_inclusion(leaves, i).unwrap();
+        std::hint::black_box((&p, &root));
+    }
+    let proof_us = t.elapsed().as_secs_f64() * 1e6 / proofs as f64;
+
     // The 10-deep tree: level 0 is the report, level 10 the meters.
     let name = |level: u32, k: usize| format!("{P}/L{level}-{k}");
     for level in (0..=10u32).rev() {
@@ -199,6 +237,14 @@ fn main() {
     println!(
         "create, batched (group commits):            {batched:>12.0} records/s  = {:.2} x raw put",
         batched / raw_put
+    );
+    println!(
+        "create, batched, transparency log off:      {batched_off:>12.0} records/s  (log on / off = {:.3})",
+        batched / batched_off
+    );
+    println!(
+        "inclusion proof from the store, {leaves} leaves: {proof_us:>9.1} µs each = {:.1} raw gets",
+        proof_us / 1e6 * raw_get
     );
     println!(
         "create, single (one durable commit each):   {single:>12.0} records/s  = {:.4} x raw put",

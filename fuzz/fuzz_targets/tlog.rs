@@ -1,0 +1,5 @@
+//! Fuzz target `tlog`: the properties are in suyuan_codec::fuzzing::tlog, shared with the stable
+//! corpus replay test.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| suyuan_codec::fuzzing::tlog(data));
