@@ -63,6 +63,36 @@ pub struct ServeConfig {
     pub log: bool,
     /// The log's origin (its key's name), instead of the one `log.vkey` records.
     pub log_origin: Option<String>,
+    /// Witnessing: the logs this node cosigns, the witnesses its own log is submitted to.
+    pub witness: WitnessConfig,
+}
+
+/// `[witness]`: `[[witness.logs]]` this node witnesses (by origin, with the log's vkey), and
+/// `[[witness.submit]]` witnesses its own checkpoints are submitted to (a submission prefix
+/// `http://HOST:PORT`, and the witness's vkey).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's name (its key's name); default `<public address>:<http port>/suyuan-witness`.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub logs: Vec<WitnessLogConfig>,
+    #[serde(default)]
+    pub submit: Vec<WitnessSubmitConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessLogConfig {
+    pub origin: String,
+    pub vkey: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSubmitConfig {
+    pub url: String,
+    pub vkey: String,
 }
 
 /// One device rule: certificates issued by `ca` may register `prefix/<suffix>` where the
@@ -110,6 +140,7 @@ impl Default for ServeConfig {
             delegation_key: None,
             log: true,
             log_origin: None,
+            witness: WitnessConfig::default(),
         }
     }
 }
@@ -149,6 +180,7 @@ pub struct ConfigFile {
     pub delegation_key: Option<PathBuf>,
     pub log: Option<bool>,
     pub log_origin: Option<String>,
+    pub witness: Option<WitnessConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +234,8 @@ impl ConfigFile {
             upstream,
             recursion,
             upstream_cache_entries,
-            log
+            log,
+            witness
         );
         if self.log_origin.is_some() {
             c.log_origin = self.log_origin;

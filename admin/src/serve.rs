@@ -308,14 +308,52 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
             &origin,
             cfg.log_origin.as_deref(),
         )?;
-        Some(suyuan_resolver::transparency::Transparency::new(
+        let mut submit = Vec::new();
+        for w in &cfg.witness.submit {
+            let key = suyuan_codec::note::VerifierKey::parse(&w.vkey)
+                .with_context(|| format!("config [[witness.submit]] {}: vkey", w.url))?;
+            submit.push(suyuan_resolver::witness::Submit::new(&w.url, key));
+        }
+        Some(suyuan_resolver::transparency::Transparency::witnessed(
             registry.clone(),
             signer,
+            submit,
         )?)
     } else {
         None
     };
     http_options.log = log.clone();
+    if !cfg.witness.logs.is_empty() {
+        let name = cfg.witness.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}/suyuan-witness",
+                std::net::SocketAddr::new(public, http_addr.port())
+            )
+        });
+        let signer = suyuan_resolver::transparency::load_or_create(
+            suyuan_resolver::transparency::KeyRole::Witness,
+            &dir.root,
+            &name,
+            cfg.witness.name.as_deref(),
+        )?;
+        let mut logs = Vec::new();
+        for l in &cfg.witness.logs {
+            let key = suyuan_codec::note::VerifierKey::parse(&l.vkey)
+                .with_context(|| format!("config [[witness.logs]] {}: vkey", l.origin))?;
+            logs.push(suyuan_resolver::witness::WitnessedLog {
+                origin: l.origin.clone(),
+                key,
+            });
+        }
+        let w = suyuan_resolver::witness::Witness::new(signer, logs, &dir.root.join("witness"))
+            .context("the witness's records")?;
+        eprintln!(
+            "witnessing {} log(s) as {}",
+            cfg.witness.logs.len(),
+            w.vkey()
+        );
+        http_options.witness = Some(Arc::new(w));
+    }
     {
         let (node, registry, store) = (node.clone(), registry.clone(), dir.store());
         metrics.set_probe(Arc::new(move || {

@@ -67,6 +67,8 @@ pub struct HttpOptions {
     pub metrics: Option<crate::ops::Metrics>,
     /// The node's transparency log, published under `/log/` and `/api/proof/`.
     pub log: Option<Arc<crate::transparency::Transparency>>,
+    /// This node as a witness of other logs (`POST /log/add-checkpoint`).
+    pub witness: Option<Arc<crate::witness::Witness>>,
 }
 
 impl Default for HttpOptions {
@@ -82,6 +84,7 @@ impl Default for HttpOptions {
             max_sessions: 65_536,
             metrics: None,
             log: None,
+            witness: None,
         }
     }
 }
@@ -91,6 +94,13 @@ struct HttpState {
     registry: Arc<Registry>,
     rest: RestState,
     log: Option<Arc<crate::transparency::Transparency>>,
+    witness: Option<Arc<crate::witness::Witness>>,
+}
+
+impl axum::extract::FromRef<HttpState> for Option<Arc<crate::witness::Witness>> {
+    fn from_ref(s: &HttpState) -> Self {
+        s.witness.clone()
+    }
 }
 
 impl axum::extract::FromRef<HttpState> for crate::transparency::LogState {
@@ -131,6 +141,10 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
         .route("/log/checkpoint", get(crate::transparency::checkpoint))
         .route("/log/consistency", get(crate::transparency::consistency))
         .route("/log/tile/{*tile}", get(crate::transparency::tile))
+        .route(
+            "/log/add-checkpoint",
+            axum::routing::post(crate::witness::add_checkpoint),
+        )
         // The reference answers a POST where it answers a GET, on handles and sessions alike.
         .route(
             "/api/handles",
@@ -184,6 +198,7 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
             registry,
             rest,
             log: opts.log.clone(),
+            witness: opts.witness.clone(),
         })
         .layer(axum::middleware::from_fn_with_state(
             BodyLimits {

@@ -24,5 +24,6 @@ pub mod tcp;
 pub mod tls;
 pub mod transparency;
 pub mod udp;
+pub mod witness;
 
 pub use service::{Limits, Reply, Request, Service};

@@ -33,6 +33,32 @@ use crate::rest::{self, ConnInfo, RestState};
 /// The log's key file in the data dir (PKCS#8 PEM, 0600) and its verifier key.
 pub const KEY_FILE: &str = "log-key.pem";
 pub const VKEY_FILE: &str = "log.vkey";
+/// The witness's own key and verifier key (a cosigner's, type 0x04).
+pub const WITNESS_KEY_FILE: &str = "witness-key.pem";
+pub const WITNESS_VKEY_FILE: &str = "witness.vkey";
+
+/// Which key: the log's, or the witness's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    Log,
+    Witness,
+}
+
+impl KeyRole {
+    fn files(self) -> (&'static str, &'static str) {
+        match self {
+            KeyRole::Log => (KEY_FILE, VKEY_FILE),
+            KeyRole::Witness => (WITNESS_KEY_FILE, WITNESS_VKEY_FILE),
+        }
+    }
+
+    fn verifier(self, s: &NoteSigner) -> suyuan_codec::note::VerifierKey {
+        match self {
+            KeyRole::Log => s.verifier(),
+            KeyRole::Witness => s.cosigner(),
+        }
+    }
+}
 
 /// How often the checkpoint is brought up to date at most, and at least.
 const REFRESH_AT_MOST: Duration = Duration::from_millis(200);
@@ -56,12 +82,23 @@ pub fn load_or_create_key(
     default_origin: &str,
     configured: Option<&str>,
 ) -> Result<NoteSigner, LogKeyError> {
+    load_or_create(KeyRole::Log, dir, default_origin, configured)
+}
+
+/// The key of `role` in `dir` (see [`load_or_create_key`]), made when there is none.
+pub fn load_or_create(
+    role: KeyRole,
+    dir: &Path,
+    default_origin: &str,
+    configured: Option<&str>,
+) -> Result<NoteSigner, LogKeyError> {
+    let (key_file, vkey_file) = role.files();
     let file_err = |path: &Path, why: String| LogKeyError::File {
         path: path.display().to_string(),
         why,
     };
-    let key_path = dir.join(KEY_FILE);
-    let vkey_path = dir.join(VKEY_FILE);
+    let key_path = dir.join(key_file);
+    let vkey_path = dir.join(vkey_file);
     let key = match std::fs::read_to_string(&key_path) {
         Ok(pem) => SigningKey::from_pkcs8_pem(&pem)
             .map_err(|e| file_err(&key_path, format!("not an Ed25519 PKCS#8 key: {e}")))?,
@@ -89,7 +126,7 @@ pub fn load_or_create_key(
     }
     let signer = NoteSigner::new(&name, key);
     if recorded.as_deref() != Some(name.as_str()) {
-        std::fs::write(&vkey_path, format!("{}\n", signer.verifier().encode()))
+        std::fs::write(&vkey_path, format!("{}\n", role.verifier(&signer).encode()))
             .map_err(|e| file_err(&vkey_path, e.to_string()))?;
     }
     Ok(signer)
@@ -122,6 +159,8 @@ pub struct Published {
 pub struct Transparency {
     registry: Arc<Registry>,
     signer: NoteSigner,
+    /// The witnesses each new checkpoint is submitted to.
+    witnesses: Vec<crate::witness::Submit>,
     latest: Mutex<Arc<Published>>,
     changed: watch::Sender<u64>,
 }
@@ -138,11 +177,21 @@ impl Transparency {
     /// The log over `registry`'s store, signed by `signer` (whose name is the origin), with
     /// its first checkpoint made now. Blocks on the store.
     pub fn new(registry: Arc<Registry>, signer: NoteSigner) -> Result<Arc<Self>, RegistryError> {
-        let first = sign(&registry, &signer, registry.log_size()?)?;
+        Self::witnessed(registry, signer, Vec::new())
+    }
+
+    /// The same, each checkpoint submitted to `witnesses` and served with their cosignatures.
+    pub fn witnessed(
+        registry: Arc<Registry>,
+        signer: NoteSigner,
+        witnesses: Vec<crate::witness::Submit>,
+    ) -> Result<Arc<Self>, RegistryError> {
+        let first = sign(&registry, &signer, &witnesses, registry.log_size()?)?;
         let (changed, _) = watch::channel(first.size);
         Ok(Arc::new(Transparency {
             registry,
             signer,
+            witnesses,
             latest: Mutex::new(Arc::new(first)),
             changed,
         }))
@@ -171,7 +220,7 @@ impl Transparency {
         if size <= latest.size {
             return Ok(latest);
         }
-        let p = Arc::new(sign(&self.registry, &self.signer, size)?);
+        let p = Arc::new(sign(&self.registry, &self.signer, &self.witnesses, size)?);
         if let Ok(mut l) = self.latest.lock() {
             // Never step back: a slower refresh may finish after a faster one.
             if l.size < p.size {
@@ -249,20 +298,39 @@ impl Transparency {
     }
 }
 
-fn sign(registry: &Registry, signer: &NoteSigner, size: u64) -> Result<Published, RegistryError> {
+/// The checkpoint of the first `size` leaves, signed, and cosigned by every witness that
+/// answers (one that does not is left out, and said so in the log).
+fn sign(
+    registry: &Registry,
+    signer: &NoteSigner,
+    witnesses: &[crate::witness::Submit],
+    size: u64,
+) -> Result<Published, RegistryError> {
     let root = registry.log_root(size)?;
-    let text = Checkpoint {
+    let cp = Checkpoint {
         origin: signer.name.clone(),
         size,
         root,
-    }
-    .text();
-    let note = Note {
+    };
+    let text = cp.text();
+    let mut note = Note {
         signatures: vec![signer.sign(&text)],
         text,
+    };
+    let proof = |old: u64| registry.log_consistency(size, old).ok();
+    let mut cosignatures = Vec::new();
+    for w in witnesses {
+        match w.cosign(&note, &cp, &proof) {
+            Ok(sig) => cosignatures.push(sig),
+            Err(e) => warn!(witness = w.url, error = e, "checkpoint not cosigned"),
+        }
     }
-    .encode();
-    Ok(Published { size, root, note })
+    note.signatures.extend(cosignatures);
+    Ok(Published {
+        size,
+        root,
+        note: note.encode(),
+    })
 }
 
 /// What the log's routes need: the log, if this node keeps one.

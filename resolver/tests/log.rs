@@ -14,7 +14,8 @@ use suyuan_codec::value::HandleValue;
 use suyuan_registry::{CreateMode, Mutation, Registry, Write};
 use suyuan_resolver::http::{HttpOptions, serve_http};
 use suyuan_resolver::node::{HandleNode, NodeConfig};
-use suyuan_resolver::transparency::{Transparency, load_or_create_key};
+use suyuan_resolver::transparency::{KeyRole, Transparency, load_or_create, load_or_create_key};
+use suyuan_resolver::witness::{Submit, Witness, WitnessedLog};
 use tokio::sync::watch;
 
 /// `GET target` at `addr`, blocking: the status and the body's bytes.
@@ -63,10 +64,23 @@ struct Node {
 }
 
 async fn node() -> Node {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(Registry::open(&dir.path().join("store")).unwrap());
     let signer = load_or_create_key(dir.path(), "example.test/suyuan/88.888", None).unwrap();
-    let log = Transparency::new(registry.clone(), signer).unwrap();
+    serve(listener, dir, signer, Vec::new(), None).await
+}
+
+/// A node on `listener` keeping its store in `dir`, its log signed by `signer` and submitted
+/// to `submit`, witnessing with `witness`.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    dir: tempfile::TempDir,
+    signer: suyuan_codec::note::NoteSigner,
+    submit: Vec<Submit>,
+    witness: Option<Witness>,
+) -> Node {
+    let registry = Arc::new(Registry::open(&dir.path().join("store")).unwrap());
+    let log = Transparency::witnessed(registry.clone(), signer, submit).unwrap();
     let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
     let site = suyuan_codec::site::SiteInfo::single_server(
         1,
@@ -86,7 +100,6 @@ async fn node() -> Node {
         },
     );
     let (stop, rx) = watch::channel(false);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = listener.local_addr().unwrap();
     tokio::spawn(serve_http(
         listener,
@@ -94,6 +107,7 @@ async fn node() -> Node {
         node,
         HttpOptions {
             log: Some(log.clone()),
+            witness: witness.map(Arc::new),
             ..HttpOptions::default()
         },
         rx,
@@ -278,6 +292,159 @@ async fn independent_implementations_verify_the_checkpoint_tiles_and_proofs() {
         new_root.verify_consistency(&old_root, &proof).unwrap();
         assert_eq!(get(http, "/log/consistency?from=0&to=301").0, 400);
         assert_eq!(get(http, "/log/consistency?from=5&to=999").0, 400);
+    })
+    .await
+    .unwrap();
+}
+
+/// `POST target` with `body` at `addr`, blocking: status, content type, body.
+fn post(addr: SocketAddr, target: &str, body: &[u8]) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {target} HTTP/1.1\r\nHost: node\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_witness_each_other() {
+    let (la, lb) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let (addr_a, addr_b) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log_a = load_or_create_key(da.path(), "a.example/suyuan/88.888", None).unwrap();
+    let log_b = load_or_create_key(db.path(), "b.example/suyuan/99.9", None).unwrap();
+    let wit_a = load_or_create(KeyRole::Witness, da.path(), "a.example/witness", None).unwrap();
+    let wit_b = load_or_create(KeyRole::Witness, db.path(), "b.example/witness", None).unwrap();
+    let (vk_log_a, vk_log_b) = (log_a.verifier(), log_b.verifier());
+    let (vk_wit_a, vk_wit_b) = (wit_a.cosigner(), wit_b.cosigner());
+    let witness_a = Witness::new(
+        wit_a,
+        vec![WitnessedLog {
+            origin: vk_log_b.name.clone(),
+            key: vk_log_b.clone(),
+        }],
+        &da.path().join("witness"),
+    )
+    .unwrap();
+    let witness_b = Witness::new(
+        wit_b,
+        vec![WitnessedLog {
+            origin: vk_log_a.name.clone(),
+            key: vk_log_a.clone(),
+        }],
+        &db.path().join("witness"),
+    )
+    .unwrap();
+    let a = serve(
+        la,
+        da,
+        log_a,
+        vec![Submit::new(
+            &format!("http://{addr_b}/log"),
+            vk_wit_b.clone(),
+        )],
+        Some(witness_a),
+    )
+    .await;
+    let b = serve(
+        lb,
+        db,
+        log_b,
+        vec![Submit::new(
+            &format!("http://{addr_a}/log"),
+            vk_wit_a.clone(),
+        )],
+        Some(witness_b),
+    )
+    .await;
+    for (n, prefix) in [(&a, "88.888"), (&b, "99.9")] {
+        write(
+            &n.registry,
+            Mutation::Home {
+                prefix: prefix.into(),
+                admins: Vec::new(),
+            },
+        );
+    }
+    let (ra, rb) = (a.registry.clone(), b.registry.clone());
+    let (ta, tb) = (a.log.clone(), b.log.clone());
+    tokio::task::spawn_blocking(move || {
+        for round in 0..3 {
+            for (reg, log, prefix) in [(&ra, &ta, "88.888"), (&rb, &tb, "99.9")] {
+                write(
+                    reg,
+                    Mutation::Create {
+                        handle: format!("{prefix}/r-{round}"),
+                        values: vec![HandleValue::new(1, "URL", "https://example.org/r")],
+                        mode: CreateMode::Plain,
+                    },
+                );
+                log.refresh().unwrap();
+            }
+        }
+        // Each log's checkpoint carries the other node's cosignature, which verifies.
+        for (addr, log_key, witness_key) in [
+            (addr_a, &vk_log_a, &vk_wit_b),
+            (addr_b, &vk_log_b, &vk_wit_a),
+        ] {
+            let (_, body) = get(addr, "/log/checkpoint");
+            let note = suyuan_codec::note::Note::parse(&String::from_utf8(body).unwrap()).unwrap();
+            note.verify(log_key).unwrap();
+            note.verify_cosignature(witness_key).unwrap();
+            let cp = suyuan_codec::note::Checkpoint::parse(&note.text).unwrap();
+            assert_eq!(cp.size, 4);
+        }
+        // The witness's answers over HTTP: 409 says its size as text/x.tlog.size, an unknown
+        // log is 404, a malformed body 400.
+        let (_, cp_a) = get(addr_a, "/log/checkpoint");
+        let cp_a = String::from_utf8(cp_a).unwrap();
+        let (status, ctype, body) = post(
+            addr_b,
+            "/log/add-checkpoint",
+            format!("old 0\n\n{cp_a}").as_bytes(),
+        );
+        assert_eq!(
+            (status, ctype.as_str(), body.as_str()),
+            (409, "text/x.tlog.size", "4\n")
+        );
+        let (_, cp_b) = get(addr_b, "/log/checkpoint");
+        let cp_b = String::from_utf8(cp_b).unwrap();
+        let (status, _, _) = post(
+            addr_b,
+            "/log/add-checkpoint",
+            format!("old 0\n\n{cp_b}").as_bytes(),
+        );
+        assert_eq!(status, 404);
+        let (status, _, _) = post(addr_b, "/log/add-checkpoint", b"old x\n\n");
+        assert_eq!(status, 400);
+        // Re-submitting the same checkpoint at its size is cosigned again.
+        let (status, _, body) = post(
+            addr_b,
+            "/log/add-checkpoint",
+            format!("old 4\n\n{cp_a}").as_bytes(),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with('\u{2014}'));
     })
     .await
     .unwrap();
