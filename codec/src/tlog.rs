@@ -95,6 +95,23 @@ pub fn stored_hash_count(n: u64) -> u64 {
     count
 }
 
+/// Which append wrote stored hash `i`: the leaf `n` and the place among the hashes its append
+/// wrote (0: the leaf's own hash, then the subtrees it completed), so that a store may keep
+/// each leaf's hashes together.
+pub fn leaf_of_stored_hash(i: u64) -> (u64, u64) {
+    // stored_hash_count grows with n; the leaf is the last n whose hashes start at or before i.
+    let (mut lo, mut hi) = (0u64, i.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if stored_hash_count(mid) <= i {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    (lo, i - stored_hash_count(lo))
+}
+
 /// The stored hashes that appending leaf `n` (zero based) combines with: the roots of the
 /// complete subtrees the new leaf completes, lowest level last.
 pub fn append_reads(n: u64) -> Vec<u64> {
@@ -140,7 +157,8 @@ fn check_len(got: &[Hash], want: usize) -> Result<(), TlogError> {
 /// The largest power of two smaller than `n` (n ≥ 2), and its exponent.
 fn split(n: u64) -> (u64, u32) {
     let mut l = 0u32;
-    while (1u64 << (l + 1)) < n {
+    // 2^63 is the largest power of two a u64 holds: stop there, whatever `n` is.
+    while l < 63 && (1u64 << (l + 1)) < n {
         l += 1;
     }
     (1u64 << l, l)
@@ -580,6 +598,19 @@ mod tests {
         assert_eq!(tree_hash(0, &m).unwrap(), empty_root());
         assert!(inclusion_proof(3, 3, &m).is_err());
         assert!(consistency_proof(3, 0, &m).is_err());
+    }
+
+    #[test]
+    fn every_stored_hash_is_found_with_the_leaf_that_wrote_it() {
+        let mut i = 0u64;
+        for n in 0..5000u64 {
+            // The leaf's own hash and one per subtree it completes.
+            let wrote = 1 + u64::from((n + 1).trailing_zeros());
+            for off in 0..wrote {
+                assert_eq!(leaf_of_stored_hash(i), (n, off), "stored hash {i}");
+                i += 1;
+            }
+        }
     }
 
     #[test]

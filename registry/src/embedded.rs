@@ -66,10 +66,64 @@ impl std::fmt::Debug for KvStore {
     }
 }
 
-/// A stored hash of the log read back: present and 32 bytes, or the store is damaged.
-fn stored_hash(v: Option<Vec<u8>>, index: u64) -> Result<Hash, RegistryError> {
-    v.and_then(|v| Hash::try_from(v.as_slice()).ok())
-        .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: stored hash {index}")))
+fn leaf_key(index: u64) -> Vec<u8> {
+    table_key(Table::LogLeaves, &index.to_be_bytes())
+}
+
+/// A leaf as stored: the entry's length (u32), the entry, the hashes its append wrote.
+fn leaf_value(entry: &[u8], hashes: &[Hash]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + entry.len() + 32 * hashes.len());
+    v.extend_from_slice(&(entry.len() as u32).to_be_bytes());
+    v.extend_from_slice(entry);
+    for h in hashes {
+        v.extend_from_slice(h);
+    }
+    v
+}
+
+/// A stored leaf's entry and hashes, or the store is damaged.
+fn leaf_parts(v: &[u8]) -> Result<(&[u8], &[u8]), RegistryError> {
+    let damaged = || RegistryError::Corrupt("transparency log: a leaf".into());
+    let len = v
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(damaged)? as usize;
+    let entry = v.get(4..4 + len).ok_or_else(damaged)?;
+    let hashes = &v[4 + len..];
+    if hashes.len() % 32 != 0 {
+        return Err(damaged());
+    }
+    Ok((entry, hashes))
+}
+
+/// The stored hashes at `indexes`, each read from the leaf whose append wrote it.
+fn stored_hashes(
+    indexes: &[u64],
+    mut leaf: impl FnMut(u64) -> Result<Option<Vec<u8>>, RegistryError>,
+) -> Result<Vec<Hash>, RegistryError> {
+    let mut last: Option<(u64, Vec<u8>)> = None;
+    let mut out = Vec::with_capacity(indexes.len());
+    for &i in indexes {
+        let (n, off) = suyuan_codec::tlog::leaf_of_stored_hash(i);
+        let v = match last.take() {
+            Some((m, v)) if m == n => v,
+            _ => leaf(n)?.ok_or_else(|| {
+                RegistryError::Corrupt(format!("transparency log: leaf {n} is missing"))
+            })?,
+        };
+        let (_, hashes) = leaf_parts(&v)?;
+        let at = usize::try_from(off)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(32);
+        let h = hashes
+            .get(at..at.saturating_add(32))
+            .and_then(|h| Hash::try_from(h).ok())
+            .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: stored hash {i}")))?;
+        out.push(h);
+        last = Some((n, v));
+    }
+    Ok(out)
 }
 
 fn u64_of(b: &[u8]) -> Result<u64, RegistryError> {
@@ -138,6 +192,37 @@ impl KvStore {
 
     fn kv(&self) -> &dyn Kv {
         self.shared.kv.as_ref()
+    }
+
+    /// The leaf of change `seq`: leaves are in the order of their changes, so a binary search
+    /// over the entries' seqs finds it in O(log n) reads.
+    fn find_leaf(&self, seq: u64) -> Result<Option<u64>, RegistryError> {
+        let size = match self.kv().get(&table_key(Table::Meta, META_LOG_SIZE))? {
+            Some(v) => u64_of(&v)?,
+            None => 0,
+        };
+        let seq_at = |i: u64| -> Result<u64, RegistryError> {
+            let v = self.kv().get(&leaf_key(i))?.ok_or_else(|| {
+                RegistryError::Corrupt(format!("transparency log: leaf {i} is missing"))
+            })?;
+            let (entry, _) = leaf_parts(&v)?;
+            // The entry's version byte, then its seq.
+            entry
+                .get(1..9)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: leaf {i}")))
+        };
+        let (mut lo, mut hi) = (0u64, size);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match seq_at(mid)?.cmp(&seq) {
+                std::cmp::Ordering::Equal => return Ok(Some(mid)),
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Ok(None)
     }
 
     fn rebuild_indexes(&self) -> Result<u64, RegistryError> {
@@ -306,19 +391,11 @@ impl Overlay<'_> {
                 }
                 Effect::LogLeaf {
                     index,
-                    seq,
                     entry,
-                    first_hash,
                     hashes,
+                    ..
                 } => {
-                    self.put(table_key(Table::LogEntries, &index.to_be_bytes()), entry);
-                    self.put(
-                        table_key(Table::LogSeqs, &seq.to_be_bytes()),
-                        index.to_be_bytes().to_vec(),
-                    );
-                    for (i, h) in (first_hash..).zip(hashes) {
-                        self.put(table_key(Table::LogHashes, &i.to_be_bytes()), h.to_vec());
-                    }
+                    self.put(leaf_key(index), leaf_value(&entry, &hashes));
                     self.put(
                         table_key(Table::Meta, META_LOG_SIZE),
                         (index + 1).to_be_bytes().to_vec(),
@@ -345,17 +422,7 @@ impl View for Overlay<'_> {
         &mut self,
         indexes: &[u64],
     ) -> impl Future<Output = Result<Vec<Hash>, RegistryError>> + Send {
-        ready(
-            indexes
-                .iter()
-                .map(|i| {
-                    stored_hash(
-                        self.get(&table_key(Table::LogHashes, &i.to_be_bytes()))?,
-                        *i,
-                    )
-                })
-                .collect(),
-        )
+        ready(stored_hashes(indexes, |n| self.get(&leaf_key(n))))
     }
 
     fn indexed(
@@ -654,33 +721,23 @@ impl Store for KvStore {
     }
 
     fn log_hashes(&self, indexes: Vec<u64>) -> StoreFuture<'_, Vec<Hash>> {
-        now(indexes
-            .iter()
-            .map(|i| {
-                stored_hash(
-                    self.kv()
-                        .get(&table_key(Table::LogHashes, &i.to_be_bytes()))?,
-                    *i,
-                )
-            })
-            .collect())
+        now(stored_hashes(&indexes, |n| self.kv().get(&leaf_key(n))))
     }
 
     fn log_entries(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<Vec<u8>>> {
-        let start = table_key(Table::LogEntries, &from.to_be_bytes());
-        let end = table_key(Table::LogEntries, &to.to_be_bytes());
         let limit = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
         now(self
             .kv()
-            .scan(&start, &end, limit)
-            .map(|page| page.into_iter().map(|(_, v)| v).collect()))
+            .scan(&leaf_key(from), &leaf_key(to), limit)
+            .and_then(|page| {
+                page.iter()
+                    .map(|(_, v)| leaf_parts(v).map(|(e, _)| e.to_vec()))
+                    .collect()
+            }))
     }
 
     fn log_index(&self, seq: u64) -> StoreFuture<'_, Option<u64>> {
-        now(self
-            .kv()
-            .get(&table_key(Table::LogSeqs, &seq.to_be_bytes()))
-            .and_then(|v| v.map(|v| u64_of(&v)).transpose()))
+        now(self.find_leaf(seq))
     }
 
     fn changes_since(&self, from: u64, limit: usize) -> StoreFuture<'_, Vec<Change>> {

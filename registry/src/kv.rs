@@ -20,12 +20,9 @@ pub enum Table {
     Aliases = b'A',
     Tombstones = b'T',
     Changes = b'C',
-    /// Transparency log entries by leaf index.
-    LogEntries = b'L',
-    /// Transparency log stored hashes by their stored-hash index.
-    LogHashes = b'H',
-    /// Transparency log leaf index by change seq.
-    LogSeqs = b'S',
+    /// Transparency log leaves by index: the entry and the stored hashes its append wrote,
+    /// together, so that a change's leaf costs one more key in its batch.
+    LogLeaves = b'L',
 }
 
 pub fn table_key(t: Table, key: &[u8]) -> Vec<u8> {

@@ -195,7 +195,7 @@ impl Entry {
         let handle = r.str("handle").map_err(e)?.to_string();
         let values = match r.u8("has values").map_err(e)? {
             0 => None,
-            _ => {
+            1 => {
                 let n = r.u32("value count").map_err(e)? as usize;
                 if n > MAX_ENTRY_VALUES {
                     return Err(RegistryError::Corrupt("log entry: too many values".into()));
@@ -214,6 +214,11 @@ impl Entry {
                     });
                 }
                 Some(vs)
+            }
+            f => {
+                return Err(RegistryError::Corrupt(format!(
+                    "log entry: a values flag of {f} (0 or 1)"
+                )));
             }
         };
         if !r.is_empty() {

@@ -470,6 +470,17 @@ async fn log_leaf<V: View>(
     c: &Change,
 ) -> Result<Effect, RegistryError> {
     let entry = Entry::of(c, &state.salt_key).encode();
+    // A tile's entry bundle gives each entry a 16-bit length.
+    if entry.len() > usize::from(u16::MAX) {
+        return Err(refused(
+            rc::INVALID_VALUE,
+            format!(
+                "{}: the record has too many values for the transparency log (its entry would be {} bytes, at most 65,535)",
+                c.handle,
+                entry.len()
+            ),
+        ));
+    }
     let n = state.size;
     let reads = tlog::append_reads(n);
     let old = v.log_hashes(&reads).await?;
