@@ -17,7 +17,7 @@ use suyuan_codec::tlog::Hash;
 use crate::error::RegistryError;
 use crate::kv::{Kv, Op, Table, open_embedded, prefix_end, table_key};
 use crate::links::{alias_of, links_of, template_refs};
-use crate::log::{LogState, LogSwitch, new_salt_key};
+use crate::log::{Entry, LogState, LogSwitch, new_salt_key};
 use crate::model::{Change, PrefixEntry, Record, Tombstone};
 use crate::rules::{Applied, Effect, View, Write, plan};
 use crate::store::{
@@ -70,31 +70,29 @@ fn leaf_key(index: u64) -> Vec<u8> {
     table_key(Table::LogLeaves, &index.to_be_bytes())
 }
 
-/// A leaf as stored: the entry's length (u32), the entry, the hashes its append wrote.
-fn leaf_value(entry: &[u8], hashes: &[Hash]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4 + entry.len() + 32 * hashes.len());
-    v.extend_from_slice(&(entry.len() as u32).to_be_bytes());
-    v.extend_from_slice(entry);
+/// A leaf as stored: its change's seq and the hashes its append wrote.
+fn leaf_value(seq: u64, hashes: &[Hash]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + 32 * hashes.len());
+    v.extend_from_slice(&seq.to_be_bytes());
     for h in hashes {
         v.extend_from_slice(h);
     }
     v
 }
 
-/// A stored leaf's entry and hashes, or the store is damaged.
-fn leaf_parts(v: &[u8]) -> Result<(&[u8], &[u8]), RegistryError> {
+/// A stored leaf's seq and hashes, or the store is damaged.
+fn leaf_parts(v: &[u8]) -> Result<(u64, &[u8]), RegistryError> {
     let damaged = || RegistryError::Corrupt("transparency log: a leaf".into());
-    let len = v
-        .get(..4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_be_bytes)
-        .ok_or_else(damaged)? as usize;
-    let entry = v.get(4..4 + len).ok_or_else(damaged)?;
-    let hashes = &v[4 + len..];
+    let seq = v
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(damaged)?;
+    let hashes = &v[8..];
     if hashes.len() % 32 != 0 {
         return Err(damaged());
     }
-    Ok((entry, hashes))
+    Ok((seq, hashes))
 }
 
 /// The stored hashes at `indexes`, each read from the leaf whose append wrote it.
@@ -205,13 +203,7 @@ impl KvStore {
             let v = self.kv().get(&leaf_key(i))?.ok_or_else(|| {
                 RegistryError::Corrupt(format!("transparency log: leaf {i} is missing"))
             })?;
-            let (entry, _) = leaf_parts(&v)?;
-            // The entry's version byte, then its seq.
-            entry
-                .get(1..9)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: leaf {i}")))
+            Ok(leaf_parts(&v)?.0)
         };
         let (mut lo, mut hi) = (0u64, size);
         while lo < hi {
@@ -390,12 +382,12 @@ impl Overlay<'_> {
                     self.put(table_key(Table::Changes, &c.seq.to_be_bytes()), c.encode())
                 }
                 Effect::LogLeaf {
-                    index,
-                    entry,
-                    hashes,
-                    ..
+                    index, seq, hashes, ..
                 } => {
-                    self.put(leaf_key(index), leaf_value(&entry, &hashes));
+                    // The entry is remade from the change when it is read: only its seq and
+                    // the hashes are kept (an entry that no longer matches its leaf hash
+                    // is what a verifier catches).
+                    self.put(leaf_key(index), leaf_value(seq, &hashes));
                     self.put(
                         table_key(Table::Meta, META_LOG_SIZE),
                         (index + 1).to_be_bytes().to_vec(),
@@ -731,7 +723,18 @@ impl Store for KvStore {
             .scan(&leaf_key(from), &leaf_key(to), limit)
             .and_then(|page| {
                 page.iter()
-                    .map(|(_, v)| leaf_parts(v).map(|(e, _)| e.to_vec()))
+                    .map(|(_, v)| {
+                        let (seq, _) = leaf_parts(v)?;
+                        let c = self
+                            .kv()
+                            .get(&table_key(Table::Changes, &seq.to_be_bytes()))?
+                            .ok_or_else(|| {
+                                RegistryError::Corrupt(format!(
+                                    "transparency log: change {seq} of a leaf is missing"
+                                ))
+                            })?;
+                        Ok(Entry::of(&Change::decode(&c)?, &self.shared.log.salt_key()).encode())
+                    })
                     .collect()
             }))
     }

@@ -74,6 +74,11 @@ impl LogSwitch {
         self.on.store(on, std::sync::atomic::Ordering::Release);
     }
 
+    /// The salt key, on or off: what entries of changes logged earlier are remade with.
+    pub fn salt_key(&self) -> [u8; 32] {
+        self.salt_key
+    }
+
     /// The salt key while the log is on.
     pub fn key(&self) -> Option<[u8; 32]> {
         self.on
@@ -133,13 +138,19 @@ impl Entry {
     /// The entry of `c`, its values digested with their salts. HS_SECKEY data is taken in
     /// its exported form (`sha256:<hex>`), as everything that leaves the node takes it.
     pub fn of(c: &Change, salt_key: &[u8; 32]) -> Entry {
-        let exported = c.for_export();
-        let values = exported.values.as_ref().map(|vs| {
+        let values = c.values.as_ref().map(|vs| {
             vs.iter()
-                .map(|v| EntryValue {
-                    index: v.index,
-                    value_type: v.value_type.clone(),
-                    digest: value_digest(&salt(salt_key, c.seq, v.index), v),
+                .map(|v| {
+                    let salt = salt(salt_key, c.seq, v.index);
+                    let digest = match crate::model::exported(v) {
+                        Some(e) => value_digest(&salt, &e),
+                        None => value_digest(&salt, v),
+                    };
+                    EntryValue {
+                        index: v.index,
+                        value_type: v.value_type.clone(),
+                        digest,
+                    }
                 })
                 .collect()
         });

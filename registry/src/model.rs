@@ -228,20 +228,28 @@ impl Change {
     /// The change as it may leave the node for anything but its own mirrors (audit, escrow
     /// sync, the Merkle log): every HS_SECKEY value's data replaced by `sha256:<hex>`.
     pub fn for_export(&self) -> Change {
-        use sha2::{Digest, Sha256};
         let mut c = self.clone();
         if let Some(values) = &mut c.values {
             for v in values.iter_mut() {
-                if v.value_type
-                    .eq_ignore_ascii_case(suyuan_codec::value::types::HS_SECKEY)
-                {
-                    let h = Sha256::digest(&v.data);
-                    v.data = format!("sha256:{}", hex_lower(&h)).into_bytes();
+                if let Some(e) = exported(v) {
+                    *v = e;
                 }
             }
         }
         c
     }
+}
+
+/// A value as it may leave the node: an HS_SECKEY value with `sha256:<hex>` for its data;
+/// `None` for every other value, which leaves as it is.
+pub fn exported(v: &HandleValue) -> Option<HandleValue> {
+    use sha2::{Digest, Sha256};
+    v.value_type
+        .eq_ignore_ascii_case(suyuan_codec::value::types::HS_SECKEY)
+        .then(|| HandleValue {
+            data: format!("sha256:{}", hex_lower(&Sha256::digest(&v.data))).into_bytes(),
+            ..v.clone()
+        })
 }
 
 pub(crate) fn hex_lower(b: &[u8]) -> String {
