@@ -452,10 +452,12 @@ impl Tile {
         let level: u32 = if entries {
             0
         } else {
-            if level.len() > 2 || !level.bytes().all(|b| b.is_ascii_digit()) {
+            // One spelling: no leading zero, and no level a tree of 2^64 leaves lacks.
+            let l = parse_decimal(level)?;
+            if l > 8 {
                 return None;
             }
-            level.parse().ok()?
+            l as u32
         };
         let (index, width) = match rest.split_once(".p/") {
             Some((i, w)) => {
@@ -641,6 +643,7 @@ mod tests {
             "0/005.p/07",
             "a/001",
             "0/x01/001",
+            "00/001",
         ] {
             assert_eq!(Tile::parse(bad), None, "{bad}");
         }
