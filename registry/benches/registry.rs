@@ -111,19 +111,7 @@ fn main() {
     .unwrap();
 
     // Batched create: the write path with group commits.
-    let t = Instant::now();
-    let mut i = 0;
-    while i < n {
-        let end = (i + BATCH).min(n);
-        let writes: Vec<Write> = (i..end)
-            .map(|k| create(format!("{P}/f{k}"), filler(k, &mut rng)))
-            .collect();
-        for r in reg.apply_batch(writes) {
-            r.unwrap();
-        }
-        i = end;
-    }
-    let batched = rate(n, t.elapsed().as_secs_f64());
+    let batched = load(&reg, n, &mut rng);
 
     // The same batched creates with the transparency log off, into a store of their own.
     let off_dir = tempfile::tempdir().unwrap();
@@ -135,19 +123,7 @@ fn main() {
     .unwrap();
     off.set_log(false);
     let mut off_rng = rand::rngs::StdRng::seed_from_u64(42);
-    let t = Instant::now();
-    let mut i = 0;
-    while i < n {
-        let end = (i + BATCH).min(n);
-        let writes: Vec<Write> = (i..end)
-            .map(|k| create(format!("{P}/f{k}"), filler(k, &mut off_rng)))
-            .collect();
-        for r in off.apply_batch(writes) {
-            r.unwrap();
-        }
-        i = end;
-    }
-    let batched_off = rate(n, t.elapsed().as_secs_f64());
+    let batched_off = load(&off, n, &mut off_rng);
     off.close();
     drop(off_dir);
 
@@ -267,6 +243,23 @@ fn main() {
         bytes as f64 / (n + 2047 + singles) as f64,
         raw_bytes as f64 / n as f64
     );
+}
+
+/// Creates `n` filler records in batches through the group commit: records a second.
+fn load(reg: &Registry, n: usize, rng: &mut impl Rng) -> f64 {
+    let t = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        let writes: Vec<Write> = (i..end)
+            .map(|k| create(format!("{P}/f{k}"), filler(k, rng)))
+            .collect();
+        for r in reg.apply_batch(writes) {
+            r.unwrap();
+        }
+        i = end;
+    }
+    rate(n, t.elapsed().as_secs_f64())
 }
 
 fn dir_size(p: &std::path::Path) -> u64 {

@@ -421,19 +421,24 @@ mod tests {
         b.into_bytes()
     }
 
-    #[test]
-    fn every_answer_of_the_specification() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = signer("example.test/log", 1);
-        let w = Witness::new(
+    /// The test witness of log `l`, keeping its records in `dir`.
+    fn witness_of(l: &NoteSigner, dir: &Path) -> Witness {
+        Witness::new(
             signer("example.test/witness", 2),
             vec![WitnessedLog {
                 origin: l.name.clone(),
                 key: l.verifier(),
             }],
-            dir.path(),
+            dir,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn every_answer_of_the_specification() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = signer("example.test/log", 1);
+        let w = witness_of(&l, dir.path());
         let (_, cp5, n5) = log(5, &l);
         let (h9, cp9, n9) = log(9, &l);
         // First sight: old 0, no proof, cosigned; the cosignature verifies.
@@ -506,15 +511,7 @@ mod tests {
         ));
         // The record survives a restart.
         drop(w);
-        let again = Witness::new(
-            signer("example.test/witness", 2),
-            vec![WitnessedLog {
-                origin: l.name.clone(),
-                key: l.verifier(),
-            }],
-            dir.path(),
-        )
-        .unwrap();
+        let again = witness_of(&l, dir.path());
         assert_eq!(
             again.add_checkpoint(&body(0, &[], &n5)),
             Answer::Conflict(9)
