@@ -228,8 +228,7 @@ async fn independent_implementations_verify_the_checkpoint_tiles_and_proofs() {
             let entry = B64.decode(p["entry"].as_str().unwrap()).unwrap();
             let leaf = tlog_tiles::record_hash(&entry);
             tlog_tiles::check_record(&theirs, cp.size(), *cp.hash(), index, leaf).unwrap();
-            let root =
-                ct_merkle::RootHash::<sha2_11::Sha256>::new((*cp.hash()).0.into(), cp.size());
+            let root = ct_merkle::RootHash::<sha2_11::Sha256>::new(cp.hash().0.into(), cp.size());
             let proof = ct_merkle::InclusionProof::<sha2_11::Sha256>::from_bytes(ours.concat());
             root.verify_inclusion(&entry, index, &proof).unwrap();
             // The salt given opens the value's digest in the entry.
@@ -285,7 +284,7 @@ async fn independent_implementations_verify_the_checkpoint_tiles_and_proofs() {
             hashes,
             theirs.iter().map(|h| h.0.to_vec()).collect::<Vec<_>>()
         );
-        let new_root = ct_merkle::RootHash::<sha2_11::Sha256>::new((*cp.hash()).0.into(), 301);
+        let new_root = ct_merkle::RootHash::<sha2_11::Sha256>::new(cp.hash().0.into(), 301);
         let old_root = ct_merkle::RootHash::<sha2_11::Sha256>::new(old.0.into(), 100);
         let proof = ct_merkle::ConsistencyProof::<sha2_11::Sha256>::try_from_bytes(hashes.concat())
             .unwrap();
