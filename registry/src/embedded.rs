@@ -4,6 +4,7 @@
 //! the group's earlier writes layered on top, a refused one does not abort the others, and
 //! none is acknowledged before the group's one batch is durable.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::{Future, ready};
 use std::path::Path;
@@ -66,51 +67,64 @@ impl std::fmt::Debug for KvStore {
     }
 }
 
-fn leaf_key(index: u64) -> Vec<u8> {
-    table_key(Table::LogLeaves, &index.to_be_bytes())
+/// Leaves a chunk of the log holds: a group commit's leaves land in a few keys, and a proof's
+/// read of one hash reads at most this many leaves' bytes (about 2.5 KB).
+const LEAVES_PER_CHUNK: u64 = 32;
+
+fn chunk_key(index: u64) -> Vec<u8> {
+    table_key(Table::LogChunks, &(index / LEAVES_PER_CHUNK).to_be_bytes())
 }
 
-/// A leaf as stored: its change's seq and the hashes its append wrote.
-fn leaf_value(seq: u64, hashes: &[Hash]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + 32 * hashes.len());
-    v.extend_from_slice(&seq.to_be_bytes());
-    for h in hashes {
-        v.extend_from_slice(h);
-    }
-    v
+/// Bytes leaf `index` takes in its chunk: its change's seq and the hashes its append wrote
+/// (the leaf hash and one for each complete subtree it closes).
+fn leaf_len(index: u64) -> usize {
+    8 + 32 * (1 + index.trailing_ones() as usize)
 }
 
-/// A stored leaf's seq and hashes, or the store is damaged.
-fn leaf_parts(v: &[u8]) -> Result<(u64, &[u8]), RegistryError> {
-    let damaged = || RegistryError::Corrupt("transparency log: a leaf".into());
-    let seq = v
-        .get(..8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(damaged)?;
-    let hashes = &v[8..];
-    if hashes.len() % 32 != 0 {
-        return Err(damaged());
-    }
+/// Leaf `index`'s change seq and stored hashes, read from its chunk.
+fn leaf_in_chunk(chunk: &[u8], index: u64) -> Result<(u64, &[u8]), RegistryError> {
+    let first = index - index % LEAVES_PER_CHUNK;
+    let at: usize = (first..index).map(leaf_len).sum();
+    let leaf = chunk
+        .get(at..at + leaf_len(index))
+        .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: leaf {index}")))?;
+    let (seq, hashes) = leaf.split_at(8);
+    let seq = u64::from_be_bytes(<[u8; 8]>::try_from(seq).expect("8 bytes"));
     Ok((seq, hashes))
 }
 
+/// Appends leaf `index` to its chunk (empty when the leaf starts one).
+fn push_leaf(chunk: &mut Vec<u8>, index: u64, seq: u64, hashes: &[Hash]) {
+    debug_assert_eq!(leaf_len(index), 8 + 32 * hashes.len());
+    chunk.extend_from_slice(&seq.to_be_bytes());
+    for h in hashes {
+        chunk.extend_from_slice(h);
+    }
+}
+
+/// The chunk holding leaf `index`, or the store is damaged.
+fn chunk_of<'a>(
+    chunk: &mut impl FnMut(&[u8]) -> Result<Option<Cow<'a, [u8]>>, RegistryError>,
+    index: u64,
+) -> Result<Cow<'a, [u8]>, RegistryError> {
+    chunk(&chunk_key(index))?
+        .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: leaf {index} is missing")))
+}
+
 /// The stored hashes at `indexes`, each read from the leaf whose append wrote it.
-fn stored_hashes(
+fn stored_hashes<'a>(
     indexes: &[u64],
-    mut leaf: impl FnMut(u64) -> Result<Option<Vec<u8>>, RegistryError>,
+    mut chunk: impl FnMut(&[u8]) -> Result<Option<Cow<'a, [u8]>>, RegistryError>,
 ) -> Result<Vec<Hash>, RegistryError> {
-    let mut last: Option<(u64, Vec<u8>)> = None;
+    let mut last: Option<(u64, Cow<'a, [u8]>)> = None;
     let mut out = Vec::with_capacity(indexes.len());
     for &i in indexes {
         let (n, off) = suyuan_codec::tlog::leaf_of_stored_hash(i);
-        let v = match last.take() {
-            Some((m, v)) if m == n => v,
-            _ => leaf(n)?.ok_or_else(|| {
-                RegistryError::Corrupt(format!("transparency log: leaf {n} is missing"))
-            })?,
+        let c = match last.take() {
+            Some((m, c)) if m == n / LEAVES_PER_CHUNK => c,
+            _ => chunk_of(&mut chunk, n)?,
         };
-        let (_, hashes) = leaf_parts(&v)?;
+        let (_, hashes) = leaf_in_chunk(&c, n)?;
         let at = usize::try_from(off)
             .unwrap_or(usize::MAX)
             .saturating_mul(32);
@@ -119,9 +133,53 @@ fn stored_hashes(
             .and_then(|h| Hash::try_from(h).ok())
             .ok_or_else(|| RegistryError::Corrupt(format!("transparency log: stored hash {i}")))?;
         out.push(h);
-        last = Some((n, v));
+        last = Some((n / LEAVES_PER_CHUNK, c));
     }
     Ok(out)
+}
+
+/// Moves the leaves of a store written before chunks (one key a leaf) into chunks, a batch of
+/// whole chunks at a time: each batch is atomic, so an interrupted move resumes where it
+/// stopped.
+fn move_leaves_into_chunks(kv: &dyn Kv) -> Result<(), RegistryError> {
+    let start = table_key(Table::LogLeaves, b"");
+    let end = prefix_end(&start);
+    loop {
+        let page = kv.scan(&start, &end, 2048 * LEAVES_PER_CHUNK as usize)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        let mut ops = Vec::with_capacity(page.len() + page.len() / 16);
+        let mut chunk: Option<(u64, Vec<u8>)> = None;
+        for (k, v) in page {
+            let index = k
+                .get(1..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| RegistryError::Corrupt("transparency log: a leaf's key".into()))?;
+            if v.len() != leaf_len(index) {
+                return Err(RegistryError::Corrupt(format!(
+                    "transparency log: leaf {index}"
+                )));
+            }
+            let c = match chunk.take() {
+                Some((n, c)) if n == index / LEAVES_PER_CHUNK => c,
+                Some((n, c)) => {
+                    ops.push(Op::Put(chunk_key(n * LEAVES_PER_CHUNK), c));
+                    Vec::new()
+                }
+                None => kv.get(&chunk_key(index))?.unwrap_or_default(),
+            };
+            let mut c = c;
+            c.extend_from_slice(&v);
+            chunk = Some((index / LEAVES_PER_CHUNK, c));
+            ops.push(Op::Delete(k));
+        }
+        if let Some((n, c)) = chunk {
+            ops.push(Op::Put(chunk_key(n * LEAVES_PER_CHUNK), c));
+        }
+        kv.write(&ops)?;
+    }
 }
 
 fn u64_of(b: &[u8]) -> Result<u64, RegistryError> {
@@ -168,6 +226,7 @@ impl KvStore {
                 k
             }
         };
+        move_leaves_into_chunks(kv.as_ref())?;
         let shared = Arc::new(Shared {
             kv,
             last_seq: AtomicU64::new(last),
@@ -192,18 +251,51 @@ impl KvStore {
         self.shared.kv.as_ref()
     }
 
+    fn stored_log_size(&self) -> Result<u64, RegistryError> {
+        self.kv()
+            .get(&table_key(Table::Meta, META_LOG_SIZE))?
+            .map_or(Ok(0), |v| u64_of(&v))
+    }
+
+    /// The entries of leaves `from..to` that the log holds, each remade from its change.
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, RegistryError> {
+        let to = to.min(self.stored_log_size()?);
+        let limit = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
+        let chunks = self.kv().scan(
+            &chunk_key(from),
+            &chunk_key(to.saturating_add(LEAVES_PER_CHUNK - 1)),
+            limit / LEAVES_PER_CHUNK as usize + 2,
+        )?;
+        (from..to)
+            .map(|i| {
+                let c = usize::try_from(i / LEAVES_PER_CHUNK - from / LEAVES_PER_CHUNK)
+                    .ok()
+                    .and_then(|at| chunks.get(at))
+                    .filter(|(k, _)| *k == chunk_key(i))
+                    .ok_or_else(|| {
+                        RegistryError::Corrupt(format!("transparency log: leaf {i} is missing"))
+                    })?;
+                let (seq, _) = leaf_in_chunk(&c.1, i)?;
+                let c = self
+                    .kv()
+                    .get(&table_key(Table::Changes, &seq.to_be_bytes()))?
+                    .ok_or_else(|| {
+                        RegistryError::Corrupt(format!(
+                            "transparency log: change {seq} of a leaf is missing"
+                        ))
+                    })?;
+                Ok(Entry::of(&Change::decode(&c)?, &self.shared.log.salt_key()).encode())
+            })
+            .collect()
+    }
+
     /// The leaf of change `seq`: leaves are in the order of their changes, so a binary search
     /// over the entries' seqs finds it in O(log n) reads.
     fn find_leaf(&self, seq: u64) -> Result<Option<u64>, RegistryError> {
-        let size = match self.kv().get(&table_key(Table::Meta, META_LOG_SIZE))? {
-            Some(v) => u64_of(&v)?,
-            None => 0,
-        };
+        let size = self.stored_log_size()?;
         let seq_at = |i: u64| -> Result<u64, RegistryError> {
-            let v = self.kv().get(&leaf_key(i))?.ok_or_else(|| {
-                RegistryError::Corrupt(format!("transparency log: leaf {i} is missing"))
-            })?;
-            Ok(leaf_parts(&v)?.0)
+            let c = chunk_of(&mut |k: &[u8]| Ok(self.kv().get(k)?.map(Cow::Owned)), i)?;
+            Ok(leaf_in_chunk(&c, i)?.0)
         };
         let (mut lo, mut hi) = (0u64, size);
         while lo < hi {
@@ -343,6 +435,25 @@ impl Overlay<'_> {
         self.writes.insert(key, None);
     }
 
+    /// What `get` answers, borrowed from the group's writes when it is there.
+    fn get_ref(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, RegistryError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.as_deref().map(Cow::Borrowed)),
+            None => Ok(self.kv.get(key)?.map(Cow::Owned)),
+        }
+    }
+
+    /// Appends a leaf to its chunk in the group's writes, in place. A chunk an earlier commit
+    /// began is in the writes already: [`View::log`] put it there before the leaf was planned.
+    fn push_leaf(&mut self, index: u64, seq: u64, hashes: &[Hash]) {
+        let c = self
+            .writes
+            .entry(chunk_key(index))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new);
+        push_leaf(c, index, seq, hashes);
+    }
+
     /// Carries out one write's effects; returns the keys they make stale.
     fn carry_out(&mut self, effects: Vec<Effect>, stale: &mut Vec<String>) {
         for e in effects {
@@ -387,7 +498,7 @@ impl Overlay<'_> {
                     // The entry is remade from the change when it is read: only its seq and
                     // the hashes are kept (an entry that no longer matches its leaf hash
                     // is what a verifier catches).
-                    self.put(leaf_key(index), leaf_value(seq, &hashes));
+                    self.push_leaf(index, seq, &hashes);
                     self.put(
                         table_key(Table::Meta, META_LOG_SIZE),
                         (index + 1).to_be_bytes().to_vec(),
@@ -405,7 +516,17 @@ impl View for Overlay<'_> {
             Some(salt_key) => self
                 .get(&table_key(Table::Meta, META_LOG_SIZE))
                 .and_then(|v| v.map_or(Ok(0), |v| u64_of(&v)))
-                .map(|size| Some(LogState { size, salt_key })),
+                .and_then(|size| {
+                    // The next leaf goes on a chunk an earlier commit began: read it now, so
+                    // that a read error refuses the write instead of shortening the chunk.
+                    let key = chunk_key(size);
+                    if size % LEAVES_PER_CHUNK != 0 && !self.writes.contains_key(&key) {
+                        let c =
+                            chunk_of(&mut |k: &[u8]| Ok(self.kv.get(k)?.map(Cow::Owned)), size)?;
+                        self.writes.insert(key, Some(c.into_owned()));
+                    }
+                    Ok(Some(LogState { size, salt_key }))
+                }),
         };
         ready(state)
     }
@@ -414,7 +535,7 @@ impl View for Overlay<'_> {
         &mut self,
         indexes: &[u64],
     ) -> impl Future<Output = Result<Vec<Hash>, RegistryError>> + Send {
-        ready(stored_hashes(indexes, |n| self.get(&leaf_key(n))))
+        ready(stored_hashes(indexes, |k| self.get_ref(k)))
     }
 
     fn indexed(
@@ -706,37 +827,17 @@ impl Store for KvStore {
     }
 
     fn log_size(&self) -> StoreFuture<'_, u64> {
-        now(self
-            .kv()
-            .get(&table_key(Table::Meta, META_LOG_SIZE))
-            .and_then(|v| v.map_or(Ok(0), |v| u64_of(&v))))
+        now(self.stored_log_size())
     }
 
     fn log_hashes(&self, indexes: Vec<u64>) -> StoreFuture<'_, Vec<Hash>> {
-        now(stored_hashes(&indexes, |n| self.kv().get(&leaf_key(n))))
+        now(stored_hashes(&indexes, |k| {
+            Ok(self.kv().get(k)?.map(Cow::Owned))
+        }))
     }
 
     fn log_entries(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<Vec<u8>>> {
-        let limit = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
-        now(self
-            .kv()
-            .scan(&leaf_key(from), &leaf_key(to), limit)
-            .and_then(|page| {
-                page.iter()
-                    .map(|(_, v)| {
-                        let (seq, _) = leaf_parts(v)?;
-                        let c = self
-                            .kv()
-                            .get(&table_key(Table::Changes, &seq.to_be_bytes()))?
-                            .ok_or_else(|| {
-                                RegistryError::Corrupt(format!(
-                                    "transparency log: change {seq} of a leaf is missing"
-                                ))
-                            })?;
-                        Ok(Entry::of(&Change::decode(&c)?, &self.shared.log.salt_key()).encode())
-                    })
-                    .collect()
-            }))
+        now(self.entries(from, to))
     }
 
     fn log_index(&self, seq: u64) -> StoreFuture<'_, Option<u64>> {

@@ -20,9 +20,14 @@ pub enum Table {
     Aliases = b'A',
     Tombstones = b'T',
     Changes = b'C',
-    /// Transparency log leaves by index: the entry and the stored hashes its append wrote,
-    /// together, so that a change's leaf costs one more key in its batch.
+    /// The transparency log's leaves before they were kept in chunks: one key a leaf (its
+    /// change's seq and the stored hashes its append wrote). Moved into [`Table::LogChunks`]
+    /// when such a store is opened.
     LogLeaves = b'L',
+    /// The transparency log's leaves in chunks of consecutive leaves, keyed by chunk number:
+    /// each leaf's change seq and the stored hashes its append wrote, so a group commit of
+    /// thousands of changes adds a few dozen keys to its batch, not one a change.
+    LogChunks = b'G',
 }
 
 pub fn table_key(t: Table, key: &[u8]) -> Vec<u8> {

@@ -96,14 +96,28 @@ pub fn new_salt_key() -> [u8; 32] {
 
 /// The salt of value `index` in the version of a record change `seq` wrote.
 pub fn salt(salt_key: &[u8; 32], seq: u64, index: u32) -> [u8; SALT_LEN] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(salt_key).expect("any key length");
-    mac.update(b"suyuan-log-salt/v1");
-    mac.update(&seq.to_be_bytes());
-    mac.update(&index.to_be_bytes());
-    let full = mac.finalize().into_bytes();
-    let mut s = [0u8; SALT_LEN];
-    s.copy_from_slice(&full[..SALT_LEN]);
-    s
+    Salts::new(salt_key).of(seq, index)
+}
+
+/// The HMAC keyed once, for the salts of many values: keying costs two of the four SHA-256
+/// blocks a salt takes, so an entry's values share it.
+struct Salts(Hmac<Sha256>);
+
+impl Salts {
+    fn new(salt_key: &[u8; 32]) -> Self {
+        Salts(<Hmac<Sha256> as Mac>::new_from_slice(salt_key).expect("any key length"))
+    }
+
+    fn of(&self, seq: u64, index: u32) -> [u8; SALT_LEN] {
+        let mut mac = self.0.clone();
+        mac.update(b"suyuan-log-salt/v1");
+        mac.update(&seq.to_be_bytes());
+        mac.update(&index.to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut s = [0u8; SALT_LEN];
+        s.copy_from_slice(&full[..SALT_LEN]);
+        s
+    }
 }
 
 /// SHA-256(salt ‖ the value's wire encoding): what the entry holds of a value.
@@ -138,10 +152,11 @@ impl Entry {
     /// The entry of `c`, its values digested with their salts. HS_SECKEY data is taken in
     /// its exported form (`sha256:<hex>`), as everything that leaves the node takes it.
     pub fn of(c: &Change, salt_key: &[u8; 32]) -> Entry {
+        let salts = Salts::new(salt_key);
         let values = c.values.as_ref().map(|vs| {
             vs.iter()
                 .map(|v| {
-                    let salt = salt(salt_key, c.seq, v.index);
+                    let salt = salts.of(c.seq, v.index);
                     let digest = match crate::model::exported(v) {
                         Some(e) => value_digest(&salt, &e),
                         None => value_digest(&salt, v),

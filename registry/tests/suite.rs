@@ -1205,6 +1205,78 @@ fn reopening_keeps_everything_and_refuses_newer_stores() {
     assert!(e.to_string().contains("upgrade"), "{e}");
 }
 
+#[test]
+fn a_store_with_the_log_one_key_a_leaf_is_moved_into_chunks_when_opened() {
+    use suyuan_codec::tlog;
+    let dir = tempfile::tempdir().unwrap();
+    let (size, root, entries) = {
+        let reg = Registry::open(dir.path()).unwrap();
+        reg.apply(w(Mutation::Home {
+            prefix: P.into(),
+            admins: vec![],
+        }))
+        .unwrap();
+        for i in 0..75 {
+            create(&reg, &format!("{P}/old-{i}"), vec![v(1, "URL", "x")]).unwrap();
+        }
+        let size = reg.log_size().unwrap();
+        let entries: Vec<Vec<u8>> = (0..size)
+            .map(|i| reg.log_entry(i).unwrap().unwrap())
+            .collect();
+        (size, reg.log_root(size).unwrap(), entries)
+    };
+    // Rewrite the chunks as the earlier layout kept the leaves: one key a leaf, its index
+    // after the table byte, its change's seq and the hashes its append wrote.
+    {
+        let kv = suyuan_registry::kv::open_embedded(dir.path()).unwrap();
+        let start = table_key(Table::LogChunks, b"");
+        let chunks = kv
+            .scan(&start, &suyuan_registry::kv::prefix_end(&start), 1000)
+            .unwrap();
+        assert_eq!(chunks.len(), 3, "76 leaves in chunks of 32");
+        let mut ops = Vec::new();
+        let mut index = 0u64;
+        for (k, c) in chunks {
+            let mut rest = c.as_slice();
+            while !rest.is_empty() {
+                let len = 8 + 32 * (1 + index.trailing_ones() as usize);
+                let (leaf, tail) = rest.split_at(len);
+                ops.push(Op::Put(
+                    table_key(Table::LogLeaves, &index.to_be_bytes()),
+                    leaf.to_vec(),
+                ));
+                rest = tail;
+                index += 1;
+            }
+            ops.push(Op::Delete(k));
+        }
+        assert_eq!(index, size);
+        kv.write(&ops).unwrap();
+    }
+    let reg = Registry::open(dir.path()).unwrap();
+    assert_eq!(reg.log_size().unwrap(), size);
+    assert_eq!(reg.log_root(size).unwrap(), root);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(reg.log_entry(i as u64).unwrap().as_ref(), Some(e));
+        let p = reg.log_inclusion(size, i as u64).unwrap();
+        tlog::check_inclusion(&p, size, &root, i as u64, &tlog::leaf_hash(e)).unwrap();
+    }
+    // The log goes on from there.
+    create(&reg, &format!("{P}/new"), vec![v(1, "URL", "x")]).unwrap();
+    let grown = reg.log_root(size + 1).unwrap();
+    let p = reg.log_consistency(size + 1, size).unwrap();
+    tlog::check_consistency(&p, size + 1, &grown, size, &root).unwrap();
+    drop(reg);
+    let kv = suyuan_registry::kv::open_embedded(dir.path()).unwrap();
+    let start = table_key(Table::LogLeaves, b"");
+    assert!(
+        kv.scan(&start, &suyuan_registry::kv::prefix_end(&start), 1)
+            .unwrap()
+            .is_empty(),
+        "no leaf is left in the earlier layout"
+    );
+}
+
 fn consistent_reads_for_the_cache_and_reindex() {
     let (_d, reg) = open();
     create(
@@ -1304,13 +1376,27 @@ fn the_log_has_a_leaf_for_every_change_and_proves_each() {
         .unwrap();
     }
     assert!(create(&reg, &format!("{P}/m-3"), vec![v(1, "URL", "x")]).is_err());
+    // One commit of many leaves, going on the leaves of earlier commits and on past them.
+    let batch = (20..90)
+        .map(|i| {
+            w(Mutation::Create {
+                handle: format!("{P}/m-{i}"),
+                values: vec![v(1, "URL", "https://example.org/m")],
+                mode: CreateMode::Plain,
+            })
+        })
+        .collect();
+    assert!(reg.apply_batch(batch).iter().all(Result::is_ok));
+    for i in 90..100 {
+        create(&reg, &format!("{P}/m-{i}"), vec![v(1, "URL", "y")]).unwrap();
+    }
     let size = reg.log_size().unwrap();
     assert_eq!(
         size,
         reg.last_seq(),
         "one leaf per change, the refused write none"
     );
-    let changes = reg.changes_since(1, 100).unwrap();
+    let changes = reg.changes_since(1, 1000).unwrap();
     let key_entries: Vec<Vec<u8>> = (0..size)
         .map(|i| reg.log_entry(i).unwrap().unwrap())
         .collect();
@@ -1332,9 +1418,11 @@ fn the_log_has_a_leaf_for_every_change_and_proves_each() {
         let p = reg.log_inclusion(size, i as u64).unwrap();
         tlog::check_inclusion(&p, size, &root, i as u64, leaf).unwrap();
     }
-    let old = reg.log_root(5).unwrap();
-    let p = reg.log_consistency(size, 5).unwrap();
-    tlog::check_consistency(&p, size, &root, 5, &old).unwrap();
+    for old_size in [5, 33, 64, 90] {
+        let old = reg.log_root(old_size).unwrap();
+        let p = reg.log_consistency(size, old_size).unwrap();
+        tlog::check_consistency(&p, size, &root, old_size, &old).unwrap();
+    }
 
     reg.set_log(false);
     create(&reg, &format!("{P}/unlogged"), vec![v(1, "URL", "u")]).unwrap();
