@@ -153,6 +153,9 @@ pub struct Published {
     pub root: Hash,
     /// The signed note.
     pub note: String,
+    /// Whether the configured witnesses were asked to cosign it (their cosignatures, those
+    /// that came, are in the note).
+    pub witnessed: bool,
 }
 
 /// The published log of one node.
@@ -186,7 +189,7 @@ impl Transparency {
         signer: NoteSigner,
         witnesses: Vec<crate::witness::Submit>,
     ) -> Result<Arc<Self>, RegistryError> {
-        let first = sign(&registry, &signer, &witnesses, registry.log_size()?)?;
+        let first = sign(&registry, &signer, registry.log_size()?)?;
         let (changed, _) = watch::channel(first.size);
         Ok(Arc::new(Transparency {
             registry,
@@ -220,15 +223,50 @@ impl Transparency {
         if size <= latest.size {
             return Ok(latest);
         }
-        let p = Arc::new(sign(&self.registry, &self.signer, &self.witnesses, size)?);
+        let p = Arc::new(sign(&self.registry, &self.signer, size)?);
+        self.publish(&p);
+        Ok(p)
+    }
+
+    fn publish(&self, p: &Arc<Published>) {
         if let Ok(mut l) = self.latest.lock() {
-            // Never step back: a slower refresh may finish after a faster one.
-            if l.size < p.size {
+            // Never step back: a slower refresh may finish after a faster one, and a
+            // cosigned checkpoint after a newer one was signed.
+            if l.size < p.size || (l.size == p.size && p.witnessed && !l.witnessed) {
                 *l = p.clone();
             }
         }
         self.changed.send_replace(p.size);
-        Ok(p)
+    }
+
+    /// Submits the latest checkpoint to the configured witnesses and publishes it again with
+    /// their cosignatures. Blocks, up to each witness's timeout; the checkpoint was published
+    /// before, so a slow or absent witness delays only its cosignature.
+    pub fn cosign_latest(&self) -> Arc<Published> {
+        let latest = self.latest();
+        if self.witnesses.is_empty() || latest.witnessed {
+            return latest;
+        }
+        let Some((mut note, cp)) = Note::parse(&latest.note)
+            .ok()
+            .and_then(|n| Checkpoint::parse(&n.text).ok().map(|cp| (n, cp)))
+        else {
+            return latest;
+        };
+        let proof = |old: u64| self.registry.log_consistency(latest.size, old).ok();
+        for w in &self.witnesses {
+            match w.cosign(&note, &cp, &proof) {
+                Ok(sig) => note.signatures.push(sig),
+                Err(e) => warn!(witness = w.url, error = e, "checkpoint not cosigned"),
+            }
+        }
+        let p = Arc::new(Published {
+            note: note.encode(),
+            witnessed: true,
+            ..(*latest).clone()
+        });
+        self.publish(&p);
+        p
     }
 
     /// A receiver told the size of every new checkpoint.
@@ -239,6 +277,9 @@ impl Transparency {
     /// Keeps the checkpoint current until `shutdown`: after each commit (at most five times a
     /// second) and every second in any case.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if !self.witnesses.is_empty() {
+            tokio::spawn(self.clone().cosign_each(shutdown.clone()));
+        }
         let mut commits = self.registry.subscribe(64);
         loop {
             tokio::select! {
@@ -256,6 +297,25 @@ impl Transparency {
                 Err(e) => warn!(error = %e, "checkpoint task failed"),
             }
             tokio::time::sleep(REFRESH_AT_MOST).await;
+        }
+    }
+
+    /// Has each new checkpoint cosigned (the newest, when several came while the witnesses
+    /// were asked), the first one at once, until `shutdown`.
+    async fn cosign_each(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut changed = self.subscribe();
+        loop {
+            let me = self.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || me.cosign_latest()).await {
+                warn!(error = %e, "cosigning task failed");
+            }
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
         }
     }
 
@@ -300,36 +360,24 @@ impl Transparency {
 
 /// The checkpoint of the first `size` leaves, signed, and cosigned by every witness that
 /// answers (one that does not is left out, and said so in the log).
-fn sign(
-    registry: &Registry,
-    signer: &NoteSigner,
-    witnesses: &[crate::witness::Submit],
-    size: u64,
-) -> Result<Published, RegistryError> {
+/// The checkpoint of the log at `size`, signed by the log's key alone.
+fn sign(registry: &Registry, signer: &NoteSigner, size: u64) -> Result<Published, RegistryError> {
     let root = registry.log_root(size)?;
-    let cp = Checkpoint {
+    let text = Checkpoint {
         origin: signer.name.clone(),
         size,
         root,
-    };
-    let text = cp.text();
-    let mut note = Note {
+    }
+    .text();
+    let note = Note {
         signatures: vec![signer.sign(&text)],
         text,
     };
-    let proof = |old: u64| registry.log_consistency(size, old).ok();
-    let mut cosignatures = Vec::new();
-    for w in witnesses {
-        match w.cosign(&note, &cp, &proof) {
-            Ok(sig) => cosignatures.push(sig),
-            Err(e) => warn!(witness = w.url, error = e, "checkpoint not cosigned"),
-        }
-    }
-    note.signatures.extend(cosignatures);
     Ok(Published {
         size,
         root,
         note: note.encode(),
+        witnessed: false,
     })
 }
 

@@ -399,6 +399,7 @@ async fn two_nodes_witness_each_other() {
                     },
                 );
                 log.refresh().unwrap();
+                log.cosign_latest();
             }
         }
         // Each log's checkpoint carries the other node's cosignature, which verifies.
@@ -447,4 +448,56 @@ async fn two_nodes_witness_each_other() {
     })
     .await
     .unwrap();
+}
+
+/// A witness that takes the connection and never answers holds back only its own cosignature:
+/// the checkpoint of a write is published without asking it, and asking it ends (its timeout)
+/// with the checkpoint published as it was, signed by the log alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_witness_does_not_hold_back_the_checkpoint() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let witness_key = load_or_create(
+        KeyRole::Witness,
+        tempfile::tempdir().unwrap().path(),
+        "silent.example/witness",
+        None,
+    )
+    .unwrap()
+    .cosigner();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let signer = load_or_create_key(dir.path(), "example.test/suyuan/88.888", None).unwrap();
+    let log_key = signer.verifier();
+    let submit = vec![Submit::new(
+        &format!("http://{}", silent.local_addr().unwrap()),
+        witness_key,
+    )];
+    let n = serve(listener, dir, signer, submit, None).await;
+    let (reg, log, addr) = (n.registry.clone(), n.log.clone(), n.http);
+    tokio::task::spawn_blocking(move || {
+        write(
+            &reg,
+            Mutation::Home {
+                prefix: "88.888".into(),
+                admins: Vec::new(),
+            },
+        );
+        let p = log.refresh().unwrap();
+        assert_eq!((p.size, p.witnessed), (1, false));
+        let (status, body) = get(addr, "/log/checkpoint");
+        assert_eq!(status, 200);
+        let note = suyuan_codec::note::Note::parse(&String::from_utf8(body).unwrap()).unwrap();
+        note.verify(&log_key).unwrap();
+        let cp = suyuan_codec::note::Checkpoint::parse(&note.text).unwrap();
+        assert_eq!(cp.size, 1, "published before any witness was asked");
+
+        let asked = log.cosign_latest();
+        assert!(asked.witnessed);
+        let note = suyuan_codec::note::Note::parse(&asked.note).unwrap();
+        assert_eq!(note.signatures.len(), 1, "no cosignature came");
+        assert_eq!(log.latest().size, 1);
+    })
+    .await
+    .unwrap();
+    drop(silent);
 }
