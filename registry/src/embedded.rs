@@ -284,7 +284,10 @@ impl KvStore {
                             "transparency log: change {seq} of a leaf is missing"
                         ))
                     })?;
-                Ok(Entry::of(&Change::decode(&c)?, &self.shared.log.salt_key()).encode())
+                Ok(Entry::bytes_of(
+                    &Change::decode(&c)?,
+                    &self.shared.log.salt_key(),
+                ))
             })
             .collect()
     }
@@ -417,6 +420,20 @@ struct Overlay<'a> {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// The log's salt key while the log is on.
     log: Option<[u8; 32]>,
+    /// The log's end as the group left it, once the group has read it: kept beside the
+    /// writes, not in them, so a leaf costs no search of the writes.
+    tail: Option<LogTail>,
+}
+
+/// The end of the log within a group: its size and the last chunk, which the group's next
+/// leaf goes on unless that leaf starts a chunk.
+struct LogTail {
+    size: u64,
+    /// The chunk's key and its leaves.
+    key: Vec<u8>,
+    chunk: Vec<u8>,
+    /// Whether the group appended to the log.
+    grew: bool,
 }
 
 impl Overlay<'_> {
@@ -443,15 +460,63 @@ impl Overlay<'_> {
         }
     }
 
-    /// Appends a leaf to its chunk in the group's writes, in place. A chunk an earlier commit
-    /// began is in the writes already: [`View::log`] put it there before the leaf was planned.
+    /// The log's end, read from the store the first time the group asks. The chunk the next
+    /// leaf goes on is read now, so that a read error refuses the write instead of shortening
+    /// the chunk.
+    fn tail(&mut self) -> Result<&mut LogTail, RegistryError> {
+        if self.tail.is_none() {
+            let size = self
+                .kv
+                .get(&table_key(Table::Meta, META_LOG_SIZE))?
+                .map_or(Ok(0), |v| u64_of(&v))?;
+            let chunk = if size % LEAVES_PER_CHUNK == 0 {
+                Vec::new()
+            } else {
+                chunk_of(&mut |k: &[u8]| Ok(self.kv.get(k)?.map(Cow::Owned)), size)?.into_owned()
+            };
+            self.tail = Some(LogTail {
+                size,
+                key: chunk_key(size),
+                chunk,
+                grew: false,
+            });
+        }
+        Ok(self.tail.as_mut().expect("just set"))
+    }
+
+    /// Appends leaf `index` (the log's size) to the tail, moving a full chunk into the writes.
     fn push_leaf(&mut self, index: u64, seq: u64, hashes: &[Hash]) {
-        let c = self
-            .writes
-            .entry(chunk_key(index))
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new);
-        push_leaf(c, index, seq, hashes);
+        let Some(t) = self.tail.as_mut() else {
+            // The leaf was planned from the tail, so it is there.
+            return;
+        };
+        debug_assert_eq!(index, t.size);
+        if index % LEAVES_PER_CHUNK == 0 && !t.chunk.is_empty() {
+            let full = std::mem::take(&mut t.chunk);
+            let key = std::mem::replace(&mut t.key, chunk_key(index));
+            self.writes.insert(key, Some(full));
+        }
+        push_leaf(&mut t.chunk, index, seq, hashes);
+        t.size = index + 1;
+        t.grew = true;
+    }
+
+    /// The group's writes, the log's tail among them.
+    fn into_ops(mut self) -> Vec<Op> {
+        if let Some(t) = self.tail.take().filter(|t| t.grew) {
+            self.writes.insert(t.key, Some(t.chunk));
+            self.writes.insert(
+                table_key(Table::Meta, META_LOG_SIZE),
+                Some(t.size.to_be_bytes().to_vec()),
+            );
+        }
+        self.writes
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => Op::Put(k, v),
+                None => Op::Delete(k),
+            })
+            .collect()
     }
 
     /// Carries out one write's effects; returns the keys they make stale.
@@ -499,10 +564,6 @@ impl Overlay<'_> {
                     // the hashes are kept (an entry that no longer matches its leaf hash
                     // is what a verifier catches).
                     self.push_leaf(index, seq, &hashes);
-                    self.put(
-                        table_key(Table::Meta, META_LOG_SIZE),
-                        (index + 1).to_be_bytes().to_vec(),
-                    );
                 }
             }
         }
@@ -513,20 +574,12 @@ impl View for Overlay<'_> {
     fn log(&mut self) -> impl Future<Output = Result<Option<LogState>, RegistryError>> + Send {
         let state = match self.log {
             None => Ok(None),
-            Some(salt_key) => self
-                .get(&table_key(Table::Meta, META_LOG_SIZE))
-                .and_then(|v| v.map_or(Ok(0), |v| u64_of(&v)))
-                .and_then(|size| {
-                    // The next leaf goes on a chunk an earlier commit began: read it now, so
-                    // that a read error refuses the write instead of shortening the chunk.
-                    let key = chunk_key(size);
-                    if size % LEAVES_PER_CHUNK != 0 && !self.writes.contains_key(&key) {
-                        let c =
-                            chunk_of(&mut |k: &[u8]| Ok(self.kv.get(k)?.map(Cow::Owned)), size)?;
-                        self.writes.insert(key, Some(c.into_owned()));
-                    }
-                    Ok(Some(LogState { size, salt_key }))
-                }),
+            Some(salt_key) => self.tail().map(|t| {
+                Some(LogState {
+                    size: t.size,
+                    salt_key,
+                })
+            }),
         };
         ready(state)
     }
@@ -535,7 +588,11 @@ impl View for Overlay<'_> {
         &mut self,
         indexes: &[u64],
     ) -> impl Future<Output = Result<Vec<Hash>, RegistryError>> + Send {
-        ready(stored_hashes(indexes, |k| self.get_ref(k)))
+        let tail = self.tail.as_ref();
+        ready(stored_hashes(indexes, |k| match tail {
+            Some(t) if t.key == k => Ok(Some(Cow::Borrowed(t.chunk.as_slice()))),
+            _ => self.get_ref(k),
+        }))
     }
 
     fn indexed(
@@ -590,6 +647,7 @@ fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Job>) {
             kv,
             writes: BTreeMap::new(),
             log: shared.log.key(),
+            tail: None,
         };
         let mut seq = shared.last_seq.load(Ordering::Acquire);
         let mut stale = Vec::new();
@@ -605,17 +663,10 @@ fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Job>) {
             });
             results.push(r);
         }
-        let committed = if group.writes.is_empty() {
+        let mut ops = group.into_ops();
+        let committed = if ops.is_empty() {
             Ok(false)
         } else {
-            let mut ops: Vec<Op> = group
-                .writes
-                .into_iter()
-                .map(|(k, v)| match v {
-                    Some(v) => Op::Put(k, v),
-                    None => Op::Delete(k),
-                })
-                .collect();
             ops.push(Op::Put(
                 table_key(Table::Meta, META_SEQ),
                 seq.to_be_bytes().to_vec(),

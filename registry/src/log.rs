@@ -148,60 +148,100 @@ pub struct Entry {
     pub values: Option<Vec<EntryValue>>,
 }
 
+/// The salted digests of `values`, the record change `seq` wrote, in their order.
+fn digests<'a>(
+    seq: u64,
+    values: &'a [HandleValue],
+    salt_key: &[u8; 32],
+) -> impl ExactSizeIterator<Item = (&'a HandleValue, Hash)> + 'a {
+    let salts = Salts::new(salt_key);
+    values.iter().map(move |v| {
+        let salt = salts.of(seq, v.index);
+        let digest = match crate::model::exported(v) {
+            Some(e) => value_digest(&salt, &e),
+            None => value_digest(&salt, v),
+        };
+        (v, digest)
+    })
+}
+
+/// An entry's canonical bytes from its parts.
+fn encode<'a>(
+    seq: u64,
+    time: u64,
+    actor: &str,
+    op: ChangeOp,
+    handle: &str,
+    values: Option<impl ExactSizeIterator<Item = (u32, &'a str, Hash)>>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + actor.len() + handle.len());
+    out.put_u8(ENTRY_VERSION);
+    out.put_u64(seq);
+    out.put_u64(time);
+    out.put_str(actor);
+    out.put_u8(op as u8);
+    out.put_str(handle);
+    match values {
+        Some(vs) => {
+            out.put_u8(1);
+            out.put_u32(len_u32(vs.len()));
+            for (index, value_type, digest) in vs {
+                out.put_u32(index);
+                out.put_str(value_type);
+                out.extend_from_slice(&digest);
+            }
+        }
+        None => out.put_u8(0),
+    }
+    out
+}
+
 impl Entry {
     /// The entry of `c`, its values digested with their salts. HS_SECKEY data is taken in
     /// its exported form (`sha256:<hex>`), as everything that leaves the node takes it.
     pub fn of(c: &Change, salt_key: &[u8; 32]) -> Entry {
-        let salts = Salts::new(salt_key);
-        let values = c.values.as_ref().map(|vs| {
-            vs.iter()
-                .map(|v| {
-                    let salt = salts.of(c.seq, v.index);
-                    let digest = match crate::model::exported(v) {
-                        Some(e) => value_digest(&salt, &e),
-                        None => value_digest(&salt, v),
-                    };
-                    EntryValue {
-                        index: v.index,
-                        value_type: v.value_type.clone(),
-                        digest,
-                    }
-                })
-                .collect()
-        });
         Entry {
             seq: c.seq,
             time: c.time,
             actor: c.actor.clone(),
             op: c.op,
             handle: c.handle.clone(),
-            values,
+            values: c.values.as_ref().map(|vs| {
+                digests(c.seq, vs, salt_key)
+                    .map(|(v, digest)| EntryValue {
+                        index: v.index,
+                        value_type: v.value_type.clone(),
+                        digest,
+                    })
+                    .collect()
+            }),
         }
+    }
+
+    /// `Entry::of(c, salt_key).encode()`, without building the entry: what the write path
+    /// appends for every change.
+    pub fn bytes_of(c: &Change, salt_key: &[u8; 32]) -> Vec<u8> {
+        let values = c.values.as_ref().map(|vs| {
+            digests(c.seq, vs, salt_key).map(|(v, d)| (v.index, v.value_type.as_str(), d))
+        });
+        encode(c.seq, c.time, &c.actor, c.op, &c.handle, values)
     }
 
     /// The canonical bytes: version, seq, time, actor, op, handle, then a flag and the
     /// values (index, type, digest) in the record's order.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.put_u8(ENTRY_VERSION);
-        out.put_u64(self.seq);
-        out.put_u64(self.time);
-        out.put_str(&self.actor);
-        out.put_u8(self.op as u8);
-        out.put_str(&self.handle);
-        match &self.values {
-            Some(vs) => {
-                out.put_u8(1);
-                out.put_u32(len_u32(vs.len()));
-                for v in vs {
-                    out.put_u32(v.index);
-                    out.put_str(&v.value_type);
-                    out.extend_from_slice(&v.digest);
-                }
-            }
-            None => out.put_u8(0),
-        }
-        out
+        let values = self.values.as_ref().map(|vs| {
+            vs.iter()
+                .map(|v| (v.index, v.value_type.as_str(), v.digest))
+        });
+        encode(
+            self.seq,
+            self.time,
+            &self.actor,
+            self.op,
+            &self.handle,
+            values,
+        )
     }
 
     pub fn decode(b: &[u8]) -> Result<Entry, RegistryError> {
@@ -396,6 +436,7 @@ mod tests {
         let e = Entry::of(&c, &key);
         let bytes = e.encode();
         assert_eq!(Entry::decode(&bytes).unwrap(), e);
+        assert_eq!(Entry::bytes_of(&c, &key), bytes, "the write path's bytes are the entry's");
         assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_slice()));
         let v = &c.values.as_ref().unwrap()[0];
         assert_eq!(

@@ -469,7 +469,7 @@ async fn log_leaf<V: View>(
     state: &LogState,
     c: &Change,
 ) -> Result<Effect, RegistryError> {
-    let entry = Entry::of(c, &state.salt_key).encode();
+    let entry = Entry::bytes_of(c, &state.salt_key);
     // A tile's entry bundle gives each entry a 16-bit length.
     if entry.len() > usize::from(u16::MAX) {
         return Err(refused(
