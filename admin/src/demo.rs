@@ -145,6 +145,7 @@ const TEMPLATES: &[(&str, &[Attr])] = &[
             ("value", 2000, "mrv.value", true, None),
             ("unit", 2001, "mrv.unit", true, None),
             ("period", 2002, "mrv.period", true, None),
+            ("formula", 2003, "mrv.formula", false, None),
         ],
     ),
 ];
@@ -176,6 +177,16 @@ fn noise(seed: u64) -> f64 {
 fn fmt3(x: f64) -> String {
     format!("{x:.3}")
 }
+
+/// A month's fuel emissions (the guideline's E_fuel = FC × C_ar × OF × 44/12): the coal of
+/// the month's readings, the lab's carbon content as received (a percentage, converted), the
+/// oxidation factor, and the CO2 per tonne of carbon. docs/formulas.md explains the language.
+pub const FUEL_FORMULA: &str = "E_fuel = sum(prov.wasDerivedFrom:reading [t]) * as(one(prov.wasDerivedFrom:lab-report [%]), [1]) * one(mrv.usesFactor:factor [1]) * (44/12) [tCO2/t]";
+/// A month's purchased electricity times the grid's emission factor.
+pub const ELEC_FORMULA: &str =
+    "E_elec = one(prov.wasDerivedFrom:reading [MWh]) * one(mrv.usesFactor:factor [tCO2/MWh])";
+/// The year: every figure of every monthly filing the report reports.
+pub const REPORT_FORMULA: &str = "E = sum(mrv.reports:filing/mrv.reports:figure [tCO2])";
 
 /// Every record of the demo, templates first, in an order where targets come before the
 /// records that name them.
@@ -254,7 +265,7 @@ pub fn records() -> Vec<(String, Vec<HandleValue>)> {
             let carbon = ((55.0 + 5.0 * noise(u * 77 + month as u64)) * 100.0).round() / 100.0;
             let mut lab = Rec::new(&format!("lab-{u}-{period}"), "lab-report");
             lab.at(2000, "mrv.value", &format!("{carbon:.2}"))
-                .at(2001, "mrv.unit", "%C_ar")
+                .at(2001, "mrv.unit", "%")
                 .at(2002, "mrv.period", &period)
                 .at(2003, "mrv.analyses", &h(&format!("sample-{u}-{period}")));
             out.push(lab.done());
@@ -264,7 +275,7 @@ pub fn records() -> Vec<(String, Vec<HandleValue>)> {
             f.at(2000, "mrv.value", &fmt3(e))
                 .at(2001, "mrv.unit", "tCO2")
                 .at(2002, "mrv.period", &period)
-                .at(2003, "mrv.formula", "E_fuel = FC * C_ar * OF * 44/12")
+                .at(2003, "mrv.formula", FUEL_FORMULA)
                 .at(2004, "mrv.governedBy", &h("plan-2025-v1"));
             f.link("prov.wasDerivedFrom", &h(&format!("lab-{u}-{period}")));
             f.link("mrv.usesFactor", &h("factor-oxidation-coal"));
@@ -301,7 +312,7 @@ pub fn records() -> Vec<(String, Vec<HandleValue>)> {
         f.at(2000, "mrv.value", &fmt3(e))
             .at(2001, "mrv.unit", "tCO2")
             .at(2002, "mrv.period", &period)
-            .at(2003, "mrv.formula", "E_elec = MWh * EF_grid")
+            .at(2003, "mrv.formula", ELEC_FORMULA)
             .at(2004, "mrv.governedBy", &h("plan-2025-v1"));
         f.link("prov.wasDerivedFrom", &h(&format!("elec-{period}")));
         f.link("mrv.usesFactor", &h("factor-grid-2025"));
@@ -320,7 +331,8 @@ pub fn records() -> Vec<(String, Vec<HandleValue>)> {
     report
         .at(2000, "mrv.value", &fmt3(total))
         .at(2001, "mrv.unit", "tCO2")
-        .at(2002, "mrv.period", "2025");
+        .at(2002, "mrv.period", "2025")
+        .at(2003, "mrv.formula", REPORT_FORMULA);
     for f in &filings {
         report.link("mrv.reports", f);
     }
@@ -468,6 +480,73 @@ mod tests {
             (recomputed_total - reported).abs() < 0.01 * 36.0,
             "report {reported} vs {recomputed_total}"
         );
+        // The node's own derivation check agrees: the 36 monthly figures and the report are
+        // green, each having read its inputs.
+        let checks = t.checks.unwrap();
+        assert_eq!((checks.green, checks.red, checks.grey), (37, 0, 0));
+        let fuel = node(&h("fig-fuel-1-2025-03")).check.as_ref().unwrap();
+        assert_eq!(
+            fuel.inputs.len(),
+            31 + 2,
+            "31 readings, the lab report, the factor"
+        );
+        let report = node(REPORT).check.as_ref().unwrap();
+        assert_eq!(report.inputs.len(), 36, "the figures of its twelve filings");
+    }
+
+    #[test]
+    fn a_changed_reading_turns_its_month_and_the_report_red() {
+        use suyuan_registry::check::Status;
+        let (_d, reg) = loaded();
+        reg.apply(Write {
+            mutation: Mutation::ModifyValues {
+                handle: h("coal-2-2025-03-14"),
+                values: vec![HandleValue::new(2000, "mrv.value", "2500.000")],
+            },
+            actor: "301:88.888.1/ADMIN".into(),
+            time: 1_740_000_100,
+        })
+        .unwrap();
+        let t = reg
+            .trace(&TraceQuery::new(REPORT, Direction::Up), &|_, _| true)
+            .unwrap();
+        let check = |s: &str| {
+            t.nodes
+                .iter()
+                .find(|n| n.handle == h(s))
+                .and_then(|n| n.check.clone())
+                .unwrap()
+        };
+        let march = check("fig-fuel-2-2025-03");
+        assert_eq!(march.status, Status::Red, "{march:?}");
+        let report = check("report-2025");
+        assert_eq!(report.status, Status::Red);
+        // The report is off by exactly what the month is off by.
+        let month_off = march.computed.unwrap() - march.expected.unwrap();
+        let report_off = report.computed.unwrap() - report.expected.unwrap();
+        assert!(
+            month_off > 100.0 && (report_off - month_off).abs() < 0.01,
+            "{month_off} {report_off}"
+        );
+        assert_eq!(check("fig-fuel-1-2025-03").status, Status::Green);
+        assert_eq!(check("fig-fuel-2-2025-04").status, Status::Green);
+        let c = t.checks.unwrap();
+        assert_eq!((c.green, c.red, c.grey), (35, 2, 0));
+        // Tracing down from the meter reaches the figures without all of their inputs: grey.
+        let down = reg
+            .trace(
+                &TraceQuery::new(h("meter-coal-2"), Direction::Down),
+                &|_, _| true,
+            )
+            .unwrap();
+        let c = down.checks.unwrap();
+        assert_eq!((c.green, c.red), (0, 0));
+        assert!(c.grey >= 13, "{c:?}");
+        // With the checks off, none are made.
+        let mut q = TraceQuery::new(REPORT, Direction::Up);
+        q.checks = false;
+        let off = reg.trace(&q, &|_, _| true).unwrap();
+        assert!(off.checks.is_none() && off.nodes.iter().all(|n| n.check.is_none()));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod formula;
 pub mod framing;
 pub mod fuzzing;
 pub mod handle;

@@ -11,10 +11,13 @@
 //! - [`template`]: data templates and their validation.
 //! - [`links`]: the provenance vocabulary; which values are links and aliases.
 //! - [`trace`]: the trace engine, up (to sources) and down (to what a source fed).
+//! - [`check`]: the derivation check (红绿码), formulas validated on write and recomputed
+//!   on every trace.
 //! - [`model`]: what is stored and its byte layouts.
 //!
 //! Time is passed in by callers; the registry has no clock.
 
+pub mod check;
 pub mod embedded;
 pub mod error;
 pub mod handlesql;

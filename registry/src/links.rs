@@ -32,6 +32,9 @@ pub mod attr {
     pub const VALUE: &str = "mrv.value";
     pub const UNIT: &str = "mrv.unit";
     pub const FORMULA: &str = "mrv.formula";
+    /// How far a figure may be from what its formula computes: absolute in its unit, or a
+    /// percentage of it (`0.5%`).
+    pub const TOLERANCE: &str = "mrv.tolerance";
     pub const TEMPLATE: &str = "mrv.template";
     /// Names the data template a record follows (Suyuan writes it at index 1001, the IDIS
     /// convention; any index will do).
@@ -40,13 +43,14 @@ pub mod attr {
 
 /// The attribute types of the vocabulary (the types that are neither relations nor declared by
 /// a template).
-pub const ATTRIBUTE_TYPES: [&str; 8] = [
+pub const ATTRIBUTE_TYPES: [&str; 9] = [
     attr::KIND,
     attr::TIME,
     attr::PERIOD,
     attr::VALUE,
     attr::UNIT,
     attr::FORMULA,
+    attr::TOLERANCE,
     attr::TEMPLATE,
     attr::TEMPLATE_REF,
 ];

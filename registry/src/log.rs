@@ -436,7 +436,11 @@ mod tests {
         let e = Entry::of(&c, &key);
         let bytes = e.encode();
         assert_eq!(Entry::decode(&bytes).unwrap(), e);
-        assert_eq!(Entry::bytes_of(&c, &key), bytes, "the write path's bytes are the entry's");
+        assert_eq!(
+            Entry::bytes_of(&c, &key),
+            bytes,
+            "the write path's bytes are the entry's"
+        );
         assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_slice()));
         let v = &c.values.as_ref().unwrap()[0];
         assert_eq!(

@@ -392,6 +392,7 @@ async fn put_record<V: View>(
 ) -> Result<Plan, RegistryError> {
     let key = h.key();
     check_answer_fits(h.as_str(), &values)?;
+    crate::check::validate(h.as_str(), old.map(|o| o.values.as_slice()), &values)?;
     let links = links_for(v, h.as_str(), &values).await?;
     // Aliases: an identifier is bound to at most one handle.
     let new_aliases: Vec<String> = values.iter().filter_map(alias_of).collect();

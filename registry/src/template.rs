@@ -16,6 +16,10 @@ pub struct Template {
     pub kind: String,
     #[serde(default)]
     pub attributes: Vec<Attribute>,
+    /// The tolerance of the derivation check for records of this kind that give none of
+    /// their own (`mrv.tolerance`): absolute in the figure's unit, or a percentage (`0.5%`).
+    #[serde(default)]
+    pub tolerance: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -49,6 +53,10 @@ impl Template {
     pub fn parse(handle: &str, json: &[u8]) -> Result<Self, RegistryError> {
         let t: Template = serde_json::from_slice(json)
             .map_err(|e| invalid(format!("template {handle}: bad mrv.template JSON: {e}")))?;
+        if let Some(tol) = &t.tolerance {
+            suyuan_codec::formula::Tolerance::parse(tol)
+                .map_err(|e| invalid(format!("template {handle}: {e}")))?;
+        }
         for a in &t.attributes {
             if a.index < 2000 {
                 return Err(invalid(format!(

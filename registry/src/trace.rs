@@ -15,6 +15,7 @@ use crate::error::RegistryError;
 use crate::links::{attr, text_of};
 use crate::model::Tombstone;
 use crate::store::Registry;
+use suyuan_codec::formula::Tolerance;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +35,8 @@ pub struct TraceQuery {
     pub window: Option<Span>,
     /// Whether the surface adds each node's transparency-log proof (`proofs=false`: not).
     pub proofs: bool,
+    /// Whether each record with a formula is checked (`checks=false`: not).
+    pub checks: bool,
 }
 
 impl TraceQuery {
@@ -49,6 +52,7 @@ impl TraceQuery {
             rels: Vec::new(),
             window: None,
             proofs: true,
+            checks: true,
         }
     }
 
@@ -95,6 +99,9 @@ pub struct TraceNode {
     /// publishes the log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<serde_json::Value>,
+    /// The derivation check of a record with a formula.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::check::Check>,
 }
 
 /// A remote hop that could not be resolved: which handle, the node asked (if one was found)
@@ -152,6 +159,13 @@ pub struct Trace {
     /// Remote hops that were to be resolved and could not be (absent until a surface tries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<Vec<Unreachable>>,
+    /// How many of the checked records are green, red and grey (absent with `checks=false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<crate::check::Summary>,
+    /// The values of each node the caller may read, and whether some are hidden: what the
+    /// checks compute from.
+    #[serde(skip)]
+    readable: Vec<(Vec<HandleValue>, bool)>,
 }
 
 /// Whether a record lies in the window: an `mrv.time` instant inside it, an `mrv.period`
@@ -179,6 +193,42 @@ impl Registry {
         q: &TraceQuery,
         readable: &dyn Fn(&str, &HandleValue) -> bool,
     ) -> Result<Trace, RegistryError> {
+        let mut t = self.walk(q, readable)?;
+        if q.checks {
+            self.check_trace(&mut t)?;
+        }
+        t.readable = Vec::new();
+        Ok(t)
+    }
+
+    /// Runs the derivation check of every record of `t` that has a formula.
+    fn check_trace(&self, t: &mut Trace) -> Result<(), RegistryError> {
+        let mut templates: std::collections::HashMap<String, Option<Tolerance>> =
+            std::collections::HashMap::new();
+        for (values, _) in &t.readable {
+            if let Some(name) = text_of(values, attr::TEMPLATE_REF) {
+                if !templates.contains_key(name) && text_of(values, attr::FORMULA).is_some() {
+                    let tol = self
+                        .get(name)?
+                        .and_then(|r| crate::check::template_tolerance(name, &r.values));
+                    templates.insert(name.to_string(), tol);
+                }
+            }
+        }
+        let tolerance_of = |name: &str| templates.get(name).copied().flatten();
+        let (checks, summary) = crate::check::Checker::new(t, &t.readable, &tolerance_of).run();
+        for (n, c) in t.nodes.iter_mut().zip(checks) {
+            n.check = c;
+        }
+        t.checks = Some(summary);
+        Ok(())
+    }
+
+    fn walk(
+        &self,
+        q: &TraceQuery,
+        readable: &dyn Fn(&str, &HandleValue) -> bool,
+    ) -> Result<Trace, RegistryError> {
         let root_rec = self.get(&q.root)?.ok_or_else(|| {
             RegistryError::refused(
                 suyuan_codec::message::rc::HANDLE_NOT_FOUND,
@@ -195,13 +245,19 @@ impl Registry {
             remote: Vec::new(),
             unreachable: None,
             dangling: Vec::new(),
+            checks: None,
+            readable: Vec::new(),
         };
         let mut seen: HashSet<String> = HashSet::new();
         let mut remote_seen: HashSet<String> = HashSet::new();
         let mut queue: VecDeque<(String, u32)> = VecDeque::new();
         seen.insert(key_of(&root_rec.handle));
-        out.nodes
-            .push(node(&root_rec.handle, &root_rec.values, readable).at(root_rec.seq));
+        out.push(
+            node(&root_rec.handle, &root_rec.values, readable).at(root_rec.seq),
+            &root_rec.handle,
+            &root_rec.values,
+            readable,
+        );
         queue.push_back((root_rec.handle.clone(), 0));
         let follows = |rel: &str| q.rels.is_empty() || q.rels.iter().any(|r| r == rel);
 
@@ -355,8 +411,12 @@ impl Registry {
                 out.truncated = true;
                 return Ok(());
             }
-            out.nodes
-                .push(node(&rec.handle, &rec.values, readable).at(rec.seq));
+            out.push(
+                node(&rec.handle, &rec.values, readable).at(rec.seq),
+                &rec.handle,
+                &rec.values,
+                readable,
+            );
             queue.push_back((rec.handle.clone(), depth + 1));
         }
         out.edges.push(TraceEdge {
@@ -384,6 +444,27 @@ fn node(
         served_by: None,
         seq: None,
         proof: None,
+        check: None,
+    }
+}
+
+impl Trace {
+    /// Adds a local record's node, keeping the values the caller may read for the checks.
+    fn push(
+        &mut self,
+        n: TraceNode,
+        handle: &str,
+        values: &[HandleValue],
+        readable: &dyn Fn(&str, &HandleValue) -> bool,
+    ) {
+        let shown: Vec<HandleValue> = values
+            .iter()
+            .filter(|v| readable(handle, v))
+            .cloned()
+            .collect();
+        let hidden = shown.len() < values.len();
+        self.nodes.push(n);
+        self.readable.push((shown, hidden));
     }
 }
 
