@@ -149,14 +149,60 @@ pub async fn run(a: TraceArgs) -> Result<ExitCode> {
     if a.json {
         crate::outln!("{}", serde_json::to_string_pretty(&j)?)?;
     } else {
-        crate::emit(&render_tree(&j))?;
+        use std::io::IsTerminal;
+        crate::emit(&render_tree(&j, std::io::stdout().is_terminal()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The answer as an indented tree: each node with its kind and key values, each child under
-/// the relation that leads to it; a node reached twice is shown once and then referred to.
-pub fn render_tree(t: &Json) -> String {
+/// A node's derivation check as a mark: `✔`, `✘ expected … computed …`, `? why`; coloured
+/// (green, red, yellow) when `colour`.
+fn check_mark(n: &Json, stored: Option<&str>, colour: bool) -> String {
+    let c = &n["check"];
+    let paint = |code: &str, s: String| {
+        if colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s
+        }
+    };
+    // Figures are shown with the decimals the record writes its own with.
+    let decimals = stored
+        .and_then(|s| s.split_once('.'))
+        .map_or(0, |(_, d)| d.len());
+    let num = |x: &Json| {
+        x.as_f64()
+            .map(|x| format!("{x:.decimals$}"))
+            .unwrap_or_default()
+    };
+    match c["status"].as_str() {
+        Some("green") => paint("32", " ✔".into()),
+        Some("red") => {
+            let diff = match (c["computed"].as_f64(), c["expected"].as_f64()) {
+                (Some(a), Some(b)) => format!(" (difference {:+.decimals$})", a - b),
+                _ => String::new(),
+            };
+            paint(
+                "31",
+                format!(
+                    " ✘ expected {} computed {}{diff}",
+                    num(&c["expected"]),
+                    num(&c["computed"])
+                ),
+            )
+        }
+        Some(_) => paint(
+            "33",
+            format!(" ? {}", c["reason"].as_str().unwrap_or("not checked")),
+        ),
+        None => String::new(),
+    }
+}
+
+/// The answer as an indented tree: each node with its kind and key values and the mark of its
+/// derivation check, each child under the relation that leads to it; a node reached twice is
+/// shown once and then referred to. `colour` paints the marks (for a terminal).
+pub fn render_tree(t: &Json, colour: bool) -> String {
     let up = t["direction"] == "up";
     let empty = Vec::new();
     let nodes = t["nodes"].as_array().unwrap_or(&empty);
@@ -191,10 +237,16 @@ pub fn render_tree(t: &Json) -> String {
             ]
             .contains(&t)
             {
-                let d = v["data"]["value"]
+                let mut d = v["data"]["value"]
                     .as_str()
                     .or(v["data"].as_str())
                     .unwrap_or("");
+                // A formula is shown by its name; the check's mark says how it came out.
+                if t == "mrv.formula" {
+                    d = d
+                        .split_once('=')
+                        .map_or("(unnamed)", |(name, _)| name.trim());
+                }
                 keys.push(format!("{}={d}", t.trim_start_matches("mrv.")));
             }
         }
@@ -203,7 +255,12 @@ pub fn render_tree(t: &Json) -> String {
         } else {
             format!("  {}", keys.join(" "))
         };
-        format!("{h}{kind}{keys}{by}")
+        let stored = n["values"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["type"] == "mrv.value"))
+            .and_then(|v| v["data"]["value"].as_str().or(v["data"].as_str()));
+        let mark = check_mark(n, stored, colour);
+        format!("{h}{kind}{keys}{mark}{by}")
     };
     let mut out = String::new();
     let mut seen = HashSet::new();
@@ -271,6 +328,13 @@ pub fn render_tree(t: &Json) -> String {
     }
     if t["truncated"] == true {
         out.push_str("(truncated: raise --limit or --depth to see more)\n");
+    }
+    let c = &t["checks"];
+    if c.is_object() {
+        out.push_str(&format!(
+            "checks: {} green, {} red, {} grey\n",
+            c["green"], c["red"], c["grey"]
+        ));
     }
     out
 }

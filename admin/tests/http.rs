@@ -689,26 +689,7 @@ fn no_times(s: &str) -> String {
 
 #[test]
 fn the_readme_curl_examples_print_what_the_readme_shows() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
-    let block = readme
-        .split("<!-- curl-examples -->")
-        .nth(1)
-        .and_then(|b| b.split("```").nth(1))
-        .expect("a curl-examples block in README.md");
-    // Each `$ command` and the lines it printed.
-    let mut examples: Vec<(String, Vec<String>)> = Vec::new();
-    for line in block.lines().filter(|l| !l.is_empty()) {
-        match line.strip_prefix("$ ") {
-            Some(cmd) => examples.push((cmd.to_string(), Vec::new())),
-            None => examples
-                .last_mut()
-                .expect("output before any command")
-                .1
-                .push(line.to_string()),
-        }
-    }
+    let examples = readme_block("curl-examples");
     assert_eq!(examples.len(), 4, "resolve, create, trace and metrics");
 
     let dir = tempfile::tempdir().unwrap();

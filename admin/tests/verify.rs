@@ -238,3 +238,62 @@ fn a_report_verifies_a_legitimate_change_verifies_and_tampering_is_caught() {
     assert_eq!(code, 2);
     stop(s.child);
 }
+
+/// The README's regulator session: a changed reading turns its month and the report red, by the
+/// difference, and the change is in the log. Each command runs as the README shows it (with
+/// `suyuan` on the PATH and the node's own address) and prints what the README shows.
+#[test]
+fn regulator_session_in_the_readme() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("suyuan-data");
+    let node = serve_with(&d, &["--demo"]);
+    let url = http(&node);
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (cmd, shown) in common::readme_block("regulator-red") {
+        // A receipt follows its change within a second: wait for the checkpoint the shown
+        // output names (`… of N, …`) before verifying.
+        if let Some(n) = shown
+            .first()
+            .and_then(|l| l.split(" of ").nth(1))
+            .and_then(|l| l.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let cp = get(&node, "/log/checkpoint");
+                let size: u64 = cp.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0);
+                if size >= n || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let run = cmd
+            .replace("127.0.0.1:8000", &node.http.to_string())
+            .replace("suyuan trace ", &format!("suyuan trace --node {url} "))
+            .replace("suyuan verify ", &format!("suyuan verify --node {url} "));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&run)
+            .env("PATH", &path)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            shown.join("\n"),
+            "{cmd}"
+        );
+    }
+    stop(node.child);
+}

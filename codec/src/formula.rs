@@ -1216,7 +1216,7 @@ mod tests {
             Err(FormulaError::TooLong(_))
         ));
         assert!(Formula::parse(&format!("{}1{}", "(".repeat(40), ")".repeat(40))).is_err());
-        assert!(Formula::parse(&"1+".repeat(300).trim_end_matches('+').to_string()).is_err());
+        assert!(Formula::parse("1+".repeat(300).trim_end_matches('+')).is_err());
         assert!(Formula::parse("sum(a/b/c/d/e [t])").is_err());
         assert!(
             Formula::parse("1 / 0")

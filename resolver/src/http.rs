@@ -538,14 +538,19 @@ fn error(status: StatusCode, code: u32, handle: &str, message: String) -> Respon
 }
 
 /// Parses the query of a trace request (`direction`, `depth`, `limit`, `rel` repeatable,
-/// `from`, `to`) into a query for `root`.
+/// `from`, `to`, `proofs`, `checks`) into a query for `root`.
 pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, String> {
     let mut direction = Direction::Up;
     let mut depth = TraceQuery::DEFAULT_DEPTH;
     let mut limit = TraceQuery::DEFAULT_LIMIT;
     let mut rels = Vec::new();
     let (mut from, mut to) = (None, None);
-    let mut proofs = true;
+    let (mut proofs, mut checks) = (true, true);
+    let flag = |name: &str, v: &str| match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{name} must be true or false, not {other:?}")),
+    };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "direction" => {
@@ -570,13 +575,8 @@ pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, St
                     .ok_or(format!("limit must be 1..={MAX_LIMIT}"))?
             }
             "rel" => rels.push(v.into_owned()),
-            "proofs" => {
-                proofs = match v.as_ref() {
-                    "true" => true,
-                    "false" => false,
-                    other => return Err(format!("proofs must be true or false, not {other:?}")),
-                }
-            }
+            "proofs" => proofs = flag("proofs", &v)?,
+            "checks" => checks = flag("checks", &v)?,
             "from" => from = Some(v.into_owned()),
             "to" => to = Some(v.into_owned()),
             other => return Err(format!("unknown parameter {other:?}")),
@@ -589,6 +589,7 @@ pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, St
     q.limit = limit;
     q.rels = rels;
     q.proofs = proofs;
+    q.checks = checks;
     Ok(q)
 }
 

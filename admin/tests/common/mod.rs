@@ -161,3 +161,29 @@ pub fn node_store_args() -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+/// The commands of the README's block after `<!-- MARKER -->`, each `$ command` with the lines
+/// it printed.
+pub fn readme_block(marker: &str) -> Vec<(String, Vec<String>)> {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let block = readme
+        .split(&format!("<!-- {marker} -->"))
+        .nth(1)
+        .and_then(|b| b.split("```").nth(1))
+        .unwrap_or_else(|| panic!("a {marker} block in README.md"));
+    let mut examples: Vec<(String, Vec<String>)> = Vec::new();
+    for line in block.lines().filter(|l| !l.is_empty()) {
+        match line.strip_prefix("$ ") {
+            Some(cmd) => examples.push((cmd.to_string(), Vec::new())),
+            None => examples
+                .last_mut()
+                .expect("output before any command")
+                .1
+                .push(line.to_string()),
+        }
+    }
+    examples
+}
