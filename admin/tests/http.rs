@@ -699,23 +699,8 @@ fn the_readme_curl_examples_print_what_the_readme_shows() {
         let cmd = cmd
             .replace("127.0.0.1:8000", &node.http.to_string())
             .replace("127.0.0.1:9641", &node.ops.to_string());
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            no_times(got.trim_end()),
-            no_times(&shown.join("\n")),
-            "{cmd}"
-        );
+        let got = sh(&cmd, dir.path());
+        assert_eq!(no_times(&got), no_times(&shown.join("\n")), "{cmd}");
     }
     node.child.kill().unwrap();
     node.child.wait().unwrap();

@@ -248,12 +248,6 @@ fn regulator_session_in_the_readme() {
     let d = dir.path().join("suyuan-data");
     let node = serve_with(&d, &["--demo"]);
     let url = http(&node);
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     for (cmd, shown) in common::readme_block("regulator-red") {
         // A receipt follows its change within a second: wait for the checkpoint the shown
         // output names (`… of N, …`) before verifying.
@@ -277,23 +271,7 @@ fn regulator_session_in_the_readme() {
             .replace("127.0.0.1:8000", &node.http.to_string())
             .replace("suyuan trace ", &format!("suyuan trace --node {url} "))
             .replace("suyuan verify ", &format!("suyuan verify --node {url} "));
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&run)
-            .env("PATH", &path)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim_end(),
-            shown.join("\n"),
-            "{cmd}"
-        );
+        assert_eq!(common::sh(&run, dir.path()), shown.join("\n"), "{cmd}");
     }
     stop(node.child);
 }

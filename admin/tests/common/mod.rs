@@ -187,3 +187,27 @@ pub fn readme_block(marker: &str) -> Vec<(String, Vec<String>)> {
     }
     examples
 }
+
+/// Runs `cmd` with `sh -c` in `dir`, with this build's `suyuan` first on the PATH; answers what
+/// it printed, after checking that it succeeded.
+pub fn sh(cmd: &str, dir: &std::path::Path) -> String {
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("PATH", path)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
