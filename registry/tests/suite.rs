@@ -824,13 +824,22 @@ fn unknown_vocabulary_types_are_refused_unless_a_template_declares_them() {
         "mrv.value",
         "mrv.unit",
         "mrv.formula",
+        "mrv.tolerance",
         "mrv.template",
         "site.via",
         "DESC",
     ]
     .iter()
     .enumerate()
-    .map(|(i, t)| v(10 + i as u32, t, "x"))
+    // A formula and a tolerance are checked when written: these agree with the unit `x`.
+    .map(|(i, t)| {
+        let data = match *t {
+            "mrv.formula" => "2 [x]",
+            "mrv.tolerance" => "0.1",
+            _ => "x",
+        };
+        v(10 + i as u32, t, data)
+    })
     .collect();
     values.extend(
         suyuan_registry::links::RELATIONS
@@ -1430,7 +1439,170 @@ fn the_log_has_a_leaf_for_every_change_and_proves_each() {
     assert!(!reg.log_on());
 }
 
+/// Formulas that are not the demo's: a weighted mean, a product with a percentage (green, red
+/// beyond the record's tolerance, green within its template's), a unit mismatch and a syntax
+/// error refused at write time naming the column, and a check made grey by a value the caller
+/// may not read.
+fn formulas_are_checked_on_write_and_recomputed_on_trace() {
+    use suyuan_registry::check::Status;
+    let (_dir, reg) = open();
+    let rec = |kind: &str, extra: Vec<HandleValue>| {
+        let mut vs = vec![v(1, "mrv.kind", kind)];
+        vs.extend(extra);
+        vs
+    };
+    for (name, value, weight) in [("lab-a", "50", "100"), ("lab-b", "60", "300")] {
+        create(
+            &reg,
+            &format!("{P}/{name}"),
+            rec(
+                "lab-report",
+                vec![
+                    v(2, "mrv.value", value),
+                    v(3, "mrv.unit", "%"),
+                    v(4, "weight", weight),
+                ],
+            ),
+        )
+        .unwrap();
+    }
+    let mean = "C = sum(prov.wasDerivedFrom:lab-report [%], value * attr(weight [t])) / sum(prov.wasDerivedFrom:lab-report [%], attr(weight [t]))";
+    create(
+        &reg,
+        &format!("{P}/blend"),
+        rec(
+            "figure",
+            vec![
+                v(2, "mrv.value", "57.5"),
+                v(3, "mrv.unit", "%"),
+                v(4, "mrv.formula", mean),
+                v(10, "prov.wasDerivedFrom", &format!("{P}/lab-a")),
+                v(11, "prov.wasDerivedFrom", &format!("{P}/lab-b")),
+            ],
+        ),
+    )
+    .unwrap();
+    create(
+        &reg,
+        &format!("{P}/gross"),
+        rec(
+            "reading",
+            vec![v(2, "mrv.value", "100"), v(3, "mrv.unit", "MWh")],
+        ),
+    )
+    .unwrap();
+    create(
+        &reg,
+        &format!("{P}/share"),
+        rec(
+            "factor",
+            vec![v(2, "mrv.value", "95"), v(3, "mrv.unit", "%")],
+        ),
+    )
+    .unwrap();
+    create(
+        &reg,
+        &format!("{P}/tpl/net"),
+        vec![v(
+            1,
+            "mrv.template",
+            r#"{"kind": "figure", "tolerance": "2%"}"#,
+        )],
+    )
+    .unwrap();
+    let net = "one(prov.wasDerivedFrom:reading [MWh]) * as(one(mrv.usesFactor:factor [%]), [1])";
+    let figure = |value: &str, extra: Vec<HandleValue>| {
+        let mut vs = rec(
+            "figure",
+            vec![
+                v(2, "mrv.value", value),
+                v(3, "mrv.unit", "MWh"),
+                v(4, "mrv.formula", net),
+                v(10, "prov.wasDerivedFrom", &format!("{P}/gross")),
+                v(11, "mrv.usesFactor", &format!("{P}/share")),
+            ],
+        );
+        vs.extend(extra);
+        vs
+    };
+    create(&reg, &format!("{P}/net-exact"), figure("95.000", vec![])).unwrap();
+    create(
+        &reg,
+        &format!("{P}/net-off"),
+        figure("96", vec![v(5, "mrv.tolerance", "0.5%")]),
+    )
+    .unwrap();
+    create(
+        &reg,
+        &format!("{P}/net-template"),
+        figure(
+            "96",
+            vec![v(1001, "mrv.templateRef", &format!("{P}/tpl/net"))],
+        ),
+    )
+    .unwrap();
+
+    // Refused at write time: the units do not agree, the text does not parse, a bad tolerance.
+    let mut wrong = figure("95", vec![]);
+    wrong[2] = v(3, "mrv.unit", "t");
+    let e = create(&reg, &format!("{P}/net-wrong-unit"), wrong).unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    assert!(
+        e.to_string().contains("mrv.formula (index 4), column 1: the formula computes MWh and the record's mrv.unit is t"),
+        "{e}"
+    );
+    let mut bad = figure("95", vec![]);
+    bad[3] = v(4, "mrv.formula", "one(prov.wasDerivedFrom [MWh]) * * 2");
+    let e = create(&reg, &format!("{P}/net-bad"), bad).unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    assert!(
+        e.to_string().contains("column 34: '*' cannot start a term"),
+        "{e}"
+    );
+    let e = create(
+        &reg,
+        &format!("{P}/net-bad-tolerance"),
+        figure("95", vec![v(5, "mrv.tolerance", "a lot")]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("mrv.tolerance"), "{e}");
+    // A percentage added to a plain number is refused: conversions are explicit.
+    let mut pct = figure("95", vec![]);
+    pct[3] = v(4, "mrv.formula", "one(mrv.usesFactor [%]) + 1");
+    assert!(create(&reg, &format!("{P}/net-pct"), pct).is_err());
+
+    let all = |_: &str, _: &HandleValue| true;
+    let check = |root: &str, readable: &dyn Fn(&str, &HandleValue) -> bool| {
+        let t = reg
+            .trace(
+                &TraceQuery::new(format!("{P}/{root}"), Direction::Up),
+                readable,
+            )
+            .unwrap();
+        t.nodes[0].check.clone().unwrap()
+    };
+    let blend = check("blend", &all);
+    assert_eq!(blend.status, Status::Green, "{blend:?}");
+    assert_eq!(blend.computed, Some(57.5));
+    assert_eq!(check("net-exact", &all).status, Status::Green);
+    let off = check("net-off", &all);
+    assert_eq!(off.status, Status::Red, "{off:?}");
+    assert_eq!((off.expected, off.computed), (Some(96.0), Some(95.0)));
+    assert_eq!(
+        check("net-template", &all).status,
+        Status::Green,
+        "2% of 96 holds"
+    );
+    // A weight the caller may not read makes the mean grey, never green.
+    let lab_b = format!("{P}/lab-b");
+    let hidden = |h: &str, v: &HandleValue| !(h == lab_b && v.value_type == "weight");
+    let grey = check("blend", &hidden);
+    assert_eq!(grey.status, Status::Grey);
+    assert!(grey.reason.unwrap().contains("not readable"));
+}
+
 conformance!(
+    formulas_are_checked_on_write_and_recomputed_on_trace,
     the_log_has_a_leaf_for_every_change_and_proves_each,
     commits_stream_to_subscribers,
     records_resolve_list_and_page,
