@@ -1022,8 +1022,10 @@ impl Tolerance {
             .split_once(['e', 'E'])
             .and_then(|(_, e)| e.parse().ok())
             .unwrap_or(0);
-        let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len() as i32);
-        Tolerance::Absolute(0.5 * 10f64.powi(exp - decimals))
+        let decimals = mantissa
+            .split_once('.')
+            .map_or(0, |(_, d)| i32::try_from(d.len()).unwrap_or(i32::MAX));
+        Tolerance::Absolute(0.5 * 10f64.powi(exp.saturating_sub(decimals)))
     }
 
     /// Whether `computed` matches `stored`. A relative error of 1e-9 is allowed beyond the

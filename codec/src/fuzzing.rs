@@ -203,11 +203,55 @@ pub fn tlog(data: &[u8]) {
     }
 }
 
+/// The formula language: any text parses or is refused without panicking; what parses has a
+/// unit whose spelling parses back to it, and evaluates (over inputs made up from the text)
+/// to a number or an error, within its budget.
+pub fn formula(data: &[u8]) {
+    use crate::formula::{EvalError, Formula, Source, Step, Tolerance, Unit};
+    struct Made(u64);
+    impl Source for Made {
+        fn follow(&self, from: &str, step: &Step) -> Result<Vec<String>, EvalError> {
+            let n = (self.0 as usize + step.rel.len() + from.len()) % 4;
+            Ok((0..n).map(|i| format!("{from}/{i}")).collect())
+        }
+        fn number(&self, h: &str, t: &str) -> Result<(f64, Option<String>), EvalError> {
+            let k = h.len() as u64 ^ t.len() as u64 ^ self.0;
+            let unit = ["1", "t", "%", "MWh"][(k % 4) as usize];
+            Ok(((k % 1000) as f64 / 7.0, Some(unit.to_string())))
+        }
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = Tolerance::parse(text);
+    if let Ok(u) = Unit::parse(text) {
+        assert_eq!(
+            Unit::parse(&u.to_string()).as_ref(),
+            Ok(&u),
+            "a unit re-spells"
+        );
+    }
+    if let Ok(f) = Formula::parse(text) {
+        let u = f.unit().to_string();
+        assert_eq!(
+            Unit::parse(&u).as_ref(),
+            Ok(f.unit()),
+            "the formula's unit re-spells"
+        );
+        f.check_unit(&u).expect("a formula computes its own unit");
+        let seed = data
+            .iter()
+            .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(*b)));
+        let mut budget = 100_000;
+        let _ = f.eval_within("r", &Made(seed), &mut budget);
+    }
+}
+
 /// A property check over one input.
 pub type Check = fn(&[u8]);
 
 /// Every check by target name, for the corpus replay.
-pub const TARGETS: [(&str, Check); 7] = [
+pub const TARGETS: [(&str, Check); 8] = [
     ("message", message),
     ("udp", udp),
     ("value", value),
@@ -215,4 +259,5 @@ pub const TARGETS: [(&str, Check); 7] = [
     ("admin", admin),
     ("json", json),
     ("tlog", tlog),
+    ("formula", formula),
 ];

@@ -16,7 +16,7 @@ use suyuan_codec::value::HandleValue;
 use crate::error::RegistryError;
 use crate::links::{attr, text_of};
 use crate::template::Template;
-use crate::trace::Trace;
+use crate::trace::{Direction, Trace, TraceQuery};
 
 /// The evaluation steps one trace's checks may take in all.
 const TRACE_BUDGET: usize = 20_000_000;
@@ -112,14 +112,26 @@ pub(crate) struct Checker<'a> {
     tolerance_of: &'a dyn Fn(&str) -> Option<Tolerance>,
     done: HashMap<String, Check>,
     budget: usize,
+    /// Why a linked input may be missing from this trace, as its query explains it.
+    untraced: &'static str,
 }
 
 impl<'a> Checker<'a> {
     pub(crate) fn new(
+        q: &TraceQuery,
         trace: &'a Trace,
         readable: &'a [(Vec<HandleValue>, bool)],
         tolerance_of: &'a dyn Fn(&str) -> Option<Tolerance>,
     ) -> Self {
+        let untraced = if q.direction == Direction::Down {
+            "a trace down reaches a figure from one of its inputs"
+        } else if q.window.is_some() {
+            "outside the window, or past the depth"
+        } else if !q.rels.is_empty() {
+            "a relation the trace does not follow, or past the depth"
+        } else {
+            "past the depth or the limit"
+        };
         let nodes = trace
             .nodes
             .iter()
@@ -149,6 +161,7 @@ impl<'a> Checker<'a> {
             tolerance_of,
             done: HashMap::new(),
             budget: TRACE_BUDGET,
+            untraced,
         }
     }
 
@@ -156,6 +169,12 @@ impl<'a> Checker<'a> {
     /// Inputs are checked before the records that read them (a depth-first order over the
     /// trace's links), so an input with a formula of its own gives what its formula computes.
     pub(crate) fn run(mut self) -> (Vec<Option<Check>>, Summary) {
+        let handles: HashMap<String, &str> = self
+            .trace
+            .nodes
+            .iter()
+            .map(|n| (key_of(&n.handle), n.handle.as_str()))
+            .collect();
         for key in self.inputs_first() {
             let Some(facts) = self.nodes.get(&key) else {
                 continue;
@@ -163,12 +182,7 @@ impl<'a> Checker<'a> {
             let Some(formula) = text_of(facts.values, attr::FORMULA).map(str::to_string) else {
                 continue;
             };
-            let handle = self
-                .trace
-                .nodes
-                .iter()
-                .find(|n| key_of(&n.handle) == key)
-                .map_or(key.clone(), |n| n.handle.clone());
+            let handle = handles.get(&key).copied().unwrap_or(&key).to_string();
             let c = self.compute(&handle, &key, &formula);
             self.done.insert(key, c);
         }
@@ -259,9 +273,14 @@ impl<'a> Checker<'a> {
         let Some(stored_text) = stored_text else {
             return grey("it states no mrv.value".into(), computed.inputs);
         };
-        let Ok(stored) = stored_text.trim().parse::<f64>() else {
+        let Some(stored) = stored_text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite())
+        else {
             return grey(
-                format!("its mrv.value {stored_text:?} is not a number"),
+                format!("its mrv.value {stored_text:?} is not a finite number"),
                 computed.inputs,
             );
         };
@@ -310,7 +329,8 @@ impl<'a> Checker<'a> {
             return EvalError(format!("input {} is missing", d.to));
         }
         EvalError(format!(
-            "an input by {rel} of {from} is not in the trace (outside the window, the depth or the relations followed)"
+            "an input by {rel} of {from} is not in this trace ({})",
+            self.untraced
         ))
     }
 }
@@ -327,11 +347,14 @@ impl Source for Checker<'_> {
                 "{from}: some of its values are not readable by the caller"
             )));
         }
-        let links = facts
-            .values
-            .iter()
-            .filter(|v| v.value_type == step.rel)
-            .count();
+        // The distinct records the relation links to (a record linked twice is one input).
+        let mut targets: Vec<&[u8]> = Vec::new();
+        for v in facts.values.iter().filter(|v| v.value_type == step.rel) {
+            if !targets.contains(&v.data.as_slice()) {
+                targets.push(&v.data);
+            }
+        }
+        let links = targets.len();
         let reached: &[&str] = self
             .reached
             .get(&(key, step.rel.as_str()))

@@ -195,14 +195,14 @@ impl Registry {
     ) -> Result<Trace, RegistryError> {
         let mut t = self.walk(q, readable)?;
         if q.checks {
-            self.check_trace(&mut t)?;
+            self.check_trace(q, &mut t)?;
         }
         t.readable = Vec::new();
         Ok(t)
     }
 
     /// Runs the derivation check of every record of `t` that has a formula.
-    fn check_trace(&self, t: &mut Trace) -> Result<(), RegistryError> {
+    fn check_trace(&self, q: &TraceQuery, t: &mut Trace) -> Result<(), RegistryError> {
         let mut templates: std::collections::HashMap<String, Option<Tolerance>> =
             std::collections::HashMap::new();
         for (values, _) in &t.readable {
@@ -216,7 +216,7 @@ impl Registry {
             }
         }
         let tolerance_of = |name: &str| templates.get(name).copied().flatten();
-        let (checks, summary) = crate::check::Checker::new(t, &t.readable, &tolerance_of).run();
+        let (checks, summary) = crate::check::Checker::new(q, t, &t.readable, &tolerance_of).run();
         for (n, c) in t.nodes.iter_mut().zip(checks) {
             n.check = c;
         }
