@@ -28,6 +28,7 @@ pub mod session;
 pub mod site;
 pub mod time;
 pub mod tlog;
+pub mod trust;
 pub mod value;
 pub mod wire;
 

@@ -1,0 +1,576 @@
+//! Signed handle values as Handle.Net 9 writes and checks them (its `net.handle.hdllib.trust`):
+//! an `HS_SIGNATURE` value is a JWS over digests of a record's values, an `HS_CERT` value a
+//! JWS by which an issuer grants a key permissions over handles; a chain of certificates leads
+//! from a signature to a trusted root key.
+//!
+//! Sans-IO: chains are built from a lookup the caller answers (a handle's values), time is
+//! passed in. Byte for byte as the reference: compact JWS (the JSON serialisation is read too),
+//! header `{"alg":"RS256"}`, the claims' members in the order its Gson writes them, each value
+//! digested with SHA-256 over its wire encoding without index and timestamp (standard base64
+//! with padding), RSA keys as JWK (`n`, `e`, base64url without padding).
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rsa::traits::PublicKeyParts;
+use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{SigHash, rsa_sign, rsa_verify};
+use crate::value::HandleValue;
+
+/// The longest JWS text accepted, in bytes.
+pub const MAX_JWS_LEN: usize = 256 * 1024;
+/// The most certificates a chain may have.
+pub const MAX_CHAIN: usize = 50;
+
+/// Why a JWS, its claims or a chain was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    #[error("not a JWS: {0}")]
+    Malformed(String),
+    #[error("unsupported signature algorithm {0:?}")]
+    Algorithm(String),
+    #[error("bad claims: {0}")]
+    Claims(String),
+    #[error("the signature does not verify")]
+    Signature,
+    #[error("cannot build the chain: {0}")]
+    Chain(String),
+    #[error("{0}")]
+    Key(String),
+}
+
+/// A JWS: what was signed and the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jws {
+    header_b64: String,
+    payload_b64: String,
+    pub alg: String,
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// Decodes base64url or standard base64, padded or not, as the reference's decoder does.
+fn b64_lenient(s: &str) -> Result<Vec<u8>, TrustError> {
+    let t: String = s
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    URL_SAFE_NO_PAD
+        .decode(t)
+        .map_err(|e| TrustError::Malformed(format!("base64: {e}")))
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+}
+
+impl Jws {
+    /// Parses the compact form (`header.payload.signature`) or the JSON serialisation (its
+    /// first signature).
+    pub fn parse(text: &str) -> Result<Jws, TrustError> {
+        let t = text.trim();
+        if t.len() > MAX_JWS_LEN {
+            return Err(TrustError::Malformed(format!("over {MAX_JWS_LEN} bytes")));
+        }
+        let (h, p, s) = if t.starts_with('{') {
+            #[derive(Deserialize)]
+            struct Sig {
+                protected: String,
+                signature: String,
+            }
+            #[derive(Deserialize)]
+            struct Json {
+                payload: String,
+                signatures: Vec<Sig>,
+            }
+            let j: Json = serde_json::from_str(t)
+                .map_err(|e| TrustError::Malformed(format!("JSON serialisation: {e}")))?;
+            let first = j
+                .signatures
+                .into_iter()
+                .next()
+                .ok_or_else(|| TrustError::Malformed("no signature".into()))?;
+            (first.protected, j.payload, first.signature)
+        } else {
+            let mut parts = t.split('.');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(h), Some(p), Some(s), None) => (h.to_string(), p.to_string(), s.to_string()),
+                _ => return Err(TrustError::Malformed("not three parts".into())),
+            }
+        };
+        let header: Header = serde_json::from_slice(&b64_lenient(&h)?)
+            .map_err(|e| TrustError::Malformed(format!("header: {e}")))?;
+        Ok(Jws {
+            payload: b64_lenient(&p)?,
+            signature: b64_lenient(&s)?,
+            header_b64: h,
+            payload_b64: p,
+            alg: header.alg,
+        })
+    }
+
+    /// The compact form.
+    pub fn compact(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.header_b64,
+            self.payload_b64,
+            URL_SAFE_NO_PAD.encode(&self.signature)
+        )
+    }
+
+    fn signing_input(&self) -> String {
+        format!("{}.{}", self.header_b64, self.payload_b64)
+    }
+
+    /// The claims the payload holds.
+    pub fn claims(&self) -> Result<Claims, TrustError> {
+        serde_json::from_slice(&self.payload).map_err(|e| TrustError::Claims(e.to_string()))
+    }
+
+    /// Checks the signature with `key`.
+    pub fn verify(&self, key: &SignerKey) -> Result<(), TrustError> {
+        let hash = rsa_hash(&self.alg)?;
+        match key {
+            SignerKey::Rsa(k) => {
+                rsa_verify(k, hash, self.signing_input().as_bytes(), &self.signature)
+                    .then_some(())
+                    .ok_or(TrustError::Signature)
+            }
+        }
+    }
+
+    /// Signs `claims` with `key` (RS256).
+    pub fn sign(claims: &Claims, key: &RsaPrivateKey) -> Result<Jws, TrustError> {
+        let header_b64 = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
+        let payload = serde_json::to_vec(claims).map_err(|e| TrustError::Claims(e.to_string()))?;
+        let payload_b64 = URL_SAFE_NO_PAD.encode(&payload);
+        let input = format!("{header_b64}.{payload_b64}");
+        let signature = rsa_sign(key, SigHash::Sha256, input.as_bytes())
+            .map_err(|e| TrustError::Key(e.to_string()))?;
+        Ok(Jws {
+            header_b64,
+            payload_b64,
+            alg: "RS256".into(),
+            payload,
+            signature,
+        })
+    }
+}
+
+/// The hash an `RS…` algorithm name selects, as the reference reads it.
+fn rsa_hash(alg: &str) -> Result<SigHash, TrustError> {
+    let Some(rest) = alg.strip_prefix("RS") else {
+        return Err(TrustError::Algorithm(alg.into()));
+    };
+    match rest {
+        "256" => Ok(SigHash::Sha256),
+        "" | "160" | "128" | "A" => Ok(SigHash::Sha1),
+        _ => Err(TrustError::Algorithm(alg.into())),
+    }
+}
+
+/// A key a signature is checked with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignerKey {
+    Rsa(RsaPublicKey),
+}
+
+/// A public key as a JWK (`"publicKey"` of a certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    pub kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+}
+
+impl Jwk {
+    pub fn rsa(key: &RsaPublicKey) -> Jwk {
+        Jwk {
+            kty: "RSA".into(),
+            n: Some(URL_SAFE_NO_PAD.encode(key.n().to_bytes_be())),
+            e: Some(URL_SAFE_NO_PAD.encode(key.e().to_bytes_be())),
+        }
+    }
+
+    pub fn key(&self) -> Result<SignerKey, TrustError> {
+        match (self.kty.as_str(), &self.n, &self.e) {
+            ("RSA", Some(n), Some(e)) => {
+                let n = BigUint::from_bytes_be(&b64_lenient(n)?);
+                let e = BigUint::from_bytes_be(&b64_lenient(e)?);
+                RsaPublicKey::new(n, e)
+                    .map(SignerKey::Rsa)
+                    .map_err(|e| TrustError::Key(format!("publicKey: {e}")))
+            }
+            (kty, _, _) => Err(TrustError::Key(format!(
+                "publicKey: kty {kty:?} is not supported"
+            ))),
+        }
+    }
+}
+
+/// One permission a certificate grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    pub perm: String,
+}
+
+impl Permission {
+    /// Whether this permission covers handle `h` (the reference's rules).
+    pub fn authorizes(&self, h: &str) -> bool {
+        let upper = |s: &str| s.to_ascii_uppercase();
+        match (self.perm.as_str(), &self.handle) {
+            ("everything", _) => true,
+            ("thisHandle", Some(p)) => {
+                equals_prefix_ci(p, h)
+                    || p.strip_prefix("0.NA/")
+                        .is_some_and(|pre| upper(h).starts_with(&format!("{}/", upper(pre))))
+            }
+            ("handlesUnderThisPrefix", Some(p)) => p
+                .strip_prefix("0.NA/")
+                .is_some_and(|pre| upper(h).starts_with(&format!("{}/", upper(pre)))),
+            ("derivedPrefixes", Some(p)) => {
+                let dot = format!("{}.", upper(p));
+                upper(h).starts_with(&dot) || upper(&format!("0.NA/{h}")).starts_with(&dot)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The reference's handle comparison: the prefix case-insensitively, the suffix exactly.
+pub fn equals_prefix_ci(a: &str, b: &str) -> bool {
+    match (a.split_once('/'), b.split_once('/')) {
+        (Some((pa, sa)), Some((pb, sb))) => pa.eq_ignore_ascii_case(pb) && sa == sb,
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueDigest {
+    pub index: u32,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digests {
+    pub alg: String,
+    pub digests: Vec<ValueDigest>,
+}
+
+/// A signature's or a certificate's claims, its members in the order the reference writes
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perms: Option<Vec<Permission>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digests: Option<Digests>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<Jwk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+}
+
+impl Claims {
+    /// Whether `now` lies within `nbf..=exp` (an absent bound is not checked).
+    pub fn in_date(&self, now: i64) -> bool {
+        self.nbf.is_none_or(|n| n <= now) && self.exp.is_none_or(|e| now <= e)
+    }
+}
+
+/// SHA-256 of a value's wire encoding without its index and timestamp (the first 8 bytes):
+/// what a signature's digest covers.
+pub fn value_digest(v: &HandleValue) -> [u8; 32] {
+    let enc = v.encode();
+    Sha256::digest(&enc[8.min(enc.len())..]).into()
+}
+
+/// The claims of a signature by `issuer` (`index:handle`) over `values` of `handle`.
+pub fn value_claims(
+    handle: &str,
+    values: &[HandleValue],
+    issuer: &str,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    chain: Option<Vec<String>>,
+) -> Claims {
+    Claims {
+        digests: Some(Digests {
+            alg: "SHA-256".into(),
+            digests: values
+                .iter()
+                .map(|v| ValueDigest {
+                    index: v.index,
+                    digest: STANDARD.encode(value_digest(v)),
+                })
+                .collect(),
+        }),
+        chain,
+        iss: Some(issuer.into()),
+        sub: Some(handle.into()),
+        exp: Some(exp),
+        nbf: Some(nbf),
+        iat: Some(iat),
+        ..Claims::default()
+    }
+}
+
+/// How each value of a record fares against a signature's digests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValuesReport {
+    pub verified: Vec<u32>,
+    /// Signed, and changed since.
+    pub bad_digest: Vec<u32>,
+    /// There, and not signed.
+    pub unsigned: Vec<u32>,
+    /// Signed, and gone.
+    pub missing: Vec<u32>,
+}
+
+/// Compares `values` with the digests of `claims`.
+pub fn check_values(claims: &Claims, values: &[HandleValue]) -> Result<ValuesReport, TrustError> {
+    let d = claims
+        .digests
+        .as_ref()
+        .ok_or_else(|| TrustError::Claims("no digests".into()))?;
+    if !d.alg.eq_ignore_ascii_case("SHA-256") {
+        return Err(TrustError::Algorithm(d.alg.clone()));
+    }
+    let mut r = ValuesReport::default();
+    for v in values {
+        match d.digests.iter().find(|x| x.index == v.index) {
+            Some(x) => {
+                let ok = STANDARD
+                    .decode(&x.digest)
+                    .ok()
+                    .is_some_and(|b| b == value_digest(v));
+                if ok {
+                    r.verified.push(v.index);
+                } else {
+                    r.bad_digest.push(v.index);
+                }
+            }
+            None => r.unsigned.push(v.index),
+        }
+    }
+    for x in &d.digests {
+        if !values.iter().any(|v| v.index == x.index) {
+            r.missing.push(x.index);
+        }
+    }
+    Ok(r)
+}
+
+/// One certificate of a chain, with its claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub jws: Jws,
+    pub claims: Claims,
+}
+
+/// What a chain is built from: the values of a handle, or `None` when it is not known. A
+/// caller that must fetch first answers `None` and learns from the error which handle to fetch.
+pub trait Lookup {
+    fn values(&self, handle: &str) -> Option<Vec<HandleValue>>;
+}
+
+/// Builds the chain from the signature `sig` to a self-issued certificate, as the reference's
+/// `ChainBuilder` does: a chain element `idx:handle` names the certificate by value, a plain
+/// handle means its `HS_CERT` whose `sub` is the child's `iss` (the newest one); without a
+/// `chain` claim, the issuer's handle. Answers `Chain("need H")` when `lookup` lacks H.
+pub fn build_chain(sig: &Link, lookup: &dyn Lookup) -> Result<Vec<Link>, TrustError> {
+    let mut out: Vec<Link> = Vec::new();
+    let mut current = sig.clone();
+    // Explicit chain elements not used yet: a child's are used before its parents' own.
+    let mut remaining: Vec<String> = Vec::new();
+    loop {
+        let iss = current.claims.iss.clone().unwrap_or_default();
+        if current.claims.sub.as_deref() == Some(iss.as_str()) {
+            return Ok(out);
+        }
+        if remaining.is_empty() {
+            remaining = match &current.claims.chain {
+                Some(c) if !c.is_empty() => c.clone(),
+                _ => vec![
+                    iss.split_once(':')
+                        .map_or(iss.clone(), |(_, h)| h.to_string()),
+                ],
+            };
+        }
+        let next = remaining.remove(0);
+        let parent = find_cert(&next, &iss, lookup)?;
+        let psub = parent.claims.sub.clone().unwrap_or_default();
+        if !equals_prefix_ci(&psub, &iss) {
+            return Err(TrustError::Chain(format!(
+                "the chain is broken: {next} certifies {psub}, the signer is {iss}"
+            )));
+        }
+        if out.iter().any(|l| l.jws == parent.jws) {
+            return Err(TrustError::Chain("the chain loops".into()));
+        }
+        if out.len() >= MAX_CHAIN {
+            return Err(TrustError::Chain(format!(
+                "more than {MAX_CHAIN} certificates"
+            )));
+        }
+        out.push(parent.clone());
+        current = parent;
+    }
+}
+
+fn find_cert(element: &str, iss: &str, lookup: &dyn Lookup) -> Result<Link, TrustError> {
+    let (index, handle) = match element.split_once(':') {
+        Some((i, h)) if i.parse::<u32>().is_ok_and(|i| i > 0) => (i.parse::<u32>().ok(), h),
+        _ => (None, element),
+    };
+    let values = lookup
+        .values(handle)
+        .ok_or_else(|| TrustError::Chain(format!("need {handle}")))?;
+    let mut best: Option<Link> = None;
+    for v in &values {
+        if index.is_some_and(|i| v.index != i) {
+            continue;
+        }
+        if index.is_none() && !v.value_type.eq_ignore_ascii_case("HS_CERT") {
+            continue;
+        }
+        let Ok(jws) = Jws::parse(&String::from_utf8_lossy(&v.data)) else {
+            continue;
+        };
+        let Ok(claims) = jws.claims() else { continue };
+        if index.is_none() && claims.sub.as_deref() != Some(iss) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|b| claims.iat > b.claims.iat) {
+            best = Some(Link { jws, claims });
+        }
+    }
+    best.ok_or_else(|| TrustError::Chain(format!("{element} holds no certificate for {iss}")))
+}
+
+/// How a chain fares: every signature checked with its parent's key, dates, authorization
+/// over `handle`, and whether it ends at a trusted root key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Why the chain fails, the first reason found; `None` when it holds.
+    pub problem: Option<String>,
+}
+
+/// Checks `sig` and its `chain` (from [`build_chain`]) for `handle` at `now`; `roots` are the
+/// keys a self-issued root may have to be trusted.
+pub fn verify_chain(
+    sig: &Link,
+    chain: &[Link],
+    handle: &str,
+    now: i64,
+    roots: &[SignerKey],
+) -> ChainReport {
+    let problem = (|| {
+        let mut child = sig;
+        for parent in chain {
+            let key = parent
+                .claims
+                .public_key
+                .as_ref()
+                .ok_or_else(|| "a certificate has no publicKey".to_string())?
+                .key()
+                .map_err(|e| e.to_string())?;
+            child.jws.verify(&key).map_err(|_| {
+                format!(
+                    "the signature of {} does not verify with the key {} certifies",
+                    child.claims.iss.as_deref().unwrap_or("?"),
+                    parent.claims.iss.as_deref().unwrap_or("?")
+                )
+            })?;
+            if !child.claims.in_date(now) {
+                return Err(format!(
+                    "the certificate or signature by {} is out of date",
+                    child.claims.iss.as_deref().unwrap_or("?")
+                ));
+            }
+            // Every issuer, the root included, must be granted the signed handle.
+            let perms = parent.claims.perms.as_deref().unwrap_or(&[]);
+            if !perms.iter().any(|p| p.authorizes(handle)) {
+                return Err(format!(
+                    "{} is not authorized for {handle}",
+                    parent.claims.sub.as_deref().unwrap_or("?")
+                ));
+            }
+            child = parent;
+        }
+        // The root signs itself.
+        let root = chain.last().ok_or_else(|| "no certificate".to_string())?;
+        let key = root
+            .claims
+            .public_key
+            .as_ref()
+            .ok_or_else(|| "the root has no publicKey".to_string())?
+            .key()
+            .map_err(|e| e.to_string())?;
+        root.jws
+            .verify(&key)
+            .map_err(|_| "the root certificate's own signature does not verify".to_string())?;
+        if !root.claims.in_date(now) {
+            return Err("the root certificate is out of date".into());
+        }
+        if !roots.contains(&key) {
+            return Err(format!(
+                "the chain ends at {}, whose key is not a trusted root",
+                root.claims.sub.as_deref().unwrap_or("?")
+            ));
+        }
+        Ok(())
+    })()
+    .err();
+    ChainReport { problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_as_the_reference_reads_them() {
+        let p = |perm: &str, h: Option<&str>| Permission {
+            perm: perm.into(),
+            handle: h.map(str::to_string),
+        };
+        assert!(p("everything", None).authorizes("1/x"));
+        assert!(p("handlesUnderThisPrefix", Some("0.NA/12345")).authorizes("12345/x"));
+        assert!(!p("handlesUnderThisPrefix", Some("0.NA/12345")).authorizes("123456/x"));
+        assert!(p("thisHandle", Some("12345/x")).authorizes("12345/x"));
+        assert!(
+            !p("thisHandle", Some("12345/x")).authorizes("12345/X"),
+            "suffix exact"
+        );
+        assert!(p("derivedPrefixes", Some("0.NA/88")).authorizes("88.1/x"));
+    }
+}
