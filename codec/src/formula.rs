@@ -102,10 +102,12 @@ impl Unit {
             if sym == "1" && sign == -1 {
                 return Err(format!("unit {t:?}: 1 divides nothing"));
             }
-            if !sym
-                .chars()
-                .all(|c| c.is_alphanumeric() || "_%‰".contains(c))
-                || sym.starts_with(|c: char| c.is_ascii_digit())
+            // `1` stands for no symbol (`1/t`), anywhere but after `/`.
+            if sym != "1"
+                && (!sym
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "_%‰".contains(c))
+                    || sym.starts_with(|c: char| c.is_ascii_digit()))
             {
                 return Err(format!("unit {t:?}: {sym:?} is not a symbol"));
             }
@@ -1234,6 +1236,9 @@ mod tests {
             Tolerance::of_written("1234.567"),
             Tolerance::Absolute(0.5 * 10f64.powi(-3))
         );
+        // A unit with nothing above the line spells itself `1/…`, which parses back.
+        assert_eq!(Unit::parse("1/t").unwrap().to_string(), "1/t");
+        assert!(Unit::parse("t/1").is_err());
         assert!(Tolerance::of_written("1234.567").matches(1234.567, 1234.5674));
         assert!(!Tolerance::of_written("1234.567").matches(1234.567, 1234.5676));
         assert!(Tolerance::parse("0.5%").unwrap().matches(100.0, 100.4));
