@@ -36,6 +36,15 @@ pub struct ResolveArgs {
     /// Transport: auto (UDP, then TCP), udp or tcp.
     #[arg(long, default_value = "auto", value_parser = parse_transport)]
     transport: Transport,
+    /// Check the record's signed values (HS_SIGNATURE) as a reference client trusts them: each
+    /// signature's certificate chain (HS_CERT values, resolved the same way) must end at a
+    /// trusted root key, and every public value must be signed, unchanged since. One line a
+    /// value (`ok` or `FAIL` with the reason); exit 1 when any fails.
+    #[arg(long)]
+    verify: bool,
+    /// A root key chains may end at (a PEM public key; repeatable).
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    trust_root: Vec<std::path::PathBuf>,
 }
 
 fn parse_transport(s: &str) -> Result<Transport, String> {
@@ -53,38 +62,18 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("0.NA/{}", a.handle)
     };
-    let (answer, server) = match &a.root {
-        Some(root) => {
-            let top = crate::site::upstream_site(root)?;
-            let walker =
-                suyuan_federation::Walker::new(suyuan_federation::WalkerConfig::new(vec![top]));
-            let hops = suyuan_federation::Hops(0);
-            let walked = walker.resolve(&handle, &a.types, &a.indexes, hops).await?;
-            eprintln!("served by {}", walked.served_by);
-            (walked.message, walked.served_by.server)
-        }
-        None => {
-            let server = match &a.site {
-                Some(path) => suyuan_federation::server_for(
-                    &crate::site::read_site(path)?,
-                    &handle,
-                    a.transport,
-                )?,
-                None => a.server,
-            };
-            let client = HandleClient::new(server, a.transport);
-            let mut req = client.resolution(&handle, &a.types, &a.indexes);
-            if !a.recursive {
-                req.header.op_flags &= !suyuan_codec::message::flags::REC;
-            }
-            (client.send(&req).await?, server)
-        }
-    };
+    let (answer, server, walked) = ask(&a, &handle, &a.types, &a.indexes).await?;
+    if let Some(by) = walked {
+        eprintln!("served by {by}");
+    }
     let code = answer.header.response_code;
     match answer.body {
         Body::ResolutionResponse { values, .. } if code == rc::SUCCESS => {
             for v in &values {
                 crate::outln!("{}", format_value(v))?;
+            }
+            if a.verify {
+                return verify(&a, &handle).await;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -126,6 +115,109 @@ pub async fn run(a: ResolveArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// One resolution of `handle` the way `a` says (the walker from `--root`, the server a site's
+/// hash picks, or `--server`): the answer, the server asked, and who served a walk.
+async fn ask(
+    a: &ResolveArgs,
+    handle: &str,
+    types: &[String],
+    indexes: &[u32],
+) -> anyhow::Result<(suyuan_codec::Message, SocketAddr, Option<String>)> {
+    Ok(match &a.root {
+        Some(root) => {
+            let top = crate::site::upstream_site(root)?;
+            let walker =
+                suyuan_federation::Walker::new(suyuan_federation::WalkerConfig::new(vec![top]));
+            let walked = walker
+                .resolve(handle, types, indexes, suyuan_federation::Hops(0))
+                .await?;
+            let by = walked.served_by.to_string();
+            (walked.message, walked.served_by.server, Some(by))
+        }
+        None => {
+            let server = match &a.site {
+                Some(path) => suyuan_federation::server_for(
+                    &crate::site::read_site(path)?,
+                    handle,
+                    a.transport,
+                )?,
+                None => a.server,
+            };
+            let client = HandleClient::new(server, a.transport);
+            let mut req = client.resolution(handle, types, indexes);
+            if !a.recursive {
+                req.header.op_flags &= !suyuan_codec::message::flags::REC;
+            }
+            (client.send(&req).await?, server, None)
+        }
+    })
+}
+
+/// All the values of `handle`, resolved the way `a` says, or none when it does not resolve.
+async fn fetch(a: &ResolveArgs, handle: &str) -> anyhow::Result<Option<Vec<HandleValue>>> {
+    let (answer, _, _) = ask(a, handle, &[], &[]).await?;
+    Ok(match answer.body {
+        Body::ResolutionResponse { values, .. } if answer.header.response_code == rc::SUCCESS => {
+            Some(values)
+        }
+        _ => None,
+    })
+}
+
+struct Fetched(std::collections::HashMap<String, Vec<HandleValue>>);
+
+impl suyuan_codec::trust::Lookup for Fetched {
+    fn values(&self, handle: &str) -> Option<Vec<HandleValue>> {
+        self.0.get(handle).cloned()
+    }
+}
+
+/// `--verify`: the whole record's signatures checked, the certificates of their chains
+/// fetched as the chain builder asks for them.
+async fn verify(a: &ResolveArgs, handle: &str) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use suyuan_codec::trust::{SignerKey, TrustError, verify_record};
+    let mut roots = Vec::new();
+    for f in &a.trust_root {
+        let pem =
+            std::fs::read_to_string(f).with_context(|| format!("--trust-root {}", f.display()))?;
+        let key = suyuan_codec::auth::rsa_public_from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("--trust-root {}: {e}", f.display()))?;
+        roots.push(SignerKey::Rsa(key));
+    }
+    let record = fetch(a, handle)
+        .await?
+        .with_context(|| format!("{handle}: cannot resolve the whole record to verify it"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut certs = Fetched(Default::default());
+    let findings = loop {
+        match verify_record(handle, &record, now, &roots, &certs) {
+            Ok(f) => break f,
+            Err(TrustError::Need(h)) if certs.0.len() < suyuan_codec::trust::MAX_CHAIN * 2 => {
+                // A handle that does not resolve holds no certificate.
+                let values = fetch(a, &h).await.ok().flatten().unwrap_or_default();
+                certs.0.insert(h, values);
+            }
+            Err(e) => anyhow::bail!("{handle}: {e}"),
+        }
+    };
+    if roots.is_empty() {
+        eprintln!("note: no --trust-root given: no chain can end at a trusted key");
+    }
+    let mut ok = true;
+    for f in &findings {
+        ok &= f.ok;
+        crate::outln!("{} {}", if f.ok { "ok  " } else { "FAIL" }, f.text)?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// What to do about an RC 301: which prefix the node does not serve, and where the Handle

@@ -38,6 +38,9 @@ pub enum TrustError {
     Signature,
     #[error("cannot build the chain: {0}")]
     Chain(String),
+    /// The chain needs this handle's values, which the lookup did not have.
+    #[error("cannot build the chain: need {0}")]
+    Need(String),
     #[error("{0}")]
     Key(String),
 }
@@ -405,7 +408,8 @@ pub trait Lookup {
 /// Builds the chain from the signature `sig` to a self-issued certificate, as the reference's
 /// `ChainBuilder` does: a chain element `idx:handle` names the certificate by value, a plain
 /// handle means its `HS_CERT` whose `sub` is the child's `iss` (the newest one); without a
-/// `chain` claim, the issuer's handle. Answers `Chain("need H")` when `lookup` lacks H.
+/// `chain` claim, the issuer's handle. Answers [`TrustError::Need`] when `lookup` lacks a
+/// handle: a caller that fetches over the network fetches it and builds again.
 pub fn build_chain(sig: &Link, lookup: &dyn Lookup) -> Result<Vec<Link>, TrustError> {
     let mut out: Vec<Link> = Vec::new();
     let mut current = sig.clone();
@@ -453,7 +457,7 @@ fn find_cert(element: &str, iss: &str, lookup: &dyn Lookup) -> Result<Link, Trus
     };
     let values = lookup
         .values(handle)
-        .ok_or_else(|| TrustError::Chain(format!("need {handle}")))?;
+        .ok_or_else(|| TrustError::Need(handle.to_string()))?;
     let mut best: Option<Link> = None;
     for v in &values {
         if index.is_some_and(|i| v.index != i) {
@@ -573,4 +577,129 @@ mod tests {
         );
         assert!(p("derivedPrefixes", Some("0.NA/88")).authorizes("88.1/x"));
     }
+}
+
+/// One finding of [`verify_record`]: whether it holds, and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub ok: bool,
+    pub text: String,
+}
+
+fn finding(ok: bool, text: String) -> Finding {
+    Finding { ok, text }
+}
+
+/// Checks the record `handle` with `values` as a reference client trusts it: every
+/// `HS_SIGNATURE` value parsed, for this handle, its chain built (through `lookup`) and verified
+/// to one of `roots` at `now`; every public value that is not itself a signature must be signed
+/// by a signature that holds. One finding a value and one for each signature that fails;
+/// [`TrustError::Need`] when the chain needs a handle `lookup` lacks.
+pub fn verify_record(
+    handle: &str,
+    values: &[HandleValue],
+    now: i64,
+    roots: &[SignerKey],
+    lookup: &dyn Lookup,
+) -> Result<Vec<Finding>, TrustError> {
+    let is_sig = |v: &HandleValue| v.value_type.eq_ignore_ascii_case("HS_SIGNATURE");
+    let signed: Vec<HandleValue> = values
+        .iter()
+        .filter(|v| !is_sig(v) && v.permissions.public_read())
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    let mut verified: Vec<(u32, String)> = Vec::new();
+    let sigs: Vec<&HandleValue> = values.iter().filter(|v| is_sig(v)).collect();
+    if sigs.is_empty() {
+        out.push(finding(false, format!("{handle}: no HS_SIGNATURE value")));
+    }
+    for s in sigs {
+        let i = s.index;
+        let link = match Jws::parse(&String::from_utf8_lossy(&s.data))
+            .and_then(|jws| jws.claims().map(|claims| Link { jws, claims }))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                out.push(finding(false, format!("signature {i}: {e}")));
+                continue;
+            }
+        };
+        let iss = link.claims.iss.clone().unwrap_or_default();
+        let sub = link.claims.sub.clone().unwrap_or_default();
+        if !equals_prefix_ci(&sub, handle) {
+            out.push(finding(
+                false,
+                format!("signature {i} by {iss} is for {sub}, not {handle}"),
+            ));
+            continue;
+        }
+        let chain = match build_chain(&link, lookup) {
+            Ok(c) => c,
+            Err(e @ TrustError::Need(_)) => return Err(e),
+            Err(e) => {
+                out.push(finding(false, format!("signature {i} by {iss}: {e}")));
+                continue;
+            }
+        };
+        if let Some(p) = verify_chain(&link, &chain, handle, now, roots).problem {
+            out.push(finding(false, format!("signature {i} by {iss}: {p}")));
+            continue;
+        }
+        let r = match check_values(&link.claims, &signed) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(finding(false, format!("signature {i} by {iss}: {e}")));
+                continue;
+            }
+        };
+        let type_of = |idx: u32| {
+            values
+                .iter()
+                .find(|v| v.index == idx)
+                .map_or("?", |v| v.value_type.as_str())
+        };
+        for idx in r.bad_digest {
+            out.push(finding(
+                false,
+                format!(
+                    "value {idx} ({}): changed since signature {i} by {iss} signed it",
+                    type_of(idx)
+                ),
+            ));
+        }
+        for idx in r.missing {
+            out.push(finding(
+                false,
+                format!("value {idx}: signed by signature {i} by {iss}, and not in the record"),
+            ));
+        }
+        verified.extend(
+            r.verified
+                .into_iter()
+                .map(|idx| (idx, format!("{iss} (signature {i})"))),
+        );
+    }
+    for v in &signed {
+        match verified.iter().find(|(idx, _)| *idx == v.index) {
+            Some((_, by)) => out.push(finding(
+                true,
+                format!("value {} ({}): signed by {by}", v.index, v.value_type),
+            )),
+            None if !out
+                .iter()
+                .any(|f| f.text.starts_with(&format!("value {} ", v.index))) =>
+            {
+                out.push(finding(
+                    false,
+                    format!(
+                        "value {} ({}): not signed by a signature that holds",
+                        v.index, v.value_type
+                    ),
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(out)
 }

@@ -155,3 +155,77 @@ fn the_references_chain_is_built_and_verified_to_a_trusted_root() {
     let e = build_chain(&sig, &partial).unwrap_err();
     assert_eq!(e.to_string(), "cannot build the chain: need 0.NA/12345");
 }
+
+#[test]
+fn a_record_is_verified_as_a_reference_client_trusts_it() {
+    use suyuan_codec::trust::verify_record;
+    let sig = HandleValue::new(
+        400,
+        "HS_SIGNATURE",
+        fixture("hs_signature-rsa.jws").trim().as_bytes(),
+    );
+    let root = link(&fixture("hs_cert-root.jws"))
+        .claims
+        .public_key
+        .unwrap()
+        .key()
+        .unwrap();
+    let mut record = values();
+    record.push(sig.clone());
+    let f = verify_record(
+        "12345/test1",
+        &record,
+        NOW,
+        std::slice::from_ref(&root),
+        &certs(),
+    )
+    .unwrap();
+    let lines: Vec<_> = f.iter().map(|f| (f.ok, f.text.as_str())).collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                true,
+                "value 1 (URL): signed by 300:12345/ADMIN (signature 400)"
+            ),
+            (
+                true,
+                "value 2 (EMAIL): signed by 300:12345/ADMIN (signature 400)"
+            ),
+        ]
+    );
+    // A value changed after signing, and one added without a signature, are named.
+    let mut changed = record.clone();
+    changed[0].data = b"https://example.org/elsewhere".to_vec();
+    changed.push(HandleValue::new(6, "DESC", "added later"));
+    let f = verify_record(
+        "12345/test1",
+        &changed,
+        NOW,
+        std::slice::from_ref(&root),
+        &certs(),
+    )
+    .unwrap();
+    let bad: Vec<_> = f
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| f.text.as_str())
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            "value 1 (URL): changed since signature 400 by 300:12345/ADMIN signed it",
+            "value 6 (DESC): not signed by a signature that holds",
+        ]
+    );
+    // Without the root key nothing is trusted; for another handle the signature is refused.
+    let f = verify_record("12345/test1", &record, NOW, &[], &certs()).unwrap();
+    assert!(f.iter().all(|f| !f.ok));
+    assert!(f[0].text.contains("not a trusted root"), "{}", f[0].text);
+    let f = verify_record("12345/TEST1", &record, NOW, &[root], &certs()).unwrap();
+    assert!(
+        f[0].text.contains("is for 12345/test1, not 12345/TEST1"),
+        "{}",
+        f[0].text
+    );
+}
