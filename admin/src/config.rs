@@ -63,6 +63,11 @@ pub struct ServeConfig {
     pub log: bool,
     /// The log's origin (its key's name), instead of the one `log.vkey` records.
     pub log_origin: Option<String>,
+    /// Sign every record stored (`HS_SIGNATURE` by `300:<prefix>/SIGNER`, the node's key).
+    pub sign_values: bool,
+    /// The operator's root key (an RSA private key, PEM) the signer's certificate chain ends
+    /// at: `<prefix>/TRUST-ROOT` holds its self-signed certificate. Required by `sign_values`.
+    pub signing_root_key: Option<PathBuf>,
     /// Witnessing: the logs this node cosigns, the witnesses its own log is submitted to.
     pub witness: WitnessConfig,
 }
@@ -140,6 +145,8 @@ impl Default for ServeConfig {
             delegation_key: None,
             log: true,
             log_origin: None,
+            sign_values: false,
+            signing_root_key: None,
             witness: WitnessConfig::default(),
         }
     }
@@ -180,6 +187,8 @@ pub struct ConfigFile {
     pub delegation_key: Option<PathBuf>,
     pub log: Option<bool>,
     pub log_origin: Option<String>,
+    pub sign_values: Option<bool>,
+    pub signing_root_key: Option<PathBuf>,
     pub witness: Option<WitnessConfig>,
 }
 
@@ -235,8 +244,12 @@ impl ConfigFile {
             recursion,
             upstream_cache_entries,
             log,
+            sign_values,
             witness
         );
+        if self.signing_root_key.is_some() {
+            c.signing_root_key = self.signing_root_key;
+        }
         if self.log_origin.is_some() {
             c.log_origin = self.log_origin;
         }

@@ -181,19 +181,39 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         dir.open_registry(cfg.store.as_deref())
             .with_context(|| format!("node {}", cfg.data_dir.display()))?,
     );
-    if a.demo && registry.get(crate::demo::REPORT)?.is_none() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs();
+    let demo_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let load_demo = a.demo && registry.get(crate::demo::REPORT)?.is_none();
+    if load_demo {
         registry.apply(suyuan_registry::Write {
             mutation: suyuan_registry::Mutation::Home {
                 prefix: DEMO_PREFIX.into(),
                 admins: Vec::new(),
             },
             actor: "0:SUYUAN/DEMO".into(),
-            time: now,
+            time: demo_now,
         })?;
-        let (written, _) = crate::demo::load(&registry, now)?;
+    }
+    // Signing starts before anything else is stored, the demo included.
+    if cfg.sign_values {
+        let path = cfg.signing_root_key.as_ref().context(
+            "sign_values needs signing_root_key: the operator's RSA root key (PEM), e.g. one `suyuan keygen --out DIR` made",
+        )?;
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("signing_root_key {}", path.display()))?;
+        let root = suyuan_codec::auth::rsa_private_from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("signing_root_key {}: {e}", path.display()))?;
+        let prefix = first_prefix(&registry)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        suyuan_resolver::signing::enable(&registry, &prefix, &key, &root, now)?;
+        let (root_h, signer_h) = suyuan_resolver::signing::identities(&prefix);
+        tracing::info!(signer = %signer_h, root = %root_h, "signing every record stored");
+    }
+    if load_demo {
+        let (written, _) = crate::demo::load(&registry, demo_now)?;
         eprintln!(
             "demo: loaded {written} records of the MRV demo (try `suyuan trace {}`)",
             crate::demo::REPORT

@@ -198,3 +198,68 @@ fn resolve_verify_checks_signed_values_to_a_trusted_root() {
     );
     stop(node.child);
 }
+
+/// `sign_values = true`: the node signs every record it stores, in the write that stores it,
+/// as `300:12345/SIGNER` certified by the operator's root key (`signing_root_key`); a record
+/// created and then changed over REST verifies each time against the root's public key alone.
+#[test]
+fn a_signing_node_signs_every_record_it_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let root_key = dir.path().join("root-key.pem");
+    std::fs::write(
+        &root_key,
+        rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&root, LineEnding::LF)
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let root_pub = dir.path().join("root.pem");
+    std::fs::write(
+        &root_pub,
+        root.to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    let config = dir.path().join("suyuan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "sign_values = true\nsigning_root_key = {:?}\n",
+            root_key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let node = reference_like_node(dir.path(), &["--config", config.to_str().unwrap()]);
+    put(
+        node.http,
+        "12345/signed",
+        None,
+        &format!(
+            "[{}, {}]",
+            value_json(1, "URL", "https://example.org/signed"),
+            value_json(2, "mrv.value", "1234.5")
+        ),
+    );
+    let (code, out) = verify(node.handle, &[&root_pub]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        "ok   value 1 (URL): signed by 300:12345/SIGNER (signature 400)\nok   value 2 (mrv.value): signed by 300:12345/SIGNER (signature 400)"
+    );
+    // A change is signed again in the same write; the old signature is gone.
+    put(
+        node.http,
+        "12345/signed",
+        Some(2),
+        &format!("[{}]", value_json(2, "mrv.value", "1300")),
+    );
+    let (code, out) = verify(node.handle, &[&root_pub]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), 2);
+    // Another key as the root: not trusted.
+    let (code, _) = verify(node.handle, &[]);
+    assert_eq!(code, 1);
+    stop(node.child);
+}

@@ -49,6 +49,7 @@ struct Shared {
     commits: AtomicU64,
     watchers: RwLock<Vec<CommitWatcher>>,
     log: LogSwitch,
+    signer: crate::sign::SignerSlot,
 }
 
 /// The registry's store over an embedded ordered key-value backend.
@@ -233,6 +234,7 @@ impl KvStore {
             commits: AtomicU64::new(0),
             watchers: RwLock::new(Vec::new()),
             log: LogSwitch::new(log_salt),
+            signer: Default::default(),
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let s = shared.clone();
@@ -420,6 +422,7 @@ struct Overlay<'a> {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// The log's salt key while the log is on.
     log: Option<[u8; 32]>,
+    signer: Option<Arc<dyn crate::sign::ValueSigner>>,
     /// The log's end as the group left it, once the group has read it: kept beside the
     /// writes, not in them, so a leaf costs no search of the writes.
     tail: Option<LogTail>,
@@ -584,6 +587,10 @@ impl View for Overlay<'_> {
         ready(state)
     }
 
+    fn signer(&self) -> Option<Arc<dyn crate::sign::ValueSigner>> {
+        self.signer.clone()
+    }
+
     fn log_hashes(
         &mut self,
         indexes: &[u64],
@@ -647,6 +654,7 @@ fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Job>) {
             kv,
             writes: BTreeMap::new(),
             log: shared.log.key(),
+            signer: shared.signer.get(),
             tail: None,
         };
         let mut seq = shared.last_seq.load(Ordering::Acquire);
@@ -871,6 +879,10 @@ impl Store for KvStore {
 
     fn set_log(&self, on: bool) {
         self.shared.log.set(on);
+    }
+
+    fn set_signer(&self, signer: Option<Arc<dyn crate::sign::ValueSigner>>) {
+        self.shared.signer.set(signer);
     }
 
     fn log_salt_key(&self) -> Option<[u8; 32]> {

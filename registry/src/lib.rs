@@ -8,6 +8,7 @@
 //! - [`rules`]: the one write path's rules, written once above every backend (create modes,
 //!   value checks, templates, aliases, tombstones, the change).
 //! - [`embedded`]: the store over the ordered key-value layer (group commits).
+//! - [`sign`]: signed values on write (`HS_SIGNATURE` made in the write that stores the record).
 //! - [`template`]: data templates and their validation.
 //! - [`links`]: the provenance vocabulary; which values are links and aliases.
 //! - [`trace`]: the trace engine, up (to sources) and down (to what a source fed).
@@ -27,6 +28,7 @@ pub mod log;
 pub mod model;
 pub mod postgres;
 pub mod rules;
+pub mod sign;
 pub mod store;
 pub mod template;
 pub mod trace;

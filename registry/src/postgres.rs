@@ -426,6 +426,7 @@ struct Inner {
     /// The log's salt key (made by the first server to start on the database, kept in it)
     /// and whether this server's writes get leaves.
     log: LogSwitch,
+    signer: crate::sign::SignerSlot,
 }
 
 impl Inner {
@@ -589,6 +590,7 @@ impl PgStore {
             peers_seen: Notify::new(),
             notify,
             log: LogSwitch::new(log_salt),
+            signer: Default::default(),
         });
         let writer = Conn::open(url).await?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -798,9 +800,14 @@ struct TxView<'a, 't>(
     &'a Prepared,
     /// The log's salt key while this server's log is on.
     Option<[u8; 32]>,
+    Option<std::sync::Arc<dyn crate::sign::ValueSigner>>,
 );
 
 impl View for TxView<'_, '_> {
+    fn signer(&self) -> Option<std::sync::Arc<dyn crate::sign::ValueSigner>> {
+        self.3.clone()
+    }
+
     fn log(&mut self) -> impl Future<Output = Result<Option<LogState>, RegistryError>> + Send {
         let (t, st, key) = (self.0, self.1, self.2);
         async move {
@@ -1037,7 +1044,13 @@ async fn commit_group(inner: &Inner, conn: &mut Conn, jobs: &[Job]) -> Result<Gr
             _ => false,
         };
         let log = inner.log.key();
-        match plan(&mut TxView(&t, st, log), seq + 1, &job.write).await {
+        match plan(
+            &mut TxView(&t, st, log, inner.signer.get()),
+            seq + 1,
+            &job.write,
+        )
+        .await
+        {
             Ok(p) => {
                 if let Some(s) = p.seq {
                     seq = s;
@@ -1626,6 +1639,10 @@ impl Store for PgStore {
 
     fn set_log(&self, on: bool) {
         self.inner.log.set(on);
+    }
+
+    fn set_signer(&self, signer: Option<std::sync::Arc<dyn crate::sign::ValueSigner>>) {
+        self.inner.signer.set(signer);
     }
 
     fn log_salt_key(&self) -> Option<[u8; 32]> {

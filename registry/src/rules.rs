@@ -127,6 +127,8 @@ pub trait View: Send {
         &mut self,
         indexes: &[u64],
     ) -> impl Future<Output = Result<Vec<Hash>, RegistryError>> + Send;
+    /// The signer of stored records, when the node signs them.
+    fn signer(&self) -> Option<std::sync::Arc<dyn crate::sign::ValueSigner>>;
 }
 
 /// One domain-level write a mutation makes; a backend carries these out in order, in the
@@ -391,6 +393,10 @@ async fn put_record<V: View>(
     op: ChangeOp,
 ) -> Result<Plan, RegistryError> {
     let key = h.key();
+    let values = match v.signer() {
+        Some(s) => crate::sign::signed(&*s, h.as_str(), values, w.time),
+        None => values,
+    };
     check_answer_fits(h.as_str(), &values)?;
     crate::check::validate(h.as_str(), old.map(|o| o.values.as_slice()), &values)?;
     let links = links_for(v, h.as_str(), &values).await?;

@@ -84,6 +84,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Turns the transparency log on or off for the writes that follow (on by default; off
     /// only for the benchmark's comparison: the changes written meanwhile get no leaves).
     fn set_log(&self, on: bool);
+    /// Every record this store's write path stores is signed by `signer` (none: not signed).
+    fn set_signer(&self, signer: Option<std::sync::Arc<dyn crate::sign::ValueSigner>>);
     /// The key the log's value salts derive from, while the log is on.
     fn log_salt_key(&self) -> Option<[u8; 32]>;
     /// The log's durable size: leaves appended.

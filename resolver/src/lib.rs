@@ -20,6 +20,7 @@ pub mod redirect;
 pub mod rest;
 pub mod service;
 pub mod session;
+pub mod signing;
 pub mod tcp;
 pub mod tls;
 pub mod transparency;
