@@ -327,6 +327,10 @@ fn body_refused(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
+/// The largest refused body read to its end before the 413 is answered (larger ones are
+/// answered at once, the connection closed).
+const DRAIN_MAX: u64 = 16 * 1024 * 1024;
+
 /// Takes the whole body before any route sees the request: a declared length over the cap
 /// is refused before reading (413), a body that passes the cap while arriving is refused when
 /// it does (413), and one that has not arrived within the deadline is cut off (408).
@@ -341,6 +345,15 @@ async fn body_limits(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(n) = declared.filter(|n| *n > l.max as u64) {
+        // A client still sending when the answer comes and the connection closes gets a reset
+        // instead of the answer: read what it sends first, when that is bounded and quick.
+        if n <= DRAIN_MAX {
+            let mut body = req.into_body();
+            let _ = tokio::time::timeout(l.timeout, async {
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            })
+            .await;
+        }
         return body_refused(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
