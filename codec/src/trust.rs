@@ -140,34 +140,191 @@ impl Jws {
         serde_json::from_slice(&self.payload).map_err(|e| TrustError::Claims(e.to_string()))
     }
 
-    /// Checks the signature with `key`.
+    /// Checks the signature with `key`: `RS…` with an RSA key, `SM2256` (SM2 with SM3, the
+    /// default distinguishing identifier, a DER or a raw r‖s signature) with an SM2 key.
     pub fn verify(&self, key: &SignerKey) -> Result<(), TrustError> {
-        let hash = rsa_hash(&self.alg)?;
+        let input = self.signing_input();
         match key {
             SignerKey::Rsa(k) => {
-                rsa_verify(k, hash, self.signing_input().as_bytes(), &self.signature)
+                let hash = rsa_hash(&self.alg)?;
+                rsa_verify(k, hash, input.as_bytes(), &self.signature)
                     .then_some(())
                     .ok_or(TrustError::Signature)
+            }
+            SignerKey::Sm2(k) => {
+                if self.alg != SM2_ALG {
+                    return Err(TrustError::Algorithm(format!(
+                        "{} with an SM2 key",
+                        self.alg
+                    )));
+                }
+                use sm2::dsa::signature::Verifier;
+                let rs = der_rs(&self.signature).unwrap_or_default();
+                let sig = sm2::dsa::Signature::from_slice(if self.signature.len() == 64 {
+                    &self.signature
+                } else {
+                    &rs
+                })
+                .map_err(|_| TrustError::Signature)?;
+                k.verify(input.as_bytes(), &sig)
+                    .map_err(|_| TrustError::Signature)
             }
         }
     }
 
-    /// Signs `claims` with `key` (RS256).
+    /// Signs `claims` with an RSA key (RS256).
     pub fn sign(claims: &Claims, key: &RsaPrivateKey) -> Result<Jws, TrustError> {
-        let header_b64 = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
+        Jws::sign_with(claims, &PrivateKey::Rsa(key.clone()))
+    }
+
+    /// Signs `claims` with `key`: RS256 for RSA, SM2256 for SM2 (a DER signature, as IDIS's
+    /// SDK writes it through Hutool).
+    pub fn sign_with(claims: &Claims, key: &PrivateKey) -> Result<Jws, TrustError> {
+        let alg = match key {
+            PrivateKey::Rsa(_) => "RS256",
+            PrivateKey::Sm2(_) => SM2_ALG,
+        };
+        let header_b64 = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}"}}"#));
         let payload = serde_json::to_vec(claims).map_err(|e| TrustError::Claims(e.to_string()))?;
         let payload_b64 = URL_SAFE_NO_PAD.encode(&payload);
         let input = format!("{header_b64}.{payload_b64}");
-        let signature = rsa_sign(key, SigHash::Sha256, input.as_bytes())
-            .map_err(|e| TrustError::Key(e.to_string()))?;
+        let signature = match key {
+            PrivateKey::Rsa(k) => rsa_sign(k, SigHash::Sha256, input.as_bytes())
+                .map_err(|e| TrustError::Key(e.to_string()))?,
+            PrivateKey::Sm2(k) => {
+                use sm2::dsa::signature::Signer;
+                let sig: sm2::dsa::Signature = k
+                    .try_sign(input.as_bytes())
+                    .map_err(|e| TrustError::Key(e.to_string()))?;
+                rs_der(&sig.to_bytes())
+            }
+        };
         Ok(Jws {
             header_b64,
             payload_b64,
-            alg: "RS256".into(),
+            alg: alg.into(),
             payload,
             signature,
         })
     }
+}
+
+/// An (r, s) signature of 64 bytes as DER: `SEQUENCE { INTEGER r, INTEGER s }`.
+fn rs_der(rs: &[u8]) -> Vec<u8> {
+    let int = |b: &[u8]| {
+        let b = &b[b
+            .iter()
+            .take_while(|x| **x == 0)
+            .count()
+            .min(b.len().saturating_sub(1))..];
+        let mut out = vec![0x02];
+        let pad = b.first().is_some_and(|x| x & 0x80 != 0);
+        out.push((b.len() + usize::from(pad)) as u8);
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(b);
+        out
+    };
+    let (r, s) = rs.split_at(rs.len() / 2);
+    let body = [int(r), int(s)].concat();
+    let mut out = vec![0x30, body.len() as u8];
+    out.extend(body);
+    out
+}
+
+/// The 64 bytes r ‖ s of a DER signature, if it is one with 32-byte integers.
+fn der_rs(der: &[u8]) -> Option<Vec<u8>> {
+    let (&[0x30, len], rest) = der.split_first_chunk::<2>()? else {
+        return None;
+    };
+    if usize::from(len) != rest.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(64);
+    let mut rest = rest;
+    for _ in 0..2 {
+        let (&[0x02, n], tail) = rest.split_first_chunk::<2>()? else {
+            return None;
+        };
+        let (int, tail) = tail.split_at_checked(usize::from(n))?;
+        let int = match int {
+            [0, more @ ..] if more.first().is_some_and(|b| b & 0x80 != 0) => more,
+            i => i,
+        };
+        if int.len() > 32 {
+            return None;
+        }
+        out.extend(std::iter::repeat_n(0, 32 - int.len()));
+        out.extend_from_slice(int);
+        rest = tail;
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// IDIS's name for SM2 with SM3.
+pub const SM2_ALG: &str = "SM2256";
+/// The SM2 distinguishing identifier when none is agreed: GM/T 0009's default, which Hutool
+/// (IDIS's SDK) uses.
+pub const SM2_DISTID: &str = "1234567812345678";
+/// The HS_PUBKEY key type of an SM2 key, as IDIS stores it.
+pub const SM2_KEY_TYPE: &str = "SM2_PUB_KEY";
+
+/// A key a signature is made with.
+#[derive(Debug, Clone)]
+pub enum PrivateKey {
+    Rsa(RsaPrivateKey),
+    Sm2(sm2::dsa::SigningKey),
+}
+
+impl PrivateKey {
+    /// The key that checks what this one signs.
+    pub fn public(&self) -> SignerKey {
+        match self {
+            PrivateKey::Rsa(k) => SignerKey::Rsa(k.to_public_key()),
+            PrivateKey::Sm2(k) => SignerKey::Sm2(k.verifying_key().clone()),
+        }
+    }
+}
+
+/// An SM2 signing key from its secret scalar, with the default distinguishing identifier.
+pub fn sm2_signing_key(secret: &sm2::SecretKey) -> Result<sm2::dsa::SigningKey, TrustError> {
+    sm2::dsa::SigningKey::new(SM2_DISTID, secret).map_err(|e| TrustError::Key(e.to_string()))
+}
+
+/// HS_PUBKEY data of an SM2 key as IDIS stores it: `str "SM2_PUB_KEY", u16 flags (0), bytes`
+/// of the X.509 SubjectPublicKeyInfo as PEM text.
+pub fn sm2_hs_pubkey(key: &sm2::dsa::VerifyingKey) -> Result<Vec<u8>, TrustError> {
+    use crate::wire::Writer;
+    use sm2::pkcs8::EncodePublicKey;
+    let pem = sm2::PublicKey::from_affine(*key.as_affine())
+        .map_err(|e| TrustError::Key(e.to_string()))?
+        .to_public_key_pem(sm2::pkcs8::LineEnding::LF)
+        .map_err(|e| TrustError::Key(e.to_string()))?;
+    let mut out = Vec::new();
+    out.put_str(SM2_KEY_TYPE);
+    out.put_u16(0);
+    out.put_bytes(pem.as_bytes());
+    Ok(out)
+}
+
+/// The SM2 key of HS_PUBKEY data in IDIS's layout (the key as X.509 PEM text or DER).
+pub fn sm2_from_hs_pubkey(data: &[u8]) -> Result<sm2::dsa::VerifyingKey, TrustError> {
+    use sm2::pkcs8::DecodePublicKey;
+    let mut r = crate::wire::Reader::new(data);
+    let bad = |e: String| TrustError::Key(format!("SM2 HS_PUBKEY: {e}"));
+    let t = r.str("key type").map_err(|e| bad(e.to_string()))?;
+    if t != SM2_KEY_TYPE {
+        return Err(bad(format!("key type {t:?}")));
+    }
+    r.u16("flags").map_err(|e| bad(e.to_string()))?;
+    let key = r.bytes("key").map_err(|e| bad(e.to_string()))?;
+    let public = match std::str::from_utf8(key) {
+        Ok(pem) if pem.starts_with("-----BEGIN") => sm2::PublicKey::from_public_key_pem(pem),
+        _ => sm2::PublicKey::from_public_key_der(key),
+    }
+    .map_err(|e| bad(e.to_string()))?;
+    sm2::dsa::VerifyingKey::new(SM2_DISTID, public).map_err(|e| bad(e.to_string()))
 }
 
 /// The hash an `RS…` algorithm name selects, as the reference reads it.
@@ -183,9 +340,20 @@ fn rsa_hash(alg: &str) -> Result<SigHash, TrustError> {
 }
 
 /// A key a signature is checked with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum SignerKey {
     Rsa(RsaPublicKey),
+    Sm2(sm2::dsa::VerifyingKey),
+}
+
+impl PartialEq for SignerKey {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SignerKey::Rsa(a), SignerKey::Rsa(b)) => a == b,
+            (SignerKey::Sm2(a), SignerKey::Sm2(b)) => a.to_sec1_bytes() == b.to_sec1_bytes(),
+            _ => false,
+        }
+    }
 }
 
 /// A public key as a JWK (`"publicKey"` of a certificate).
@@ -196,6 +364,13 @@ pub struct Jwk {
     pub n: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e: Option<String>,
+    /// For an SM2 key (`"kty": "EC"`): `"SM2"`, and the point's coordinates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
 }
 
 impl Jwk {
@@ -204,6 +379,34 @@ impl Jwk {
             kty: "RSA".into(),
             n: Some(URL_SAFE_NO_PAD.encode(key.n().to_bytes_be())),
             e: Some(URL_SAFE_NO_PAD.encode(key.e().to_bytes_be())),
+            crv: None,
+            x: None,
+            y: None,
+        }
+    }
+
+    /// An SM2 key as an EC JWK with `"crv": "SM2"` (Suyuan's spelling: neither the reference
+    /// nor IDIS publishes one).
+    pub fn sm2(key: &sm2::dsa::VerifyingKey) -> Jwk {
+        // Uncompressed: 0x04, x, y.
+        let point = key.to_sec1_bytes();
+        let xy = point.get(1..).unwrap_or_default();
+        let (x, y) = xy.split_at(xy.len() / 2);
+        Jwk {
+            kty: "EC".into(),
+            n: None,
+            e: None,
+            crv: Some("SM2".into()),
+            x: Some(URL_SAFE_NO_PAD.encode(x)),
+            y: Some(URL_SAFE_NO_PAD.encode(y)),
+        }
+    }
+
+    /// The JWK of a key.
+    pub fn of(key: &SignerKey) -> Jwk {
+        match key {
+            SignerKey::Rsa(k) => Jwk::rsa(k),
+            SignerKey::Sm2(k) => Jwk::sm2(k),
         }
     }
 
@@ -214,6 +417,19 @@ impl Jwk {
                 let e = BigUint::from_bytes_be(&b64_lenient(e)?);
                 RsaPublicKey::new(n, e)
                     .map(SignerKey::Rsa)
+                    .map_err(|e| TrustError::Key(format!("publicKey: {e}")))
+            }
+            ("EC", _, _) if self.crv.as_deref() == Some("SM2") => {
+                let (Some(x), Some(y)) = (&self.x, &self.y) else {
+                    return Err(TrustError::Key(
+                        "publicKey: an SM2 key without x and y".into(),
+                    ));
+                };
+                let mut point = vec![4u8];
+                point.extend(b64_lenient(x)?);
+                point.extend(b64_lenient(y)?);
+                sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DISTID, &point)
+                    .map(SignerKey::Sm2)
                     .map_err(|e| TrustError::Key(format!("publicKey: {e}")))
             }
             (kty, _, _) => Err(TrustError::Key(format!(
@@ -560,6 +776,27 @@ pub fn verify_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RustCrypto's `sm2` test vector (`tests/sm2dsa.rs`, made with `openssl pkeyutl -sign
+    /// -digest sm3 -pkeyopt distid:example@rustcrypto.org`): the signature verifies, and its
+    /// DER form, as SM2256 JWS signatures carry it, goes back to the same r ‖ s.
+    #[test]
+    fn an_openssl_sm2_signature_verifies_and_survives_der() {
+        use sm2::dsa::signature::Verifier;
+        let public = hex::decode("0408D77AE04C01CC4C1104360DD8AF6B6F7DF334283D7C1A6AFD5652407B87BEE5014E2A57C36C150D16324DC664E31E6432359609C4E79847A5B161C8C7364C8A").unwrap();
+        let sig = hex::decode("d1dcccedd9fb785e0f67c16b7c52901625c0b69de9bca2144acc7be713cad2fcf7d1eae6e3a157b36c65f672f738ca8b46298bf149a6510072c431b49cd88b1c").unwrap();
+        let vk =
+            sm2::dsa::VerifyingKey::from_sec1_bytes("example@rustcrypto.org", &public).unwrap();
+        let der = rs_der(&sig);
+        assert_eq!(der[0], 0x30);
+        assert_eq!(der_rs(&der).unwrap(), sig);
+        let s = sm2::dsa::Signature::from_slice(&der_rs(&der).unwrap()).unwrap();
+        assert!(vk.verify(b"testing", &s).is_ok());
+        assert!(vk.verify(b"testinG", &s).is_err());
+        // Malformed DER is refused, never misread.
+        assert!(der_rs(&der[..der.len() - 1]).is_none());
+        assert!(der_rs(&[0x30, 0x02, 0x02, 0x00]).is_none());
+    }
 
     #[test]
     fn permissions_as_the_reference_reads_them() {
