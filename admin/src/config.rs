@@ -65,9 +65,12 @@ pub struct ServeConfig {
     pub log_origin: Option<String>,
     /// Sign every record stored (`HS_SIGNATURE` by `300:<prefix>/SIGNER`, the node's key).
     pub sign_values: bool,
-    /// The operator's root key (an RSA private key, PEM) the signer's certificate chain ends
+    /// The operator's root key (an RSA or SM2 private key, PEM) the signer's certificate chain ends
     /// at: `<prefix>/TRUST-ROOT` holds its self-signed certificate. Required by `sign_values`.
     pub signing_root_key: Option<PathBuf>,
+    /// The key the node signs values with, instead of its own RSA key: an RSA or an SM2
+    /// private key (PEM; SM2 signs SM2256 as IDIS does).
+    pub signing_key: Option<PathBuf>,
     /// Witnessing: the logs this node cosigns, the witnesses its own log is submitted to.
     pub witness: WitnessConfig,
 }
@@ -147,6 +150,7 @@ impl Default for ServeConfig {
             log_origin: None,
             sign_values: false,
             signing_root_key: None,
+            signing_key: None,
             witness: WitnessConfig::default(),
         }
     }
@@ -189,6 +193,7 @@ pub struct ConfigFile {
     pub log_origin: Option<String>,
     pub sign_values: Option<bool>,
     pub signing_root_key: Option<PathBuf>,
+    pub signing_key: Option<PathBuf>,
     pub witness: Option<WitnessConfig>,
 }
 
@@ -249,6 +254,9 @@ impl ConfigFile {
         );
         if self.signing_root_key.is_some() {
             c.signing_root_key = self.signing_root_key;
+        }
+        if self.signing_key.is_some() {
+            c.signing_key = self.signing_key;
         }
         if self.log_origin.is_some() {
             c.log_origin = self.log_origin;

@@ -42,7 +42,7 @@ pub struct ResolveArgs {
     /// value (`ok` or `FAIL` with the reason); exit 1 when any fails.
     #[arg(long)]
     verify: bool,
-    /// A root key chains may end at (a PEM public key; repeatable).
+    /// A root key chains may end at (a PEM public key, RSA or SM2; repeatable).
     #[arg(long, value_name = "FILE", requires = "verify")]
     trust_root: Vec<std::path::PathBuf>,
 }
@@ -178,14 +178,14 @@ impl suyuan_codec::trust::Lookup for Fetched {
 /// fetched as the chain builder asks for them.
 async fn verify(a: &ResolveArgs, handle: &str) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
-    use suyuan_codec::trust::{SignerKey, TrustError, verify_record};
+    use suyuan_codec::trust::{TrustError, verify_record};
     let mut roots = Vec::new();
     for f in &a.trust_root {
         let pem =
             std::fs::read_to_string(f).with_context(|| format!("--trust-root {}", f.display()))?;
-        let key = suyuan_codec::auth::rsa_public_from_pem(&pem)
+        let key = suyuan_codec::trust::public_key_from_pem(&pem)
             .map_err(|e| anyhow::anyhow!("--trust-root {}: {e}", f.display()))?;
-        roots.push(SignerKey::Rsa(key));
+        roots.push(key);
     }
     let record = fetch(a, handle)
         .await?

@@ -202,13 +202,22 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         )?;
         let pem = std::fs::read_to_string(path)
             .with_context(|| format!("signing_root_key {}", path.display()))?;
-        let root = suyuan_codec::auth::rsa_private_from_pem(&pem)
+        let root = suyuan_codec::trust::private_key_from_pem(&pem)
             .map_err(|e| anyhow::anyhow!("signing_root_key {}: {e}", path.display()))?;
+        let signing = match &cfg.signing_key {
+            Some(p) => {
+                let pem = std::fs::read_to_string(p)
+                    .with_context(|| format!("signing_key {}", p.display()))?;
+                suyuan_codec::trust::private_key_from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("signing_key {}: {e}", p.display()))?
+            }
+            None => suyuan_codec::trust::PrivateKey::Rsa(key.clone()),
+        };
         let prefix = first_prefix(&registry)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        suyuan_resolver::signing::enable(&registry, &prefix, &key, &root, now)?;
+        suyuan_resolver::signing::enable(&registry, &prefix, &signing, &root, now)?;
         let (root_h, signer_h) = suyuan_resolver::signing::identities(&prefix);
         tracing::info!(signer = %signer_h, root = %root_h, "signing every record stored");
     }

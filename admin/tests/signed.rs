@@ -263,3 +263,77 @@ fn a_signing_node_signs_every_record_it_stores() {
     assert_eq!(code, 1);
     stop(node.child);
 }
+
+/// 国密: a node signing with an SM2 key (`signing_key`) under an SM2 root, both made by
+/// `suyuan keygen --type sm2`: its records carry SM2256 signatures, its certificates SM2 keys
+/// (HS_PUBKEY as IDIS stores them), and `resolve --verify` checks them to the SM2 root.
+#[test]
+fn a_node_signs_with_sm2_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["root", "signer"] {
+        let out = std::process::Command::new(BIN)
+            .args(["keygen", "--type", "sm2", "--out"])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let config = dir.path().join("suyuan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "sign_values = true\nsigning_root_key = {:?}\nsigning_key = {:?}\n",
+            dir.path().join("root/admpriv.pem").display().to_string(),
+            dir.path().join("signer/admpriv.pem").display().to_string()
+        ),
+    )
+    .unwrap();
+    let node = reference_like_node(dir.path(), &["--config", config.to_str().unwrap()]);
+    put(
+        node.http,
+        "12345/signed",
+        None,
+        &format!("[{}]", value_json(1, "URL", "https://example.org/sm2")),
+    );
+    let root_pub = dir.path().join("root/admpub.pem");
+    let (code, out) = verify(node.handle, &[&root_pub]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        "ok   value 1 (URL): signed by 300:12345/SIGNER (signature 400)"
+    );
+    // The signature is SM2256, the signer's HS_PUBKEY IDIS's SM2 layout.
+    let rec = curl(&[&format!(
+        "http://{}/api/handles/12345/signed?type=HS_SIGNATURE",
+        node.http
+    )])
+    .json();
+    let jws = rec["values"][0]["data"]["value"].as_str().unwrap();
+    assert_eq!(Jws::parse(jws).unwrap().alg, "SM2256");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "resolve",
+            "12345/SIGNER",
+            "--server",
+            &node.handle.to_string(),
+            "--type",
+            "HS_PUBKEY",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("HS_PUBKEY"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The signer's own key is not a root.
+    assert_eq!(
+        verify(node.handle, &[&dir.path().join("signer/admpub.pem")]).0,
+        1
+    );
+    stop(node.child);
+}

@@ -940,3 +940,36 @@ pub fn verify_record(
     }
     Ok(out)
 }
+
+/// A private key from PEM: RSA (PKCS#1 or PKCS#8), or SM2 (PKCS#8, as `suyuan keygen --type
+/// sm2` writes it).
+pub fn private_key_from_pem(pem: &str) -> Result<PrivateKey, TrustError> {
+    use sm2::pkcs8::DecodePrivateKey;
+    if let Ok(k) = crate::auth::rsa_private_from_pem(pem) {
+        return Ok(PrivateKey::Rsa(k));
+    }
+    let secret = sm2::SecretKey::from_pkcs8_pem(pem)
+        .map_err(|e| TrustError::Key(format!("neither an RSA nor an SM2 private key: {e}")))?;
+    Ok(PrivateKey::Sm2(sm2_signing_key(&secret)?))
+}
+
+/// A public key from PEM (SubjectPublicKeyInfo): RSA or SM2.
+pub fn public_key_from_pem(pem: &str) -> Result<SignerKey, TrustError> {
+    use sm2::pkcs8::DecodePublicKey;
+    if let Ok(k) = crate::auth::rsa_public_from_pem(pem) {
+        return Ok(SignerKey::Rsa(k));
+    }
+    let public = sm2::PublicKey::from_public_key_pem(pem)
+        .map_err(|e| TrustError::Key(format!("neither an RSA nor an SM2 public key: {e}")))?;
+    sm2::dsa::VerifyingKey::new(SM2_DISTID, public)
+        .map(SignerKey::Sm2)
+        .map_err(|e| TrustError::Key(e.to_string()))
+}
+
+/// HS_PUBKEY data of a key: the reference's RSA layout, or IDIS's for SM2.
+pub fn hs_pubkey_of(key: &SignerKey) -> Result<Vec<u8>, TrustError> {
+    match key {
+        SignerKey::Rsa(k) => Ok(crate::auth::hs_from_rsa_public(k).encode()),
+        SignerKey::Sm2(k) => sm2_hs_pubkey(k),
+    }
+}

@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use rsa::{RsaPrivateKey, RsaPublicKey};
-use suyuan_codec::trust::{Claims, Jwk, Jws, Permission, value_claims};
+use suyuan_codec::trust::{
+    Claims, Jwk, Jws, Permission, PrivateKey, SignerKey, hs_pubkey_of, value_claims,
+};
 use suyuan_codec::value::{HandleValue, types};
 use suyuan_registry::sign::ValueSigner;
 use suyuan_registry::{CreateMode, Mutation, Registry, RegistryError, Write};
@@ -21,9 +22,10 @@ const RENEW_SECS: u64 = 30 * 86_400;
 /// The index the certificates are kept at.
 const CERT_INDEX: u32 = 400;
 
-/// Signs values as `300:<prefix>/SIGNER` with the node's key.
+/// Signs values as `300:<prefix>/SIGNER` with the node's key (RSA: RS256) or a configured
+/// SM2 key (SM2256).
 pub struct NodeSigner {
-    key: RsaPrivateKey,
+    key: PrivateKey,
     issuer: String,
 }
 
@@ -46,7 +48,7 @@ impl ValueSigner for NodeSigner {
             t + VALID_SECS as i64,
             None,
         );
-        let jws = Jws::sign(&claims, &self.key).ok()?;
+        let jws = Jws::sign_with(&claims, &self.key).ok()?;
         let mut v = HandleValue::new(CERT_INDEX, types::HS_SIGNATURE, jws.compact());
         v.timestamp = u32::try_from(time).unwrap_or(u32::MAX);
         Some(v)
@@ -60,16 +62,16 @@ pub fn identities(prefix: &str) -> (String, String) {
 
 fn cert(
     issuer: &str,
-    issuer_key: &RsaPrivateKey,
+    issuer_key: &PrivateKey,
     subject: &str,
-    key: &RsaPublicKey,
+    key: &SignerKey,
     perms: Vec<Permission>,
     now: u64,
 ) -> Result<String, RegistryError> {
     let t = i64::try_from(now).unwrap_or(i64::MAX);
     let claims = Claims {
         perms: Some(perms),
-        public_key: Some(Jwk::rsa(key)),
+        public_key: Some(Jwk::of(key)),
         iss: Some(issuer.into()),
         sub: Some(subject.into()),
         exp: Some(t + VALID_SECS as i64),
@@ -77,19 +79,13 @@ fn cert(
         iat: Some(t),
         ..Claims::default()
     };
-    Jws::sign(&claims, issuer_key)
+    Jws::sign_with(&claims, issuer_key)
         .map(|j| j.compact())
         .map_err(|e| RegistryError::Storage(format!("cannot sign a certificate: {e}")))
 }
 
 /// Whether `handle` holds a certificate for `subject` with `key`, valid well past `now`.
-fn holds_cert(
-    registry: &Registry,
-    handle: &str,
-    subject: &str,
-    key: &RsaPublicKey,
-    now: u64,
-) -> bool {
+fn holds_cert(registry: &Registry, handle: &str, subject: &str, key: &SignerKey, now: u64) -> bool {
     let Ok(Some(r)) = registry.get(handle) else {
         return false;
     };
@@ -99,7 +95,7 @@ fn holds_cert(
                 .and_then(|j| j.claims())
                 .is_ok_and(|c| {
                     c.sub.as_deref() == Some(subject)
-                        && c.public_key.as_ref() == Some(&Jwk::rsa(key))
+                        && c.public_key.as_ref() == Some(&Jwk::of(key))
                         && c.exp.is_some_and(|e| e > (now + RENEW_SECS) as i64)
                 })
     })
@@ -108,12 +104,12 @@ fn holds_cert(
 /// Sets `registry` up to sign every record it stores from now on, as `300:<prefix>/SIGNER`
 /// with `node_key`: the certificates of `<prefix>/TRUST-ROOT` (signed by `root_key`, itself)
 /// and `<prefix>/SIGNER` (signed by `root_key`, for `node_key`) are written first unless they
-/// hold already. Blocks on the store.
+/// hold already. Either key may be RSA or SM2. Blocks on the store.
 pub fn enable(
     registry: &Registry,
     prefix: &str,
-    node_key: &RsaPrivateKey,
-    root_key: &RsaPrivateKey,
+    node_key: &PrivateKey,
+    root_key: &PrivateKey,
     now: u64,
 ) -> Result<Arc<NodeSigner>, RegistryError> {
     let (root_h, signer_h) = identities(prefix);
@@ -130,16 +126,14 @@ pub fn enable(
             },
         ]
     };
-    let write = |handle: &str, key: &RsaPublicKey, cert: String| {
+    let write = |handle: &str, key: &SignerKey, cert: String| {
+        let pubkey = hs_pubkey_of(key)
+            .map_err(|e| RegistryError::Storage(format!("cannot encode a key: {e}")))?;
         registry.apply(Write {
             mutation: Mutation::Create {
                 handle: handle.into(),
                 values: vec![
-                    HandleValue::new(
-                        300,
-                        types::HS_PUBKEY,
-                        suyuan_codec::auth::hs_from_rsa_public(key).encode(),
-                    ),
+                    HandleValue::new(300, types::HS_PUBKEY, pubkey),
                     HandleValue::new(CERT_INDEX, types::HS_CERT, cert),
                 ],
                 mode: CreateMode::Overwrite,
@@ -148,12 +142,12 @@ pub fn enable(
             time: now,
         })
     };
-    let root_pub = root_key.to_public_key();
+    let root_pub = root_key.public();
     if !holds_cert(registry, &root_h, &root_id, &root_pub, now) {
         let c = cert(&root_id, root_key, &root_id, &root_pub, grant(), now)?;
         write(&root_h, &root_pub, c)?;
     }
-    let node_pub = node_key.to_public_key();
+    let node_pub = node_key.public();
     if !holds_cert(registry, &signer_h, &signer_id, &node_pub, now) {
         let c = cert(&root_id, root_key, &signer_id, &node_pub, grant(), now)?;
         write(&signer_h, &node_pub, c)?;
