@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub log: bool,
     /// The log's origin (its key's name), instead of the one `log.vkey` records.
     pub log_origin: Option<String>,
+    /// An SM2 private key (PEM): every checkpoint carries an SM2 signature line by it too.
+    pub log_sm2_key: Option<PathBuf>,
     /// Sign every record stored (`HS_SIGNATURE` by `300:<prefix>/SIGNER`, the node's key).
     pub sign_values: bool,
     /// The operator's root key (an RSA or SM2 private key, PEM) the signer's certificate chain ends
@@ -148,6 +150,7 @@ impl Default for ServeConfig {
             delegation_key: None,
             log: true,
             log_origin: None,
+            log_sm2_key: None,
             sign_values: false,
             signing_root_key: None,
             signing_key: None,
@@ -191,6 +194,7 @@ pub struct ConfigFile {
     pub delegation_key: Option<PathBuf>,
     pub log: Option<bool>,
     pub log_origin: Option<String>,
+    pub log_sm2_key: Option<PathBuf>,
     pub sign_values: Option<bool>,
     pub signing_root_key: Option<PathBuf>,
     pub signing_key: Option<PathBuf>,
@@ -257,6 +261,9 @@ impl ConfigFile {
         }
         if self.signing_key.is_some() {
             c.signing_key = self.signing_key;
+        }
+        if self.log_sm2_key.is_some() {
+            c.log_sm2_key = self.log_sm2_key;
         }
         if self.log_origin.is_some() {
             c.log_origin = self.log_origin;

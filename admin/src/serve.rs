@@ -343,11 +343,29 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
                 .with_context(|| format!("config [[witness.submit]] {}: vkey", w.url))?;
             submit.push(suyuan_resolver::witness::Submit::new(&w.url, key));
         }
-        Some(suyuan_resolver::transparency::Transparency::witnessed(
+        let log = suyuan_resolver::transparency::Transparency::witnessed(
             registry.clone(),
             signer,
             submit,
-        )?)
+        )?;
+        if let Some(path) = &cfg.log_sm2_key {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("log_sm2_key {}", path.display()))?;
+            let Ok(suyuan_codec::trust::PrivateKey::Sm2(k)) =
+                suyuan_codec::trust::private_key_from_pem(&pem)
+            else {
+                bail!(
+                    "log_sm2_key {}: not an SM2 private key (suyuan keygen --type sm2 makes one)",
+                    path.display()
+                );
+            };
+            log.set_sm2(k)?;
+            if let Some(vkey) = log.sm2_vkey() {
+                std::fs::write(dir.root.join("log-sm2.vkey"), format!("{vkey}\n"))
+                    .context("cannot write log-sm2.vkey")?;
+            }
+        }
+        Some(log)
     } else {
         None
     };

@@ -30,6 +30,10 @@ pub struct VerifyArgs {
     /// A witness whose cosignature every checkpoint must carry (vkey text or file).
     #[arg(long = "witness-key", value_name = "VKEY")]
     witness_keys: Vec<String>,
+    /// The log's SM2 verifier key (a node's log-sm2.vkey): every checkpoint must carry a valid
+    /// SM2 line by it too.
+    #[arg(long = "log-sm2-key", value_name = "VKEY")]
+    sm2_keys: Vec<String>,
     /// A checkpoint already trusted (a file): every checkpoint must be consistent with it.
     #[arg(long, value_name = "FILE")]
     trusted: Option<PathBuf>,
@@ -45,20 +49,26 @@ pub struct VerifyArgs {
     node: String,
 }
 
+/// A vkey's text, given as text or as a file holding it.
+fn vkey_text(arg: &str) -> Result<String> {
+    if arg.contains('+') && !std::path::Path::new(arg).exists() {
+        Ok(arg.to_string())
+    } else {
+        std::fs::read_to_string(arg).with_context(|| format!("cannot read the key file {arg}"))
+    }
+}
+
 /// A vkey given as text or as a file holding it.
 fn vkey(arg: &str) -> Result<VerifierKey> {
-    let text = if arg.contains('+') && !std::path::Path::new(arg).exists() {
-        arg.to_string()
-    } else {
-        std::fs::read_to_string(arg).with_context(|| format!("cannot read the key file {arg}"))?
-    };
-    VerifierKey::parse(&text).with_context(|| format!("{arg} is not a verifier key"))
+    VerifierKey::parse(&vkey_text(arg)?).with_context(|| format!("{arg} is not a verifier key"))
 }
 
 /// What every record's check is held against.
 struct Trust {
     log_keys: Vec<VerifierKey>,
     witnesses: Vec<VerifierKey>,
+    /// SM2 keys (name, key) whose line every checkpoint must carry.
+    sm2: Vec<(String, sm2::dsa::VerifyingKey)>,
     /// The trusted checkpoint, and the consistency proof to the receipts' checkpoints.
     trusted: Option<Checkpoint>,
     consistency: Option<Vec<Hash>>,
@@ -71,6 +81,7 @@ impl Trust {
         Trust {
             log_keys,
             witnesses,
+            sm2: Vec::new(),
             trusted: None,
             consistency: None,
             checked: Default::default(),
@@ -107,6 +118,9 @@ fn check_note(note: &str, trust: &Trust) -> Result<Checkpoint, String> {
     for w in &trust.witnesses {
         note.verify_cosignature(w)
             .map_err(|e| format!("witness {}: {e}", w.name))?;
+    }
+    for (name, k) in &trust.sm2 {
+        note.verify_sm2(name, k).map_err(|e| format!("SM2: {e}"))?;
     }
     Checkpoint::parse(&note.text).map_err(|e| format!("the checkpoint: {e}"))
 }
@@ -355,6 +369,12 @@ pub async fn run(a: VerifyArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let mut trust = Trust::new(log_keys, witnesses);
+    for k in &a.sm2_keys {
+        trust.sm2.push(
+            suyuan_codec::note::sm2_vkey_parse(&vkey_text(k)?)
+                .with_context(|| format!("{k} is not an SM2 verifier key"))?,
+        );
+    }
     if let Some(t) = &trusted_note {
         // The trusted checkpoint must be the log's own, witnessed or not.
         let only_log = Trust::new(trust.log_keys.clone(), Vec::new());

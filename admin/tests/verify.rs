@@ -275,3 +275,74 @@ fn regulator_session_in_the_readme() {
     }
     stop(node.child);
 }
+
+/// `log_sm2_key`: every checkpoint carries an SM2 line (C2SP type 0xff, Suyuan's layout)
+/// beside the Ed25519 one; `suyuan verify --log-sm2-key` requires it, and refuses another SM2
+/// key's.
+#[test]
+fn checkpoints_carry_an_sm2_line_when_the_log_has_an_sm2_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["sm2", "other"] {
+        let (code, _, err) = run(&[
+            "keygen",
+            "--type",
+            "sm2",
+            "--out",
+            dir.path().join(name).to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let config = dir.path().join("suyuan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_sm2_key = {:?}\n",
+            dir.path().join("sm2/admpriv.pem").display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("demo");
+    let s = serve_with(&data, &["--demo", "--config", config.to_str().unwrap()]);
+    let note = get(&s, "/log/checkpoint");
+    let lines: Vec<&str> = note.lines().filter(|l| l.starts_with('\u{2014}')).collect();
+    assert_eq!(lines.len(), 2, "{note}");
+    let sm2_vkey = data.join("log-sm2.vkey");
+    let vkey_text = std::fs::read_to_string(&sm2_vkey).unwrap();
+    let (name, key) = suyuan_codec::note::sm2_vkey_parse(&vkey_text).unwrap();
+    suyuan_codec::note::Note::parse(&note)
+        .unwrap()
+        .verify_sm2(&name, &key)
+        .unwrap();
+
+    let t = trace(&s);
+    let f = save(dir.path(), "t.json", &t);
+    let log_key = data.join("log.vkey");
+    let (code, out, err) = run(&[
+        "verify",
+        &f,
+        "--log-key",
+        log_key.to_str().unwrap(),
+        "--log-sm2-key",
+        sm2_vkey.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Another SM2 key (named as the log) does not verify the line.
+    let other = std::fs::read_to_string(dir.path().join("other/admpub.pem")).unwrap();
+    let other_key = suyuan_codec::trust::public_key_from_pem(&other).unwrap();
+    let suyuan_codec::trust::SignerKey::Sm2(vk) = other_key else {
+        panic!("an SM2 key")
+    };
+    let other_vkey = dir.path().join("other.vkey");
+    std::fs::write(&other_vkey, suyuan_codec::note::sm2_vkey(&name, &vk)).unwrap();
+    let (code, out, _) = run(&[
+        "verify",
+        &f,
+        "--log-key",
+        log_key.to_str().unwrap(),
+        "--log-sm2-key",
+        other_vkey.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("SM2"), "{out}");
+    stop(s.child);
+}

@@ -441,6 +441,89 @@ impl Receipt {
     }
 }
 
+/// The signature type of an SM2 note signature: C2SP leaves 0xff for types it does not assign;
+/// Suyuan's layout (docs/transparency.md): the key is `"sm2"` ‖ the SEC1 uncompressed point, the
+/// key ID SHA-256(name ‖ "\n" ‖ 0xff ‖ key)[..4] as for any type, the signature SM2 with SM3
+/// (distinguishing identifier `1234567812345678`) over the note's text, DER-encoded.
+pub const SIG_SM2: u8 = 0xff;
+
+fn sm2_key_body(key: &sm2::dsa::VerifyingKey) -> Vec<u8> {
+    let mut b = b"sm2".to_vec();
+    b.extend_from_slice(&key.to_sec1_bytes());
+    b
+}
+
+/// The vkey of an SM2 note signer: `<name>+<hex key ID>+<base64(0xff ‖ "sm2" ‖ point)>`.
+pub fn sm2_vkey(name: &str, key: &sm2::dsa::VerifyingKey) -> String {
+    let body = sm2_key_body(key);
+    let mut b = vec![SIG_SM2];
+    b.extend_from_slice(&body);
+    format!(
+        "{name}+{}+{}",
+        hex(&key_id(name, SIG_SM2, &body)),
+        B64.encode(b)
+    )
+}
+
+/// Parses an SM2 vkey ([`sm2_vkey`]); its key ID must match.
+pub fn sm2_vkey_parse(text: &str) -> Result<(String, sm2::dsa::VerifyingKey), NoteError> {
+    let mut parts = text.trim().splitn(3, '+');
+    let (Some(name), Some(id), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed("a verifier key is name+id+key"));
+    };
+    let body = B64
+        .decode(b64)
+        .map_err(|_| malformed("the key is not base64"))?;
+    let Some((&SIG_SM2, rest)) = body.split_first() else {
+        return Err(malformed("not an SM2 verifier key (type 0xff)"));
+    };
+    let point = rest
+        .strip_prefix(b"sm2")
+        .ok_or_else(|| malformed("not an SM2 verifier key (type 0xff, \"sm2\")"))?;
+    let key = sm2::dsa::VerifyingKey::from_sec1_bytes(crate::trust::SM2_DISTID, point)
+        .map_err(|_| malformed("not an SM2 public key"))?;
+    if hex(&key_id(name, SIG_SM2, rest)) != id.to_ascii_lowercase() {
+        return Err(malformed("the key ID does not match the name and key"));
+    }
+    Ok((name.to_string(), key))
+}
+
+/// An SM2 signature line over `text` by `name`.
+pub fn sm2_sign(
+    name: &str,
+    key: &sm2::dsa::SigningKey,
+    text: &str,
+) -> Result<NoteSignature, NoteError> {
+    use sm2::dsa::signature::Signer;
+    let sig: sm2::dsa::Signature = key
+        .try_sign(text.as_bytes())
+        .map_err(|e| malformed(format!("SM2: {e}")))?;
+    Ok(NoteSignature {
+        name: name.to_string(),
+        id: key_id(name, SIG_SM2, &sm2_key_body(key.verifying_key())),
+        sig: crate::trust::rs_der(&sig.to_bytes()),
+    })
+}
+
+impl Note {
+    /// Checks the note's SM2 signature by `name` with `key`.
+    pub fn verify_sm2(&self, name: &str, key: &sm2::dsa::VerifyingKey) -> Result<(), NoteError> {
+        use sm2::dsa::signature::Verifier;
+        let id = key_id(name, SIG_SM2, &sm2_key_body(key));
+        let s = self
+            .signatures
+            .iter()
+            .find(|s| s.name == name && s.id == id)
+            .ok_or_else(|| malformed(format!("no SM2 signature by {name}")))?;
+        let rs =
+            crate::trust::der_rs(&s.sig).ok_or_else(|| malformed("not a DER SM2 signature"))?;
+        let sig =
+            sm2::dsa::Signature::from_slice(&rs).map_err(|_| malformed("not an SM2 signature"))?;
+        key.verify(self.text.as_bytes(), &sig)
+            .map_err(|_| malformed(format!("the SM2 signature by {name} does not verify")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,7 +210,7 @@ impl Jws {
 }
 
 /// An (r, s) signature of 64 bytes as DER: `SEQUENCE { INTEGER r, INTEGER s }`.
-fn rs_der(rs: &[u8]) -> Vec<u8> {
+pub(crate) fn rs_der(rs: &[u8]) -> Vec<u8> {
     let int = |b: &[u8]| {
         let b = &b[b
             .iter()
@@ -234,7 +234,7 @@ fn rs_der(rs: &[u8]) -> Vec<u8> {
 }
 
 /// The 64 bytes r ‖ s of a DER signature, if it is one with 32-byte integers.
-fn der_rs(der: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn der_rs(der: &[u8]) -> Option<Vec<u8>> {
     let (&[0x30, len], rest) = der.split_first_chunk::<2>()? else {
         return None;
     };

@@ -162,6 +162,8 @@ pub struct Published {
 pub struct Transparency {
     registry: Arc<Registry>,
     signer: NoteSigner,
+    /// The log's SM2 key, when one is configured: each checkpoint carries its line too.
+    sm2: Mutex<Option<sm2::dsa::SigningKey>>,
     /// The witnesses each new checkpoint is submitted to.
     witnesses: Vec<crate::witness::Submit>,
     latest: Mutex<Arc<Published>>,
@@ -189,15 +191,42 @@ impl Transparency {
         signer: NoteSigner,
         witnesses: Vec<crate::witness::Submit>,
     ) -> Result<Arc<Self>, RegistryError> {
-        let first = sign(&registry, &signer, registry.log_size()?)?;
+        let first = sign(&registry, &signer, None, registry.log_size()?)?;
         let (changed, _) = watch::channel(first.size);
         Ok(Arc::new(Transparency {
             registry,
             signer,
+            sm2: Mutex::new(None),
             witnesses,
             latest: Mutex::new(Arc::new(first)),
             changed,
         }))
+    }
+
+    /// Signs every checkpoint with `key` too (an SM2 line beside the Ed25519 one), the latest
+    /// again now (the same size and root, one more signature). Blocks on the store.
+    pub fn set_sm2(&self, key: sm2::dsa::SigningKey) -> Result<(), RegistryError> {
+        let size = self.latest().size;
+        let p = Arc::new(sign(&self.registry, &self.signer, Some(&key), size)?);
+        if let Ok(mut k) = self.sm2.lock() {
+            *k = Some(key);
+        }
+        if let Ok(mut l) = self.latest.lock() {
+            if l.size == p.size {
+                *l = p.clone();
+            }
+        }
+        self.changed.send_replace(p.size);
+        Ok(())
+    }
+
+    /// The SM2 verifier key of the log, when it signs with one.
+    pub fn sm2_vkey(&self) -> Option<String> {
+        self.sm2
+            .lock()
+            .ok()?
+            .as_ref()
+            .map(|k| suyuan_codec::note::sm2_vkey(&self.signer.name, k.verifying_key()))
     }
 
     pub fn origin(&self) -> &str {
@@ -223,7 +252,8 @@ impl Transparency {
         if size <= latest.size {
             return Ok(latest);
         }
-        let p = Arc::new(sign(&self.registry, &self.signer, size)?);
+        let sm2 = self.sm2.lock().ok().and_then(|k| k.clone());
+        let p = Arc::new(sign(&self.registry, &self.signer, sm2.as_ref(), size)?);
         self.publish(&p);
         Ok(p)
     }
@@ -361,7 +391,12 @@ impl Transparency {
 /// The checkpoint of the first `size` leaves, signed, and cosigned by every witness that
 /// answers (one that does not is left out, and said so in the log).
 /// The checkpoint of the log at `size`, signed by the log's key alone.
-fn sign(registry: &Registry, signer: &NoteSigner, size: u64) -> Result<Published, RegistryError> {
+fn sign(
+    registry: &Registry,
+    signer: &NoteSigner,
+    sm2: Option<&sm2::dsa::SigningKey>,
+    size: u64,
+) -> Result<Published, RegistryError> {
     let root = registry.log_root(size)?;
     let text = Checkpoint {
         origin: signer.name.clone(),
@@ -369,10 +404,14 @@ fn sign(registry: &Registry, signer: &NoteSigner, size: u64) -> Result<Published
         root,
     }
     .text();
-    let note = Note {
-        signatures: vec![signer.sign(&text)],
-        text,
-    };
+    let mut signatures = vec![signer.sign(&text)];
+    if let Some(k) = sm2 {
+        signatures.push(
+            suyuan_codec::note::sm2_sign(&signer.name, k, &text)
+                .map_err(|e| RegistryError::Storage(format!("cannot sign a checkpoint: {e}")))?,
+        );
+    }
+    let note = Note { signatures, text };
     Ok(Published {
         size,
         root,

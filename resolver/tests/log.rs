@@ -183,6 +183,12 @@ async fn independent_implementations_verify_the_checkpoint_tiles_and_proofs() {
     assert_eq!(first.size, 0);
     let published = n.log.refresh().unwrap();
     assert_eq!(published.size, 301);
+    // The checkpoint also carries an SM2 line (type 0xff): the independent verifier below
+    // must still find the Ed25519 signature among the lines it does not know.
+    let sm2 = suyuan_codec::trust::sm2_signing_key(&sm2::SecretKey::random(&mut rand::rngs::OsRng))
+        .unwrap();
+    n.log.set_sm2(sm2).unwrap();
+    assert_eq!(n.log.latest().size, 301);
     let http = n.http;
     let registry = n.registry.clone();
     tokio::task::spawn_blocking(move || {
@@ -194,8 +200,12 @@ async fn independent_implementations_verify_the_checkpoint_tiles_and_proofs() {
         let (_, note) = get(http, "/log/checkpoint");
         let note = signed_note::Note::from_bytes(&note).unwrap();
         let verifiers = signed_note::VerifierList::new(vec![Box::new(verifier)]);
-        let (verified, _) = note.verify(&verifiers).unwrap();
-        assert_eq!(verified.len(), 1);
+        let (verified, unverified) = note.verify(&verifiers).unwrap();
+        assert_eq!(
+            (verified.len(), unverified.len()),
+            (1, 1),
+            "Ed25519 verified, SM2 left"
+        );
         // The checkpoint's text, by tlog_tiles.
         let cp = tlog_tiles::Checkpoint::from_bytes(note.text()).unwrap();
         assert_eq!(
