@@ -73,6 +73,9 @@ pub struct ServeConfig {
     /// The key the node signs values with, instead of its own RSA key: an RSA or an SM2
     /// private key (PEM; SM2 signs SM2256 as IDIS does).
     pub signing_key: Option<PathBuf>,
+    /// The identity the root certificate names (`300:<prefix>/TRUST-ROOT` by default);
+    /// `300:0.0/0.0` for a root reference clients trust.
+    pub signing_root_identity: Option<String>,
     /// Witnessing: the logs this node cosigns, the witnesses its own log is submitted to.
     pub witness: WitnessConfig,
 }
@@ -154,6 +157,7 @@ impl Default for ServeConfig {
             sign_values: false,
             signing_root_key: None,
             signing_key: None,
+            signing_root_identity: None,
             witness: WitnessConfig::default(),
         }
     }
@@ -195,6 +199,7 @@ pub struct ConfigFile {
     pub log: Option<bool>,
     pub log_origin: Option<String>,
     pub log_sm2_key: Option<PathBuf>,
+    pub signing_root_identity: Option<String>,
     pub sign_values: Option<bool>,
     pub signing_root_key: Option<PathBuf>,
     pub signing_key: Option<PathBuf>,
@@ -264,6 +269,9 @@ impl ConfigFile {
         }
         if self.log_sm2_key.is_some() {
             c.log_sm2_key = self.log_sm2_key;
+        }
+        if self.signing_root_identity.is_some() {
+            c.signing_root_identity = self.signing_root_identity;
         }
         if self.log_origin.is_some() {
             c.log_origin = self.log_origin;

@@ -217,7 +217,14 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        suyuan_resolver::signing::enable(&registry, &prefix, &signing, &root, now)?;
+        suyuan_resolver::signing::enable(
+            &registry,
+            &prefix,
+            &signing,
+            &root,
+            cfg.signing_root_identity.as_deref(),
+            now,
+        )?;
         let (root_h, signer_h) = suyuan_resolver::signing::identities(&prefix);
         tracing::info!(signer = %signer_h, root = %root_h, "signing every record stored");
     }

@@ -265,8 +265,9 @@ fn a_signing_node_signs_every_record_it_stores() {
 }
 
 /// 国密: a node signing with an SM2 key (`signing_key`) under an SM2 root, both made by
-/// `suyuan keygen --type sm2`: its records carry SM2256 signatures, its certificates SM2 keys
-/// (HS_PUBKEY as IDIS stores them), and `resolve --verify` checks them to the SM2 root.
+/// `suyuan keygen --type sm2`, the root naming itself `300:0.0/0.0` as reference clients
+/// require of a root: its records carry SM2256 signatures, its certificates SM2 keys (HS_PUBKEY
+/// as IDIS stores them), and `resolve --verify` checks them to the SM2 root.
 #[test]
 fn a_node_signs_with_sm2_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -286,7 +287,7 @@ fn a_node_signs_with_sm2_keys() {
     std::fs::write(
         &config,
         format!(
-            "sign_values = true\nsigning_root_key = {:?}\nsigning_key = {:?}\n",
+            "sign_values = true\nsigning_root_key = {:?}\nsigning_key = {:?}\nsigning_root_identity = \"300:0.0/0.0\"\n",
             dir.path().join("root/admpriv.pem").display().to_string(),
             dir.path().join("signer/admpriv.pem").display().to_string()
         ),

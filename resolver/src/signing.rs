@@ -27,6 +27,9 @@ const CERT_INDEX: u32 = 400;
 pub struct NodeSigner {
     key: PrivateKey,
     issuer: String,
+    /// The certificates by value (`400:<prefix>/SIGNER`, `400:<prefix>/TRUST-ROOT`), so a
+    /// verifier finds them whatever the root's identity.
+    chain: Vec<String>,
 }
 
 impl std::fmt::Debug for NodeSigner {
@@ -46,7 +49,7 @@ impl ValueSigner for NodeSigner {
             t,
             t - EARLY_SECS as i64,
             t + VALID_SECS as i64,
-            None,
+            Some(self.chain.clone()),
         );
         let jws = Jws::sign_with(&claims, &self.key).ok()?;
         let mut v = HandleValue::new(CERT_INDEX, types::HS_SIGNATURE, jws.compact());
@@ -105,15 +108,22 @@ fn holds_cert(registry: &Registry, handle: &str, subject: &str, key: &SignerKey,
 /// with `node_key`: the certificates of `<prefix>/TRUST-ROOT` (signed by `root_key`, itself)
 /// and `<prefix>/SIGNER` (signed by `root_key`, for `node_key`) are written first unless they
 /// hold already. Either key may be RSA or SM2. Blocks on the store.
+///
+/// `root_identity` is the identity the root certificate names (`300:<prefix>/TRUST-ROOT` when
+/// none is given): `300:0.0/0.0` for a root a reference client trusts (its verifier trusts only
+/// a root certificate of `0.0/0.0` whose key its configuration holds). The certificate is kept
+/// at `<prefix>/TRUST-ROOT` either way; signatures name both certificates by value.
 pub fn enable(
     registry: &Registry,
     prefix: &str,
     node_key: &PrivateKey,
     root_key: &PrivateKey,
+    root_identity: Option<&str>,
     now: u64,
 ) -> Result<Arc<NodeSigner>, RegistryError> {
     let (root_h, signer_h) = identities(prefix);
-    let (root_id, signer_id) = (format!("300:{root_h}"), format!("300:{signer_h}"));
+    let root_id = root_identity.map_or_else(|| format!("300:{root_h}"), str::to_string);
+    let signer_id = format!("300:{signer_h}");
     let grant = || {
         vec![
             Permission {
@@ -155,6 +165,10 @@ pub fn enable(
     let signer = Arc::new(NodeSigner {
         key: node_key.clone(),
         issuer: signer_id,
+        chain: vec![
+            format!("{CERT_INDEX}:{signer_h}"),
+            format!("{CERT_INDEX}:{root_h}"),
+        ],
     });
     registry.set_signer(Some(signer.clone()));
     Ok(signer)
