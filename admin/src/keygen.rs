@@ -23,6 +23,79 @@ pub struct KeygenArgs {
     /// (admpriv.pem, admpub.pem, admpub.bin) or ed25519 (admpriv.pem, admpub.pem).
     #[arg(long = "type", default_value = "rsa", value_parser = ["rsa", "sm2", "ed25519"])]
     key_type: String,
+    /// Make a federation CA instead (ca-cert.pem, ca-key.pem): the operator's, issuing the
+    /// node certificates of mutual TLS between nodes.
+    #[arg(long, conflicts_with_all = ["key_type", "node_cert"])]
+    ca: bool,
+    /// Issue a node certificate for this identity handle (e.g. 0.NA/88.888; its SAN URI
+    /// hdl:<handle>) with the CA in --ca-dir: federation-cert.pem, federation-key.pem.
+    #[arg(
+        long,
+        value_name = "IDENTITY",
+        requires = "ca_dir",
+        conflicts_with = "key_type"
+    )]
+    node_cert: Option<String>,
+    /// The federation CA's directory (its ca-cert.pem and ca-key.pem), for --node-cert.
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+}
+
+/// A federation CA's files.
+pub const CA_CERT: &str = "ca-cert.pem";
+pub const CA_KEY: &str = "ca-key.pem";
+/// A node's federation certificate and key.
+pub const FED_CERT: &str = "federation-cert.pem";
+pub const FED_KEY: &str = "federation-key.pem";
+
+/// Refuses to write over any of `names` in `out`, before anything is written.
+fn refuse_existing(out: &std::path::Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        if out.join(name).symlink_metadata().is_ok() {
+            bail!(
+                "{} already exists: keygen never overwrites a key (move it away, or use --out DIR)",
+                out.join(name).display()
+            );
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
+}
+
+/// `--ca` and `--node-cert`: the federation's certificates.
+fn federation(a: &KeygenArgs) -> Result<ExitCode> {
+    let (cert_name, key_name, (cert, key)) = if a.ca {
+        refuse_existing(&a.out, &[CA_CERT, CA_KEY])?;
+        (
+            CA_CERT,
+            CA_KEY,
+            suyuan_resolver::fedtls::make_ca("Suyuan federation CA")?,
+        )
+    } else {
+        let identity = a.node_cert.as_deref().unwrap_or_default();
+        let dir = a.ca_dir.as_ref().context("--node-cert needs --ca-dir")?;
+        let read = |n: &str| {
+            std::fs::read_to_string(dir.join(n)).with_context(|| {
+                format!(
+                    "{}: the federation CA (suyuan keygen --ca --out DIR)",
+                    dir.join(n).display()
+                )
+            })
+        };
+        let (ca_cert, ca_key) = (read(CA_CERT)?, read(CA_KEY)?);
+        refuse_existing(&a.out, &[FED_CERT, FED_KEY])?;
+        (
+            FED_CERT,
+            FED_KEY,
+            suyuan_resolver::fedtls::issue_node_cert(identity, &ca_cert, &ca_key)?,
+        )
+    };
+    DataDir::write_private(&a.out.join(key_name), key.as_bytes())?;
+    DataDir::write_new(&a.out.join(cert_name), cert.as_bytes(), 0o644)?;
+    eprintln!(
+        "wrote {0}/{cert_name} and {0}/{key_name} (mode 0600)",
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The private key in PEM (PKCS#8) and in the reference's unencrypted format.
@@ -33,6 +106,9 @@ pub const PUBLIC_PEM: &str = "admpub.pem";
 pub const PUBLIC_BIN: &str = "admpub.bin";
 
 pub fn run(a: KeygenArgs) -> Result<ExitCode> {
+    if a.ca || a.node_cert.is_some() {
+        return federation(&a);
+    }
     let path = |name: &str| a.out.join(name);
     let names: &[&str] = match a.key_type.as_str() {
         "rsa" => &[PRIVATE_PEM, PRIVATE_BIN, PUBLIC_PEM, PUBLIC_BIN],
@@ -40,16 +116,7 @@ pub fn run(a: KeygenArgs) -> Result<ExitCode> {
         _ => &[PRIVATE_PEM, PUBLIC_PEM],
     };
     // Checked before anything is written, so a refusal leaves no half-written pair behind.
-    for name in names {
-        if path(name).symlink_metadata().is_ok() {
-            bail!(
-                "{} already exists: keygen never overwrites a key (move it away, or use --out DIR)",
-                path(name).display()
-            );
-        }
-    }
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    refuse_existing(&a.out, names)?;
     // (private PEM, reference private format, public PEM, HS_PUBKEY data)
     let (private_pem, private_bin, public_pem, public_bin): (
         String,

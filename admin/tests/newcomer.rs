@@ -535,3 +535,55 @@ fn a_node_that_is_not_there_is_said_once() {
         );
     }
 }
+
+/// `keygen --ca` makes a federation CA; `keygen --node-cert IDENTITY --ca-dir DIR` a node's
+/// certificate naming the identity as its SAN URI; neither overwrites, and a missing CA is
+/// named.
+#[test]
+fn keygen_makes_a_federation_ca_and_node_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, node) = (dir.path().join("ca"), dir.path().join("node"));
+    let out = bare(&["keygen", "--ca", "--out", ca.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(mode(&ca.join("ca-key.pem")), 0o600);
+    let out = bare(&[
+        "keygen",
+        "--node-cert",
+        "0.NA/88.888",
+        "--ca-dir",
+        ca.to_str().unwrap(),
+        "--out",
+        node.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(mode(&node.join("federation-key.pem")), 0o600);
+    let pem = std::fs::read_to_string(node.join("federation-cert.pem")).unwrap();
+    let der = suyuan_resolver::tls::certs_from_pem(pem.as_bytes()).unwrap();
+    assert_eq!(
+        suyuan_resolver::fedtls::identity_of(&der[0]).unwrap(),
+        "0.NA/88.888"
+    );
+    // Never over a CA; a directory without one is named.
+    let again = bare(&["keygen", "--ca", "--out", ca.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("ca-cert.pem"),
+        "{}",
+        text(&again.stderr)
+    );
+    let missing = bare(&[
+        "keygen",
+        "--node-cert",
+        "0.NA/99.9",
+        "--ca-dir",
+        node.to_str().unwrap(),
+        "--out",
+        dir.path().join("n2").to_str().unwrap(),
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("ca-cert.pem"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod catalog;
 pub mod challenge;
 pub mod cors;
+pub mod fedtls;
 pub mod frontline;
 pub mod http;
 pub mod listen;
