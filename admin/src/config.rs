@@ -261,27 +261,19 @@ impl ConfigFile {
             sign_values,
             witness
         );
-        if self.signing_root_key.is_some() {
-            c.signing_root_key = self.signing_root_key;
+        // The optional ones: a value in the file replaces the default, none keeps it.
+        macro_rules! set_some {
+            ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
         }
-        if self.signing_key.is_some() {
-            c.signing_key = self.signing_key;
-        }
-        if self.log_sm2_key.is_some() {
-            c.log_sm2_key = self.log_sm2_key;
-        }
-        if self.signing_root_identity.is_some() {
-            c.signing_root_identity = self.signing_root_identity;
-        }
-        if self.log_origin.is_some() {
-            c.log_origin = self.log_origin;
-        }
-        if self.resolver_addr.is_some() {
-            c.resolver_addr = self.resolver_addr;
-        }
-        if self.delegation_key.is_some() {
-            c.delegation_key = self.delegation_key;
-        }
+        set_some!(
+            signing_root_key,
+            signing_key,
+            log_sm2_key,
+            signing_root_identity,
+            log_origin,
+            resolver_addr,
+            delegation_key
+        );
         if self.tls_cert.is_some() || self.tls_key.is_some() {
             match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => {

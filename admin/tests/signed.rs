@@ -10,7 +10,7 @@ use common::rest::{curl, reference_like_node};
 use common::{BIN, stop};
 use rsa::RsaPrivateKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
-use suyuan_codec::trust::{Claims, Jwk, Jws, Permission, value_claims};
+use suyuan_codec::trust::{Jws, Permission, SignerKey, cert_claims, value_claims};
 use suyuan_codec::value::HandleValue;
 
 const NBF: i64 = 1_700_000_000;
@@ -49,16 +49,8 @@ fn cert(
     key: &RsaPrivateKey,
     perms: Vec<Permission>,
 ) -> String {
-    let claims = Claims {
-        perms: Some(perms),
-        public_key: Some(Jwk::rsa(&key.to_public_key())),
-        iss: Some(issuer.into()),
-        sub: Some(subject.into()),
-        exp: Some(EXP),
-        nbf: Some(NBF),
-        iat: Some(NBF),
-        ..Claims::default()
-    };
+    let key = SignerKey::Rsa(key.to_public_key());
+    let claims = cert_claims(issuer, subject, &key, perms, NBF, NBF, EXP);
     Jws::sign(&claims, issuer_key).unwrap().compact()
 }
 

@@ -562,6 +562,29 @@ pub fn value_claims(
     }
 }
 
+/// The claims of a certificate (`HS_CERT`) by `issuer` granting `subject`'s `key` the
+/// permissions `perms`.
+pub fn cert_claims(
+    issuer: &str,
+    subject: &str,
+    key: &SignerKey,
+    perms: Vec<Permission>,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+) -> Claims {
+    Claims {
+        perms: Some(perms),
+        public_key: Some(Jwk::of(key)),
+        iss: Some(issuer.into()),
+        sub: Some(subject.into()),
+        exp: Some(exp),
+        nbf: Some(nbf),
+        iat: Some(iat),
+        ..Claims::default()
+    }
+}
+
 /// How each value of a record fares against a signature's digests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValuesReport {

@@ -4,8 +4,8 @@
 //! the X.509 key as PEM) and in a certificate as an EC JWK with `"crv": "SM2"`.
 
 use suyuan_codec::trust::{
-    Claims, Jwk, Jws, Link, Permission, PrivateKey, SignerKey, check_values, sm2_from_hs_pubkey,
-    sm2_hs_pubkey, sm2_signing_key, value_claims, verify_chain,
+    Jwk, Jws, Link, Permission, PrivateKey, SignerKey, cert_claims, check_values,
+    sm2_from_hs_pubkey, sm2_hs_pubkey, sm2_signing_key, value_claims, verify_chain,
 };
 use suyuan_codec::value::HandleValue;
 
@@ -84,19 +84,11 @@ fn base64_url(b: &[u8]) -> String {
 fn an_sm2_chain_verifies_to_an_sm2_root() {
     let (root, signer) = (key(), key());
     let cert = |iss: &str, by: &PrivateKey, sub: &str, of: &PrivateKey, perm: &str| {
-        let c = Claims {
-            perms: Some(vec![Permission {
-                handle: Some("0.NA/88.888.1".into()),
-                perm: perm.into(),
-            }]),
-            public_key: Some(Jwk::of(&of.public())),
-            iss: Some(iss.into()),
-            sub: Some(sub.into()),
-            exp: Some(4_102_444_800),
-            nbf: Some(1),
-            iat: Some(1),
-            ..Claims::default()
-        };
+        let perms = vec![Permission {
+            handle: Some("0.NA/88.888.1".into()),
+            perm: perm.into(),
+        }];
+        let c = cert_claims(iss, sub, &of.public(), perms, 1, 1, 4_102_444_800);
         let jws = Jws::sign_with(&c, by).unwrap();
         Link {
             claims: jws.claims().unwrap(),

@@ -96,6 +96,7 @@ pub(crate) fn validate(
 
 /// What a check needs of one trace node.
 struct NodeFacts<'a> {
+    handle: &'a str,
     kind: Option<&'a str>,
     values: &'a [HandleValue],
     /// Values of the record the caller may not read (one may be a link or the figure).
@@ -140,6 +141,7 @@ impl<'a> Checker<'a> {
                 (
                     key_of(&n.handle),
                     NodeFacts {
+                        handle: &n.handle,
                         kind: n.kind.as_deref(),
                         values,
                         hidden: *hidden,
@@ -169,12 +171,6 @@ impl<'a> Checker<'a> {
     /// Inputs are checked before the records that read them (a depth-first order over the
     /// trace's links), so an input with a formula of its own gives what its formula computes.
     pub(crate) fn run(mut self) -> (Vec<Option<Check>>, Summary) {
-        let handles: HashMap<String, &str> = self
-            .trace
-            .nodes
-            .iter()
-            .map(|n| (key_of(&n.handle), n.handle.as_str()))
-            .collect();
         for key in self.inputs_first() {
             let Some(facts) = self.nodes.get(&key) else {
                 continue;
@@ -182,7 +178,7 @@ impl<'a> Checker<'a> {
             let Some(formula) = text_of(facts.values, attr::FORMULA).map(str::to_string) else {
                 continue;
             };
-            let handle = handles.get(&key).copied().unwrap_or(&key).to_string();
+            let handle = facts.handle.to_string();
             let c = self.compute(&handle, &key, &formula);
             self.done.insert(key, c);
         }

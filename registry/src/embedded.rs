@@ -103,6 +103,20 @@ fn push_leaf(chunk: &mut Vec<u8>, index: u64, seq: u64, hashes: &[Hash]) {
     }
 }
 
+/// The log's durable size as `kv` holds it.
+fn log_size_in(kv: &dyn Kv) -> Result<u64, RegistryError> {
+    kv.get(&table_key(Table::Meta, META_LOG_SIZE))?
+        .map_or(Ok(0), |v| u64_of(&v))
+}
+
+/// Reads chunks straight from `kv` (no group's writes above it), for [`chunk_of`] and
+/// [`stored_hashes`].
+fn chunks_in(
+    kv: &dyn Kv,
+) -> impl FnMut(&[u8]) -> Result<Option<Cow<'static, [u8]>>, RegistryError> + '_ {
+    move |k| Ok(kv.get(k)?.map(Cow::Owned))
+}
+
 /// The chunk holding leaf `index`, or the store is damaged.
 fn chunk_of<'a>(
     chunk: &mut impl FnMut(&[u8]) -> Result<Option<Cow<'a, [u8]>>, RegistryError>,
@@ -163,7 +177,7 @@ fn move_leaves_into_chunks(kv: &dyn Kv) -> Result<(), RegistryError> {
                     "transparency log: leaf {index}"
                 )));
             }
-            let c = match chunk.take() {
+            let mut c = match chunk.take() {
                 Some((n, c)) if n == index / LEAVES_PER_CHUNK => c,
                 Some((n, c)) => {
                     ops.push(Op::Put(chunk_key(n * LEAVES_PER_CHUNK), c));
@@ -171,7 +185,6 @@ fn move_leaves_into_chunks(kv: &dyn Kv) -> Result<(), RegistryError> {
                 }
                 None => kv.get(&chunk_key(index))?.unwrap_or_default(),
             };
-            let mut c = c;
             c.extend_from_slice(&v);
             chunk = Some((index / LEAVES_PER_CHUNK, c));
             ops.push(Op::Delete(k));
@@ -254,9 +267,7 @@ impl KvStore {
     }
 
     fn stored_log_size(&self) -> Result<u64, RegistryError> {
-        self.kv()
-            .get(&table_key(Table::Meta, META_LOG_SIZE))?
-            .map_or(Ok(0), |v| u64_of(&v))
+        log_size_in(self.kv())
     }
 
     /// The entries of leaves `from..to` that the log holds, each remade from its change.
@@ -299,7 +310,7 @@ impl KvStore {
     fn find_leaf(&self, seq: u64) -> Result<Option<u64>, RegistryError> {
         let size = self.stored_log_size()?;
         let seq_at = |i: u64| -> Result<u64, RegistryError> {
-            let c = chunk_of(&mut |k: &[u8]| Ok(self.kv().get(k)?.map(Cow::Owned)), i)?;
+            let c = chunk_of(&mut chunks_in(self.kv()), i)?;
             Ok(leaf_in_chunk(&c, i)?.0)
         };
         let (mut lo, mut hi) = (0u64, size);
@@ -468,14 +479,11 @@ impl Overlay<'_> {
     /// the chunk.
     fn tail(&mut self) -> Result<&mut LogTail, RegistryError> {
         if self.tail.is_none() {
-            let size = self
-                .kv
-                .get(&table_key(Table::Meta, META_LOG_SIZE))?
-                .map_or(Ok(0), |v| u64_of(&v))?;
+            let size = log_size_in(self.kv)?;
             let chunk = if size % LEAVES_PER_CHUNK == 0 {
                 Vec::new()
             } else {
-                chunk_of(&mut |k: &[u8]| Ok(self.kv.get(k)?.map(Cow::Owned)), size)?.into_owned()
+                chunk_of(&mut chunks_in(self.kv), size)?.into_owned()
             };
             self.tail = Some(LogTail {
                 size,
@@ -894,9 +902,7 @@ impl Store for KvStore {
     }
 
     fn log_hashes(&self, indexes: Vec<u64>) -> StoreFuture<'_, Vec<Hash>> {
-        now(stored_hashes(&indexes, |k| {
-            Ok(self.kv().get(k)?.map(Cow::Owned))
-        }))
+        now(stored_hashes(&indexes, chunks_in(self.kv())))
     }
 
     fn log_entries(&self, from: u64, to: u64) -> StoreFuture<'_, Vec<Vec<u8>>> {

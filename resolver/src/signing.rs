@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use suyuan_codec::trust::{
-    Claims, Jwk, Jws, Permission, PrivateKey, SignerKey, hs_pubkey_of, value_claims,
+    Jwk, Jws, Permission, PrivateKey, SignerKey, cert_claims, hs_pubkey_of, value_claims,
 };
 use suyuan_codec::value::{HandleValue, types};
 use suyuan_registry::sign::ValueSigner;
@@ -72,16 +72,15 @@ fn cert(
     now: u64,
 ) -> Result<String, RegistryError> {
     let t = i64::try_from(now).unwrap_or(i64::MAX);
-    let claims = Claims {
-        perms: Some(perms),
-        public_key: Some(Jwk::of(key)),
-        iss: Some(issuer.into()),
-        sub: Some(subject.into()),
-        exp: Some(t + VALID_SECS as i64),
-        nbf: Some(t - EARLY_SECS as i64),
-        iat: Some(t),
-        ..Claims::default()
-    };
+    let claims = cert_claims(
+        issuer,
+        subject,
+        key,
+        perms,
+        t,
+        t - EARLY_SECS as i64,
+        t + VALID_SECS as i64,
+    );
     Jws::sign_with(&claims, issuer_key)
         .map(|j| j.compact())
         .map_err(|e| RegistryError::Storage(format!("cannot sign a certificate: {e}")))
