@@ -78,6 +78,29 @@ pub struct ServeConfig {
     pub signing_root_identity: Option<String>,
     /// Witnessing: the logs this node cosigns, the witnesses its own log is submitted to.
     pub witness: WitnessConfig,
+    /// Node-to-node QUIC (mutual TLS): the UDP address it listens on; off when `None`.
+    pub quic_addr: Option<SocketAddr>,
+    /// The federation CA's certificate (PEM): peers must present a certificate it issued.
+    pub federation_ca: Option<PathBuf>,
+    /// This node's federation certificate and key (`suyuan keygen --node-cert`).
+    pub node_cert: Option<PathBuf>,
+    pub node_key: Option<PathBuf>,
+    /// Log keys (vkey texts or files) of peers whose records, verified against them, may feed
+    /// this node's derivation checks; the logs of `[[witness.logs]]` are trusted too.
+    pub trusted_logs: Vec<String>,
+}
+
+/// The UDP port node-to-node QUIC listens on when `quic_addr` names an address alone.
+pub const DEFAULT_QUIC_PORT: u16 = 2642;
+
+/// A QUIC listen address: `IP:PORT`, or an IP alone for port 2642.
+pub fn parse_quic_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, DEFAULT_QUIC_PORT))
+        .map_err(|_| format!("{s:?} is not IP:PORT or an IP address"))
 }
 
 /// `[witness]`: `[[witness.logs]]` this node witnesses (by origin, with the log's vkey), and
@@ -159,6 +182,11 @@ impl Default for ServeConfig {
             signing_key: None,
             signing_root_identity: None,
             witness: WitnessConfig::default(),
+            quic_addr: None,
+            federation_ca: None,
+            node_cert: None,
+            node_key: None,
+            trusted_logs: Vec::new(),
         }
     }
 }
@@ -204,6 +232,11 @@ pub struct ConfigFile {
     pub signing_root_key: Option<PathBuf>,
     pub signing_key: Option<PathBuf>,
     pub witness: Option<WitnessConfig>,
+    pub quic_addr: Option<String>,
+    pub federation_ca: Option<PathBuf>,
+    pub node_cert: Option<PathBuf>,
+    pub node_key: Option<PathBuf>,
+    pub trusted_logs: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,7 +292,8 @@ impl ConfigFile {
             upstream_cache_entries,
             log,
             sign_values,
-            witness
+            witness,
+            trusted_logs
         );
         // The optional ones: a value in the file replaces the default, none keeps it.
         macro_rules! set_some {
@@ -272,8 +306,16 @@ impl ConfigFile {
             signing_root_identity,
             log_origin,
             resolver_addr,
-            delegation_key
+            delegation_key,
+            federation_ca,
+            node_cert,
+            node_key
         );
+        if let Some(q) = &self.quic_addr {
+            c.quic_addr = Some(
+                parse_quic_addr(q).map_err(|e| ConfigError::Invalid(format!("quic_addr: {e}")))?,
+            );
+        }
         if self.tls_cert.is_some() || self.tls_key.is_some() {
             match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => {

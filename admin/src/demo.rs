@@ -29,13 +29,16 @@ struct Rec {
 
 impl Rec {
     fn new(suffix: &str, kind: &str) -> Self {
+        Rec::under(PREFIX, suffix, kind)
+    }
+    fn under(prefix: &'static str, suffix: &str, kind: &str) -> Self {
         let mut r = Rec {
-            handle: h(suffix),
+            handle: format!("{prefix}/{suffix}"),
             values: Vec::new(),
             next_link: 3000,
         };
         r.at(1, "mrv.kind", kind);
-        r.at(1001, "mrv.templateRef", &h(&format!("tpl/{kind}")));
+        r.at(1001, "mrv.templateRef", &format!("{prefix}/tpl/{kind}"));
         r.at(
             2,
             "DESC",
@@ -55,6 +58,16 @@ impl Rec {
     }
     fn done(self) -> (String, Vec<HandleValue>) {
         (self.handle, self.values)
+    }
+    /// The template record of `kind` under this record's prefix.
+    fn template(prefix: &'static str, kind: &str, attrs: &[Attr]) -> (String, Vec<HandleValue>) {
+        let mut r = Rec {
+            handle: format!("{prefix}/tpl/{kind}"),
+            values: Vec::new(),
+            next_link: 3000,
+        };
+        r.at(1, "mrv.template", &template_json(kind, attrs));
+        r.done()
     }
 }
 
@@ -188,26 +201,34 @@ pub const ELEC_FORMULA: &str =
 /// The year: every figure of every monthly filing the report reports.
 pub const REPORT_FORMULA: &str = "E = sum(mrv.reports:filing/mrv.reports:figure [tCO2])";
 
-/// Every record of the demo, templates first, in an order where targets come before the
-/// records that name them.
-pub fn records() -> Vec<(String, Vec<HandleValue>)> {
+/// Which grid emission factor the plant's electricity figures use: a copy of its own (a plant
+/// alone), or the grid node's (`88.888.2/factor-grid-2025`, a plant in a federation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridFactor {
+    Own,
+    GridNode,
+}
+
+/// Every record of the plant, templates first, in an order where targets come before the
+/// records that name them; its electricity figures use `factor`.
+pub fn plant_records(factor: GridFactor) -> Vec<(String, Vec<HandleValue>)> {
     let mut out = Vec::new();
     for (kind, attrs) in TEMPLATES {
-        let mut r = Rec {
-            handle: h(&format!("tpl/{kind}")),
-            values: Vec::new(),
-            next_link: 3000,
-        };
-        r.at(1, "mrv.template", &template_json(kind, attrs));
-        out.push(r.done());
+        out.push(Rec::template(PREFIX, kind, attrs));
     }
     let mut plan = Rec::new("plan-2025-v1", "plan");
     plan.at(2000, "mrv.period", "2025");
     out.push(plan.done());
-    let mut grid = Rec::new("factor-grid-2025", "factor");
-    grid.at(2000, "mrv.value", &format!("{GRID}"))
-        .at(2001, "mrv.unit", "tCO2/MWh");
-    out.push(grid.done());
+    let grid_factor = match factor {
+        GridFactor::Own => {
+            let mut grid = Rec::new("factor-grid-2025", "factor");
+            grid.at(2000, "mrv.value", &format!("{GRID}"))
+                .at(2001, "mrv.unit", "tCO2/MWh");
+            out.push(grid.done());
+            h("factor-grid-2025")
+        }
+        GridFactor::GridNode => GRID_FACTOR.to_string(),
+    };
     let mut of = Rec::new("factor-oxidation-coal", "factor");
     of.at(2000, "mrv.value", &format!("{OF}"))
         .at(2001, "mrv.unit", "1");
@@ -315,7 +336,7 @@ pub fn records() -> Vec<(String, Vec<HandleValue>)> {
             .at(2003, "mrv.formula", ELEC_FORMULA)
             .at(2004, "mrv.governedBy", &h("plan-2025-v1"));
         f.link("prov.wasDerivedFrom", &h(&format!("elec-{period}")));
-        f.link("mrv.usesFactor", &h("factor-grid-2025"));
+        f.link("mrv.usesFactor", &grid_factor);
         total += e;
         month_figures.push(h(&format!("fig-elec-{period}")));
         out.push(f.done());
@@ -340,11 +361,94 @@ pub fn records() -> Vec<(String, Vec<HandleValue>)> {
     out
 }
 
-/// Loads the demo into `registry` in register mode (re-running writes nothing); returns how
-/// many records were written and how many were already there.
-pub fn load(registry: &suyuan_registry::Registry, now: u64) -> anyhow::Result<(usize, usize)> {
+/// The grid company's node of the two-node demo.
+pub const GRID_PREFIX: &str = "88.888.2";
+/// The regional grid's emission factor for 2025, which the plant's electricity figures use.
+pub const GRID_FACTOR: &str = "88.888.2/factor-grid-2025";
+
+/// The grid factor by year, tCO2/MWh, and the notice it was published in (the figures of the
+/// national guideline and its notices, given for illustration: see the records' DESC).
+const GRID_FACTORS: &[(u32, f64, &str)] = &[
+    (2020, 0.6101, "notice-2021"),
+    (2021, 0.5810, "notice-2022"),
+    (2022, 0.5810, "notice-2022"),
+    (2023, 0.5703, "notice-2023"),
+    (2024, 0.5703, "notice-2023"),
+    (2025, GRID, "notice-2023"),
+];
+
+const NOTICES: &[(&str, &str)] = &[
+    (
+        "notice-2021",
+        "Legal source (illustrative): 企业温室气体排放核算方法与报告指南 发电设施 (环办气候〔2021〕9号)",
+    ),
+    (
+        "notice-2022",
+        "Legal source (illustrative): the 2022 revision of the power-sector guideline",
+    ),
+    (
+        "notice-2023",
+        "Legal source (illustrative): 环办气候函〔2023〕43号, the grid factor for 2023–2025",
+    ),
+];
+
+/// The grid node's records: templates, the notices that publish the factors, and the
+/// regional grid factor of every year from 2020 (each derived from its notice).
+pub fn grid_records() -> Vec<(String, Vec<HandleValue>)> {
+    let mut out = vec![
+        Rec::template(
+            GRID_PREFIX,
+            "legal-source",
+            &[("period", 2000, "mrv.period", true, None)],
+        ),
+        Rec::template(
+            GRID_PREFIX,
+            "factor",
+            &[
+                ("value", 2000, "mrv.value", true, None),
+                ("unit", 2001, "mrv.unit", true, None),
+                ("period", 2002, "mrv.period", true, None),
+                (
+                    "source",
+                    2003,
+                    "prov.wasDerivedFrom",
+                    true,
+                    Some(&["legal-source"]),
+                ),
+            ],
+        ),
+    ];
+    for (suffix, desc) in NOTICES {
+        let mut n = Rec::under(GRID_PREFIX, suffix, "legal-source");
+        let year = &suffix["notice-".len()..];
+        n.values.retain(|v| v.index != 2);
+        n.at(2, "DESC", desc).at(2000, "mrv.period", year);
+        out.push(n.done());
+    }
+    for (year, value, notice) in GRID_FACTORS {
+        let mut f = Rec::under(GRID_PREFIX, &format!("factor-grid-{year}"), "factor");
+        f.at(2000, "mrv.value", &format!("{value}"))
+            .at(2001, "mrv.unit", "tCO2/MWh")
+            .at(2002, "mrv.period", &year.to_string())
+            .at(
+                2003,
+                "prov.wasDerivedFrom",
+                &format!("{GRID_PREFIX}/{notice}"),
+            );
+        out.push(f.done());
+    }
+    out
+}
+
+/// Loads `records` in register mode (re-running writes nothing): how many were written, how
+/// many were there already.
+pub fn load_records(
+    registry: &suyuan_registry::Registry,
+    records: Vec<(String, Vec<HandleValue>)>,
+    now: u64,
+) -> anyhow::Result<(usize, usize)> {
     use suyuan_registry::{CreateMode, Mutation, Write};
-    let writes: Vec<Write> = records()
+    let writes: Vec<Write> = records
         .into_iter()
         .map(|(handle, values)| Write {
             mutation: Mutation::Create {
@@ -383,11 +487,15 @@ mod tests {
             time: 1,
         })
         .unwrap();
-        let (written, unchanged) = load(&reg, 1_740_000_000).unwrap();
+        let (written, unchanged) =
+            load_records(&reg, plant_records(GridFactor::Own), 1_740_000_000).unwrap();
         assert_eq!(unchanged, 0);
         assert!(written > 700);
         // Loading again writes nothing.
-        assert_eq!(load(&reg, 1_740_000_001).unwrap(), (0, written));
+        assert_eq!(
+            load_records(&reg, plant_records(GridFactor::Own), 1_740_000_001).unwrap(),
+            (0, written)
+        );
         (dir, reg)
     }
 

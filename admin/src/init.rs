@@ -101,6 +101,14 @@ pub fn log_origin(public: std::net::IpAddr, http_port: u16, prefix: &str) -> Str
     )
 }
 
+/// A witness's default name: where its node serves HTTP.
+pub fn witness_name(public: std::net::IpAddr, http_port: u16) -> String {
+    format!(
+        "{}/suyuan-witness",
+        std::net::SocketAddr::new(public, http_port)
+    )
+}
+
 pub fn initialise(
     dir: &DataDir,
     store: &StoreSpec,
@@ -121,6 +129,14 @@ pub fn initialise(
     suyuan_resolver::transparency::load_or_create_key(
         &dir.root,
         &log_origin(place.public, place.http_port, prefix),
+        None,
+    )?;
+    // Its key as a witness too, so that peers can be configured to submit to it before it
+    // first serves (`witness.vkey`).
+    suyuan_resolver::transparency::load_or_create(
+        suyuan_resolver::transparency::KeyRole::Witness,
+        &dir.root,
+        &witness_name(place.public, place.http_port),
         None,
     )?;
     dir.record_store(store)?;

@@ -68,7 +68,7 @@ fn federation(a: &KeygenArgs) -> Result<ExitCode> {
         (
             CA_CERT,
             CA_KEY,
-            suyuan_resolver::fedtls::make_ca("Suyuan federation CA")?,
+            suyuan_federation::fedtls::make_ca("Suyuan federation CA")?,
         )
     } else {
         let identity = a.node_cert.as_deref().unwrap_or_default();
@@ -86,7 +86,7 @@ fn federation(a: &KeygenArgs) -> Result<ExitCode> {
         (
             FED_CERT,
             FED_KEY,
-            suyuan_resolver::fedtls::issue_node_cert(identity, &ca_cert, &ca_key)?,
+            suyuan_federation::fedtls::issue_node_cert(identity, &ca_cert, &ca_key)?,
         )
     };
     DataDir::write_private(&a.out.join(key_name), key.as_bytes())?;

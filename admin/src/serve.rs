@@ -39,11 +39,14 @@ pub struct ServeArgs {
     /// Operations endpoint: /healthz, /readyz, /metrics (loopback by default).
     #[arg(long)]
     ops_addr: Option<std::net::SocketAddr>,
-    /// Initialise the data dir for the demo prefix 88.888.1 if it is missing or empty (the
+    /// Initialise the data dir for a demo prefix if it is missing or empty (the
     /// administrator secret from SUYUAN_ADMIN_SECRET, or generated into DIR/admin-secret) and
-    /// load the MRV demo if the store does not hold it yet; otherwise serve what is there.
-    #[arg(long)]
-    demo: bool,
+    /// load the demo if the store does not hold it yet; otherwise serve what is there.
+    /// `plant` (the default): the MRV demo plant under 88.888.1; `grid`: the grid company's
+    /// emission factors under 88.888.2. A plant started with --upstream uses the grid node's
+    /// factor, one alone a copy of its own.
+    #[arg(long, num_args = 0..=1, default_missing_value = "plant", value_name = "plant|grid")]
+    demo: Option<Demo>,
     /// The store: a PostgreSQL URL (postgres://USER@HOST:PORT/DB); default what `init`
     /// recorded, else the embedded store in the data dir.
     #[arg(long, value_name = "URL")]
@@ -69,12 +72,51 @@ pub struct ServeArgs {
     /// (the first --upstream) up to date with the site it serves.
     #[arg(long, value_name = "FILE")]
     delegation_key: Option<PathBuf>,
+    /// Node-to-node QUIC with mutual TLS on this UDP address (IP:PORT, or IP for port 2642);
+    /// needs --federation-ca, --node-cert and --node-key.
+    #[arg(long, value_name = "ADDR", value_parser = crate::config::parse_quic_addr)]
+    quic_addr: Option<std::net::SocketAddr>,
+    /// The federation CA's certificate (PEM, `suyuan keygen --ca`): peers must present a
+    /// certificate it issued.
+    #[arg(long, value_name = "FILE")]
+    federation_ca: Option<PathBuf>,
+    /// This node's federation certificate (`suyuan keygen --node-cert`).
+    #[arg(long, value_name = "FILE")]
+    node_cert: Option<PathBuf>,
+    /// This node's federation key.
+    #[arg(long, value_name = "FILE")]
+    node_key: Option<PathBuf>,
 }
 
 /// The prefix `--demo` serves.
 pub const DEMO_PREFIX: &str = "88.888.1";
 
-fn demo_init(dir: &DataDir) -> Result<()> {
+/// Which demo `--demo` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Demo {
+    Plant,
+    Grid,
+}
+
+impl Demo {
+    fn prefix(self) -> &'static str {
+        match self {
+            Demo::Plant => DEMO_PREFIX,
+            Demo::Grid => crate::demo::GRID_PREFIX,
+        }
+    }
+
+    /// A record the loaded demo holds.
+    fn marker(self) -> &'static str {
+        match self {
+            Demo::Plant => crate::demo::REPORT,
+            Demo::Grid => crate::demo::GRID_FACTOR,
+        }
+    }
+}
+
+fn demo_init(dir: &DataDir, demo: Demo, cfg: &ServeConfig) -> Result<()> {
+    let prefix = demo.prefix();
     let empty = std::fs::read_dir(&dir.root)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
@@ -92,7 +134,7 @@ fn demo_init(dir: &DataDir) -> Result<()> {
             let path = dir.root.join("admin-secret");
             DataDir::write_private(&path, format!("{s}\n").as_bytes())?;
             eprintln!(
-                "demo: administrator 301:{DEMO_PREFIX}/ADMIN, secret written to {}",
+                "demo: administrator 301:{prefix}/ADMIN, secret written to {}",
                 path.display()
             );
             s
@@ -103,13 +145,19 @@ fn demo_init(dir: &DataDir) -> Result<()> {
         dir,
         &crate::store::StoreSpec::Embedded(dir.store()),
         false,
-        DEMO_PREFIX,
+        prefix,
         Some(&secret),
         None,
+        // The ports it is told to serve on (the log's and witness's names say where), the
+        // defaults for any port 0.
         crate::init::Place {
-            public: "127.0.0.1".parse()?,
-            handle_port: 2641,
-            http_port: 8000,
+            public: cfg.public_address.unwrap_or("127.0.0.1".parse()?),
+            handle_port: Some(cfg.handle_addr.port())
+                .filter(|p| *p != 0)
+                .unwrap_or(2641),
+            http_port: Some(cfg.http_addr.port())
+                .filter(|p| *p != 0)
+                .unwrap_or(8000),
             member: Membership::ALONE,
         },
     )
@@ -148,6 +196,18 @@ fn merge(a: &ServeArgs) -> Result<ServeConfig> {
     if a.delegation_key.is_some() {
         c.delegation_key = a.delegation_key.clone();
     }
+    if a.quic_addr.is_some() {
+        c.quic_addr = a.quic_addr;
+    }
+    for (flag, slot) in [
+        (&a.federation_ca, &mut c.federation_ca),
+        (&a.node_cert, &mut c.node_cert),
+        (&a.node_key, &mut c.node_key),
+    ] {
+        if flag.is_some() {
+            slot.clone_from(flag);
+        }
+    }
     if c.delegation_key.is_some() && c.upstream.is_empty() {
         bail!("--delegation-key needs the top to keep current: give --upstream IP:PORT|SITEINFO");
     }
@@ -166,8 +226,8 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     let signals = Signals::install()?;
     let cfg = merge(&a)?;
     let dir = DataDir::new(&cfg.data_dir);
-    if a.demo {
-        demo_init(&dir)?;
+    if let Some(demo) = a.demo {
+        demo_init(&dir, demo, &cfg)?;
     }
     if !dir.initialised() {
         bail!(
@@ -184,11 +244,14 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     let demo_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let load_demo = a.demo && registry.get(crate::demo::REPORT)?.is_none();
-    if load_demo {
+    let load_demo = match a.demo {
+        Some(d) if registry.get(d.marker())?.is_none() => Some(d),
+        _ => None,
+    };
+    if let Some(demo) = load_demo {
         registry.apply(suyuan_registry::Write {
             mutation: suyuan_registry::Mutation::Home {
-                prefix: DEMO_PREFIX.into(),
+                prefix: demo.prefix().into(),
                 admins: Vec::new(),
             },
             actor: "0:SUYUAN/DEMO".into(),
@@ -228,12 +291,34 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         let (root_h, signer_h) = suyuan_resolver::signing::identities(&prefix);
         tracing::info!(signer = %signer_h, root = %root_h, "signing every record stored");
     }
-    if load_demo {
-        let (written, _) = crate::demo::load(&registry, demo_now)?;
-        eprintln!(
-            "demo: loaded {written} records of the MRV demo (try `suyuan trace {}`)",
-            crate::demo::REPORT
-        );
+    match load_demo {
+        Some(Demo::Plant) => {
+            let factor = if cfg.upstream.is_empty() {
+                crate::demo::GridFactor::Own
+            } else {
+                crate::demo::GridFactor::GridNode
+            };
+            let records = crate::demo::plant_records(factor);
+            let (written, _) = crate::demo::load_records(&registry, records, demo_now)?;
+            eprintln!(
+                "demo: loaded {written} records of the MRV demo (try `suyuan trace {}`){}",
+                crate::demo::REPORT,
+                if factor == crate::demo::GridFactor::GridNode {
+                    format!("; its electricity figures use {}", crate::demo::GRID_FACTOR)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Some(Demo::Grid) => {
+            let (written, _) =
+                crate::demo::load_records(&registry, crate::demo::grid_records(), demo_now)?;
+            eprintln!(
+                "demo: loaded {written} records of the grid's emission factors (try `suyuan trace {}`)",
+                crate::demo::GRID_FACTOR
+            );
+        }
+        None => {}
     }
     let mut node_admins = dir.load_admins()?;
     for s in &cfg.node_admins {
@@ -252,6 +337,18 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot bind the operations address {}", cfg.ops_addr))?;
     let ops_addr = ops.local_addr()?;
+    let federation_tls = federation_tls(&cfg)?;
+    let quic = match (cfg.quic_addr, &federation_tls) {
+        (Some(addr), Some(tls)) => Some(
+            suyuan_resolver::quic::endpoint(addr, tls)
+                .with_context(|| format!("cannot serve QUIC on {addr}"))?,
+        ),
+        (Some(_), None) => bail!(
+            "quic_addr needs the federation's certificates: give --federation-ca, --node-cert and --node-key (suyuan keygen --ca / --node-cert make them)"
+        ),
+        (None, _) => None,
+    };
+    let quic_addr = quic.as_ref().map(|e| e.local_addr()).transpose()?;
 
     // The site this node publishes: its real address, port and key; the serial goes up
     // whenever that changes, so clients refresh what they cached.
@@ -270,6 +367,12 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         old_serial,
     );
     member.mark(&mut site);
+    if let Some(q) = quic_addr {
+        site.attributes.push(suyuan_codec::site::SiteAttribute {
+            name: suyuan_federation::site::QUIC_ATTRIBUTE.into(),
+            value: q.port().to_string(),
+        });
+    }
     let current = std::fs::read_to_string(dir.siteinfo()).ok();
     if current.as_deref() != Some(site_text(&site)?.as_str()) {
         site.serial_number = old_serial.wrapping_add(u16::from(current.is_some()));
@@ -320,7 +423,28 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         },
     ));
     let metrics = Metrics::new();
-    let node = match upstream_walker(&cfg, &metrics)? {
+    let quic_link = match &federation_tls {
+        Some(tls) => {
+            let bind = std::net::SocketAddr::new(
+                if public.is_ipv6() {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    std::net::Ipv4Addr::UNSPECIFIED.into()
+                },
+                0,
+            );
+            Some(Arc::new(
+                suyuan_federation::quic::QuicLink::new(
+                    tls,
+                    bind,
+                    cfg.request_timeout.min(std::time::Duration::from_secs(10)),
+                )
+                .context("the federation's QUIC client")?,
+            ))
+        }
+        None => None,
+    };
+    let node = match upstream_walker(&cfg, &metrics, quic_link.clone())? {
         Some(w) => Arc::new((*node).clone().with_upstream(w, cfg.recursion)),
         None => node,
     };
@@ -348,7 +472,11 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         for w in &cfg.witness.submit {
             let key = suyuan_codec::note::VerifierKey::parse(&w.vkey)
                 .with_context(|| format!("config [[witness.submit]] {}: vkey", w.url))?;
-            submit.push(suyuan_resolver::witness::Submit::new(&w.url, key));
+            let mut sub = suyuan_resolver::witness::Submit::new(&w.url, key);
+            if let Some(link) = &quic_link {
+                sub = sub.with_quic(link.clone());
+            }
+            submit.push(sub);
         }
         let log = suyuan_resolver::transparency::Transparency::witnessed(
             registry.clone(),
@@ -378,12 +506,11 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     };
     http_options.log = log.clone();
     if !cfg.witness.logs.is_empty() {
-        let name = cfg.witness.name.clone().unwrap_or_else(|| {
-            format!(
-                "{}/suyuan-witness",
-                std::net::SocketAddr::new(public, http_addr.port())
-            )
-        });
+        let name = cfg
+            .witness
+            .name
+            .clone()
+            .unwrap_or_else(|| crate::init::witness_name(public, http_addr.port()));
         let signer = suyuan_resolver::transparency::load_or_create(
             suyuan_resolver::transparency::KeyRole::Witness,
             &dir.root,
@@ -408,6 +535,35 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         );
         http_options.witness = Some(Arc::new(w));
     }
+    let federation = if node.walker().is_some() {
+        let identity = match &federation_tls {
+            Some(t) => t.identity().to_string(),
+            None => format!(
+                "{}/{}",
+                suyuan_codec::handle::NA_PREFIX,
+                first_prefix(&registry)?
+            ),
+        };
+        let mut trusted = Vec::new();
+        for l in &cfg.witness.logs {
+            trusted.push(
+                suyuan_codec::note::VerifierKey::parse(&l.vkey)
+                    .with_context(|| format!("config [[witness.logs]] {}: vkey", l.origin))?,
+            );
+        }
+        for k in &cfg.trusted_logs {
+            trusted
+                .push(crate::verify::vkey(k).with_context(|| format!("config trusted_logs: {k}"))?);
+        }
+        Some(Arc::new(suyuan_resolver::trace::Federation::new(
+            identity,
+            quic_link.clone(),
+            trusted,
+        )))
+    } else {
+        None
+    };
+    http_options.federation = federation.clone();
     {
         let (node, registry, store) = (node.clone(), registry.clone(), dir.store());
         metrics.set_probe(Arc::new(move || {
@@ -466,6 +622,27 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
             rx.clone(),
         )));
     }
+    let mut quic_line = String::new();
+    if let (Some(endpoint), Some(addr)) = (quic, quic_addr) {
+        quic_line = format!(" quic={addr}");
+        let frames = suyuan_resolver::trace::NodeFrames {
+            tracer: suyuan_resolver::trace::Tracer::new(
+                registry.clone(),
+                (*node_for_http).clone(),
+                http_options.log.clone(),
+                federation.clone(),
+            ),
+            witness: http_options.witness.clone(),
+        };
+        tasks.push(tokio::spawn(suyuan_resolver::quic::serve_quic(
+            endpoint,
+            node_for_http.clone(),
+            Some(Arc::new(frames)),
+            limits,
+            metrics.clone(),
+            rx.clone(),
+        )));
+    }
     let http_task = tokio::spawn(suyuan_resolver::http::serve_http(
         http,
         registry.clone(),
@@ -484,7 +661,7 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     // The ready line: tests and operators read the real ports from it. Logs go to stderr. A
     // supervisor that closed stdout has not asked the node to stop.
     let _ = crate::outln!(
-        "listening handle={handle_addr} http={http_addr} ops={ops_addr}{resolver_addr}"
+        "listening handle={handle_addr} http={http_addr} ops={ops_addr}{resolver_addr}{quic_line}"
     );
     info!(%handle_addr, %http_addr, %ops_addr, backend = registry.backend(), "serving");
 
@@ -549,10 +726,35 @@ fn delegations(
     })
 }
 
-/// The walker through the hierarchy from the configured tops, if any are.
+/// The federation's TLS material, when the node is given it (all three files or none).
+fn federation_tls(cfg: &ServeConfig) -> Result<Option<suyuan_federation::fedtls::FederationTls>> {
+    let (ca, cert, key) = match (&cfg.federation_ca, &cfg.node_cert, &cfg.node_key) {
+        (None, None, None) => return Ok(None),
+        (Some(ca), Some(cert), Some(key)) => (ca, cert, key),
+        _ => bail!("--federation-ca, --node-cert and --node-key go together"),
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let tls =
+        suyuan_federation::fedtls::FederationTls::from_pem(&read(ca)?, &read(cert)?, &read(key)?)
+            .with_context(|| {
+            format!(
+                "federation CA {} / node certificate {}",
+                ca.display(),
+                cert.display()
+            )
+        })?;
+    info!(identity = %tls.identity(), "federation certificate loaded");
+    Ok(Some(tls))
+}
+
+/// The walker through the hierarchy from the configured tops, if any are: over QUIC first
+/// for a site that advertises it when the node has the federation's certificates.
 fn upstream_walker(
     cfg: &ServeConfig,
     metrics: &Metrics,
+    quic: Option<Arc<suyuan_federation::quic::QuicLink>>,
 ) -> Result<Option<Arc<suyuan_federation::Walker>>> {
     if cfg.upstream.is_empty() {
         return Ok(None);
@@ -564,6 +766,9 @@ fn upstream_walker(
         .collect::<Result<Vec<_>>>()?;
     let mut wc = suyuan_federation::WalkerConfig::new(tops);
     wc.cache_entries = cfg.upstream_cache_entries;
+    if let Some(q) = quic {
+        wc.links.insert(0, q);
+    }
     Ok(Some(Arc::new(
         suyuan_federation::Walker::new(wc).with_observer(metrics.walker_observer()),
     )))

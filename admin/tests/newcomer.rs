@@ -560,7 +560,7 @@ fn keygen_makes_a_federation_ca_and_node_certificates() {
     let pem = std::fs::read_to_string(node.join("federation-cert.pem")).unwrap();
     let der = suyuan_resolver::tls::certs_from_pem(pem.as_bytes()).unwrap();
     assert_eq!(
-        suyuan_resolver::fedtls::identity_of(&der[0]).unwrap(),
+        suyuan_federation::fedtls::identity_of(&der[0]).unwrap(),
         "0.NA/88.888"
     );
     // Never over a CA; a directory without one is named.

@@ -247,11 +247,22 @@ pub fn formula(data: &[u8]) {
     }
 }
 
+/// Node-to-node frames: requests and answers decode without panicking and re-encode exactly.
+pub fn fedframe(data: &[u8]) {
+    use crate::fedframe::{decode_answer, decode_request, encode_answer, encode_request};
+    if let Ok((kind, body)) = decode_request(data) {
+        assert_eq!(encode_request(kind, body), data, "a request re-encodes");
+    }
+    if let Ok((status, body)) = decode_answer(data) {
+        assert_eq!(encode_answer(status, body), data, "an answer re-encodes");
+    }
+}
+
 /// A property check over one input.
 pub type Check = fn(&[u8]);
 
 /// Every check by target name, for the corpus replay.
-pub const TARGETS: [(&str, Check); 8] = [
+pub const TARGETS: [(&str, Check); 9] = [
     ("message", message),
     ("udp", udp),
     ("value", value),
@@ -260,4 +271,5 @@ pub const TARGETS: [(&str, Check); 8] = [
     ("json", json),
     ("tlog", tlog),
     ("formula", formula),
+    ("fedframe", fedframe),
 ];

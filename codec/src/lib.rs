@@ -10,6 +10,7 @@
 //! - [`message`]: the RFC 3652 envelope, header, bodies, request digests and credentials.
 //! - [`framing`]: TCP framing and UDP fragmentation.
 //! - [`auth`]: challenge answers, HS_SIGNED and HS_MAC credentials, key conversions.
+//! - [`fedframe`]: the frames nodes exchange on QUIC streams besides Handle messages.
 //! - [`json`], [`time`]: the Handle.Net REST API's JSON forms and its timestamps.
 //!
 //! Every decoder distrusts its input: lengths and counts are checked against what is left
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod fedframe;
 pub mod formula;
 pub mod framing;
 pub mod fuzzing;

@@ -20,6 +20,8 @@ pub enum Transport {
     Auto,
     Udp,
     Tcp,
+    /// QUIC with mutual TLS, between nodes of a federation ([`crate::quic`]).
+    Quic,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,10 @@ pub enum ClientError {
     Auth { addr: SocketAddr, why: String },
     #[error("no server of the site for {handle}: {why}")]
     NoServer { handle: String, why: String },
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error("federation channel to {addr}: {why}")]
+    Channel { addr: SocketAddr, why: String },
 }
 
 /// Who a client authenticates as, and with what.
@@ -167,6 +173,9 @@ impl HandleClient {
                 Err(ClientError::NoAnswer(_)) => Ok(self.send_tcp(request).await?.remove(0)),
                 Err(e) => Err(e),
             },
+            Transport::Quic => Err(ClientError::Unsupported(
+                "QUIC goes through a quic::QuicLink, which holds the federation's certificates",
+            )),
         }
     }
 
@@ -401,7 +410,11 @@ pub async fn read_answers(
 /// errors raised before decoding): such an answer is still ours.
 const UNKNOWN_REQUEST_ID: u32 = 0xFFFF_FFFF;
 
-fn check_id(addr: SocketAddr, request: &Message, answer: &Message) -> Result<(), ClientError> {
+pub(crate) fn check_id(
+    addr: SocketAddr,
+    request: &Message,
+    answer: &Message,
+) -> Result<(), ClientError> {
     let (expected, got) = (request.envelope.request_id, answer.envelope.request_id);
     if expected != got && got != UNKNOWN_REQUEST_ID {
         return Err(ClientError::Mismatch {

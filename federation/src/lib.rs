@@ -7,7 +7,9 @@
 //! It never contacts a server it was not given: there is no built-in root or top-level node.
 
 pub mod client;
+pub mod fedtls;
 pub mod link;
+pub mod quic;
 pub mod session;
 pub mod site;
 pub mod walker;

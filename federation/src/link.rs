@@ -1,6 +1,6 @@
 //! The transports the walker carries a request over, behind one trait, so that the walk (which
 //! site, which server, what to do when one fails) is written once and a new transport is one
-//! more [`Link`]: UDP and TCP here, QUIC between nodes later. A link says which server of a
+//! more [`Link`]: UDP and TCP here, QUIC between nodes in [`crate::quic`]. A link says which server of a
 //! site it reaches (a site lists an interface per transport) and sends one request there.
 
 use std::future::Future;
@@ -26,6 +26,12 @@ pub trait Link: Send + Sync {
     /// picks, at its interface for this transport.
     fn server_for(&self, site: &SiteInfo, handle: &str) -> Result<SocketAddr, ClientError> {
         crate::site::server_for(site, handle, self.transport())
+    }
+
+    /// Whether a site this link reaches is reached by it alone: QUIC between nodes is, so a
+    /// peer that takes QUIC is never asked in clear when QUIC fails.
+    fn exclusive(&self) -> bool {
+        false
     }
 
     /// Sends one request to `server` and returns its (first) answer.

@@ -8,6 +8,10 @@ use suyuan_codec::site::{SiteInfo, interface_protocol};
 
 use crate::client::{ClientError, Transport};
 
+/// The HS_SITE attribute by which a site says its servers take node-to-node QUIC, and on which
+/// UDP port (its value, in decimal).
+pub const QUIC_ATTRIBUTE: &str = "suyuan.quic";
+
 /// The address to send a query about `handle` to, in `site`.
 pub fn server_for(
     site: &SiteInfo,
@@ -26,10 +30,19 @@ pub fn server_for(
         })
     })?;
     let server = &site.servers[i];
+    if transport == Transport::Quic {
+        // One port for the whole site, named by a site attribute reference clients ignore.
+        let port = site
+            .attribute(QUIC_ATTRIBUTE)
+            .and_then(|v| v.trim().parse::<u16>().ok())
+            .ok_or_else(|| no_server(format!("the site has no {QUIC_ATTRIBUTE} attribute")))?;
+        return Ok(SocketAddr::new(server.ip(), port));
+    }
     let wanted: &[u8] = match transport {
         Transport::Tcp => &[interface_protocol::TCP],
         Transport::Udp => &[interface_protocol::UDP],
         Transport::Auto => &[interface_protocol::UDP, interface_protocol::TCP],
+        Transport::Quic => &[],
     };
     let port = wanted
         .iter()

@@ -119,6 +119,7 @@ impl std::fmt::Display for ServedBy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = match self.transport {
             Transport::Tcp => "tcp",
+            Transport::Quic => "quic",
             _ => "udp",
         };
         write!(f, "{} at {t} {}", self.service, self.server)
@@ -698,6 +699,10 @@ impl Walker {
                         debug!(handle = %h, server = %addr, error = %e, "upstream server failed");
                         self.failed.insert(addr, ());
                         why = e.to_string();
+                        if link.exclusive() {
+                            // A peer that takes QUIC is not asked in clear instead.
+                            break;
+                        }
                     }
                 }
             }

@@ -99,8 +99,9 @@ struct NodeFacts<'a> {
     handle: &'a str,
     kind: Option<&'a str>,
     values: &'a [HandleValue],
-    /// Values of the record the caller may not read (one may be a link or the figure).
-    hidden: bool,
+    /// Why some of the record's values cannot be used (the caller may not read them, or a
+    /// remote record did not verify): one may be a link or the figure.
+    hidden: Option<&'a str>,
 }
 
 /// The derivation checks of a trace's local nodes; `tolerance_of` answers a template's
@@ -121,7 +122,7 @@ impl<'a> Checker<'a> {
     pub(crate) fn new(
         q: &TraceQuery,
         trace: &'a Trace,
-        readable: &'a [(Vec<HandleValue>, bool)],
+        readable: &'a [(Vec<HandleValue>, Option<String>)],
         tolerance_of: &'a dyn Fn(&str) -> Option<Tolerance>,
     ) -> Self {
         let untraced = if q.direction == Direction::Down {
@@ -144,7 +145,7 @@ impl<'a> Checker<'a> {
                         handle: &n.handle,
                         kind: n.kind.as_deref(),
                         values,
-                        hidden: *hidden,
+                        hidden: hidden.as_deref(),
                     },
                 )
             })
@@ -246,11 +247,8 @@ impl<'a> Checker<'a> {
         let Some(facts) = self.nodes.get(key) else {
             return grey("not in the trace".into(), Vec::new());
         };
-        if facts.hidden {
-            return grey(
-                "some of its values are not readable by the caller".into(),
-                Vec::new(),
-            );
+        if let Some(why) = facts.hidden {
+            return grey(why.to_string(), Vec::new());
         }
         let stored_text = text_of(facts.values, attr::VALUE).map(str::to_string);
         let template = text_of(facts.values, attr::TEMPLATE_REF).map(str::to_string);
@@ -338,10 +336,8 @@ impl Source for Checker<'_> {
             .nodes
             .get(&key)
             .ok_or_else(|| EvalError(format!("{from} is not in the trace")))?;
-        if facts.hidden {
-            return Err(EvalError(format!(
-                "{from}: some of its values are not readable by the caller"
-            )));
+        if let Some(why) = facts.hidden {
+            return Err(EvalError(format!("{from}: {why}")));
         }
         // The distinct records the relation links to (a record linked twice is one input).
         let mut targets: Vec<&[u8]> = Vec::new();
@@ -382,10 +378,8 @@ impl Source for Checker<'_> {
             .nodes
             .get(&key_of(handle))
             .ok_or_else(|| EvalError(format!("{handle} is not in the trace")))?;
-        if facts.hidden {
-            return Err(EvalError(format!(
-                "{handle}: some of its values are not readable by the caller"
-            )));
+        if let Some(why) = facts.hidden {
+            return Err(EvalError(format!("{handle}: {why}")));
         }
         let unit = text_of(facts.values, attr::UNIT).map(str::to_string);
         if value_type == attr::VALUE && text_of(facts.values, attr::FORMULA).is_some() {

@@ -27,6 +27,7 @@ pub mod links;
 pub mod log;
 pub mod model;
 pub mod postgres;
+pub mod proof;
 pub mod rules;
 pub mod sign;
 pub mod store;

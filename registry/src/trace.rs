@@ -106,14 +106,14 @@ pub struct TraceNode {
 
 /// A remote hop that could not be resolved: which handle, the node asked (if one was found)
 /// and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Unreachable {
     pub handle: String,
     pub node: Option<String>,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TraceEdge {
     pub from: String,
     pub to: String,
@@ -124,19 +124,22 @@ pub struct TraceEdge {
 pub struct RemoteHop {
     pub handle: String,
     pub prefix: String,
+    /// How deep in the trace the hop's record sits (its links' least depth + 1).
+    #[serde(skip)]
+    pub depth: u32,
     /// The links that lead to it: edges of the trace once a surface resolves the hop.
     #[serde(skip)]
     pub links: Vec<TraceEdge>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DanglingTombstone {
     pub seq: u64,
     pub time: u64,
     pub actor: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Dangling {
     pub from: String,
     pub to: String,
@@ -162,10 +165,10 @@ pub struct Trace {
     /// How many of the checked records are green, red and grey (absent with `checks=false`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<crate::check::Summary>,
-    /// The values of each node the caller may read, and whether some are hidden: what the
-    /// checks compute from.
+    /// The values of each node the caller may read, and why some cannot be used if so: what
+    /// the checks compute from.
     #[serde(skip)]
-    readable: Vec<(Vec<HandleValue>, bool)>,
+    readable: Vec<(Vec<HandleValue>, Option<String>)>,
 }
 
 /// Whether a record lies in the window: an `mrv.time` instant inside it, an `mrv.period`
@@ -193,12 +196,29 @@ impl Registry {
         q: &TraceQuery,
         readable: &dyn Fn(&str, &HandleValue) -> bool,
     ) -> Result<Trace, RegistryError> {
-        let mut t = self.walk(q, readable)?;
+        let mut t = self.trace_unchecked(q, readable)?;
+        self.finish_trace(q, &mut t)?;
+        Ok(t)
+    }
+
+    /// A trace walked but not checked yet, for a surface that adds the records of other
+    /// nodes first; [`Registry::finish_trace`] checks it.
+    pub fn trace_unchecked(
+        &self,
+        q: &TraceQuery,
+        readable: &dyn Fn(&str, &HandleValue) -> bool,
+    ) -> Result<Trace, RegistryError> {
+        self.walk(q, readable)
+    }
+
+    /// Runs the checks of a trace (unless the query turned them off) over every record it
+    /// holds, this node's and the verified ones of others.
+    pub fn finish_trace(&self, q: &TraceQuery, t: &mut Trace) -> Result<(), RegistryError> {
         if q.checks {
-            self.check_trace(q, &mut t)?;
+            self.check_trace(q, t)?;
         }
         t.readable = Vec::new();
-        Ok(t)
+        Ok(())
     }
 
     /// Runs the derivation check of every record of `t` that has a formula.
@@ -377,6 +397,7 @@ impl Registry {
                     out.remote.push(RemoteHop {
                         handle: next.to_string(),
                         prefix: h.prefix().to_string(),
+                        depth: depth + 1,
                         links: vec![link],
                     });
                 } else if let Some(r) = out.remote.iter_mut().find(|r| r.handle == next) {
@@ -462,9 +483,21 @@ impl Trace {
             .filter(|v| readable(handle, v))
             .cloned()
             .collect();
-        let hidden = shown.len() < values.len();
+        let hidden = (shown.len() < values.len())
+            .then(|| "some of its values are not readable by the caller".to_string());
         self.nodes.push(n);
         self.readable.push((shown, hidden));
+    }
+
+    /// Adds a record another node answered: with its values when its proof verified against
+    /// a log this node trusts (the checks may use them), else with why not (a check that
+    /// needs it is grey).
+    pub fn push_remote(&mut self, n: TraceNode, verified: Result<Vec<HandleValue>, String>) {
+        self.nodes.push(n);
+        self.readable.push(match verified {
+            Ok(values) => (values, None),
+            Err(why) => (Vec::new(), Some(why)),
+        });
     }
 }
 

@@ -16,6 +16,8 @@ use suyuan_codec::wire::MAX_MESSAGE_LENGTH;
 pub enum Transport {
     Udp,
     Tcp,
+    /// Node-to-node QUIC: a stream, so TCP's rules for what may be asked.
+    Quic,
 }
 
 /// Request ids the reference uses when it could not read the request's.

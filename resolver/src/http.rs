@@ -4,7 +4,6 @@
 //! [`crate::rest`], and `GET /api/trace/{handle}`, the trace answer (docs/trace-api.md) with
 //! the values the caller may read.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,11 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use suyuan_codec::handle::Handle;
 use suyuan_codec::json::JsonLimits;
 use suyuan_codec::message::rc;
 use suyuan_codec::wire::MAX_MESSAGE_LENGTH;
-use suyuan_registry::{Direction, Registry, RegistryError, TraceQuery};
+use suyuan_registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
@@ -31,9 +29,7 @@ use crate::node::HandleNode;
 use crate::rest::{self, ConnInfo, DeviceRule, RestState};
 use crate::tls::ClientCert;
 
-/// Caps on what one trace request may ask for.
-pub const MAX_DEPTH: u32 = 64;
-pub const MAX_LIMIT: usize = 100_000;
+pub use crate::trace::{MAX_DEPTH, MAX_LIMIT, parse_trace_query};
 
 /// The default body cap: room for any PUT whose record still fits one Handle message over
 /// TCP ([`MAX_MESSAGE_LENGTH`]) in the widest JSON form of its data (hex doubles the bytes,
@@ -69,6 +65,8 @@ pub struct HttpOptions {
     pub log: Option<Arc<crate::transparency::Transparency>>,
     /// This node as a witness of other logs (`POST /log/add-checkpoint`).
     pub witness: Option<Arc<crate::witness::Witness>>,
+    /// How traces cross to other nodes (none: a remote hop is resolved, not traced).
+    pub federation: Option<Arc<crate::trace::Federation>>,
 }
 
 impl Default for HttpOptions {
@@ -85,14 +83,15 @@ impl Default for HttpOptions {
             metrics: None,
             log: None,
             witness: None,
+            federation: None,
         }
     }
 }
 
 #[derive(Clone)]
 struct HttpState {
-    registry: Arc<Registry>,
     rest: RestState,
+    tracer: crate::trace::Tracer,
     log: Option<Arc<crate::transparency::Transparency>>,
     witness: Option<Arc<crate::witness::Witness>>,
 }
@@ -195,7 +194,12 @@ fn router(registry: Arc<Registry>, node: HandleNode, opts: &HttpOptions) -> Rout
         .fallback(rest::fallback)
         .layer(DefaultBodyLimit::max(opts.max_body))
         .with_state(HttpState {
-            registry,
+            tracer: crate::trace::Tracer::new(
+                registry.clone(),
+                rest.node.clone(),
+                opts.log.clone(),
+                opts.federation.clone(),
+            ),
             rest,
             log: opts.log.clone(),
             witness: opts.witness.clone(),
@@ -550,108 +554,6 @@ fn error(status: StatusCode, code: u32, handle: &str, message: String) -> Respon
         .into_response()
 }
 
-/// Parses the query of a trace request (`direction`, `depth`, `limit`, `rel` repeatable,
-/// `from`, `to`, `proofs`, `checks`) into a query for `root`.
-pub fn parse_trace_query(root: &str, raw: Option<&str>) -> Result<TraceQuery, String> {
-    let mut direction = Direction::Up;
-    let mut depth = TraceQuery::DEFAULT_DEPTH;
-    let mut limit = TraceQuery::DEFAULT_LIMIT;
-    let mut rels = Vec::new();
-    let (mut from, mut to) = (None, None);
-    let (mut proofs, mut checks) = (true, true);
-    let flag = |name: &str, v: &str| match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        other => Err(format!("{name} must be true or false, not {other:?}")),
-    };
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "direction" => {
-                direction = match v.as_ref() {
-                    "up" => Direction::Up,
-                    "down" => Direction::Down,
-                    other => return Err(format!("direction must be up or down, not {other:?}")),
-                }
-            }
-            "depth" => {
-                depth = v
-                    .parse()
-                    .ok()
-                    .filter(|d| *d <= MAX_DEPTH)
-                    .ok_or(format!("depth must be 0..={MAX_DEPTH}"))?
-            }
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or(format!("limit must be 1..={MAX_LIMIT}"))?
-            }
-            "rel" => rels.push(v.into_owned()),
-            "proofs" => proofs = flag("proofs", &v)?,
-            "checks" => checks = flag("checks", &v)?,
-            "from" => from = Some(v.into_owned()),
-            "to" => to = Some(v.into_owned()),
-            other => return Err(format!("unknown parameter {other:?}")),
-        }
-    }
-    let mut q = TraceQuery::new(root, direction)
-        .with_window(from.as_deref(), to.as_deref())
-        .map_err(|e| e.to_string())?;
-    q.depth = depth;
-    q.limit = limit;
-    q.rels = rels;
-    q.proofs = proofs;
-    q.checks = checks;
-    Ok(q)
-}
-
-/// Says which node answered each record of `t`: this node (by the prefix handle of the
-/// record's prefix) for local ones; for each remote hop, the node the hierarchy leads to,
-/// whose public values are added as a node of the trace, or an `unreachable` entry naming
-/// the node and the reason. The walk does not go on past a remote record.
-async fn across_the_boundary(node: &HandleNode, t: &mut suyuan_registry::Trace) {
-    for n in &mut t.nodes {
-        n.served_by = Handle::parse(&n.handle)
-            .ok()
-            .map(|h| format!("{}/{}", suyuan_codec::handle::NA_PREFIX, h.prefix()));
-    }
-    let Some(walker) = node.walker() else {
-        return;
-    };
-    let mut unreachable = Vec::new();
-    for hop in t.remote.clone() {
-        match walker
-            .resolve(&hop.handle, &[], &[], suyuan_federation::Hops(0))
-            .await
-        {
-            Ok(a) => match a.message.body {
-                suyuan_codec::message::Body::ResolutionResponse { values, .. } => {
-                    let mut n = suyuan_registry::trace::TraceNode::public(&hop.handle, &values);
-                    n.served_by = Some(a.served_by.service.clone());
-                    t.nodes.push(n);
-                    t.edges.extend(hop.links.iter().cloned());
-                }
-                _ => unreachable.push(suyuan_registry::trace::Unreachable {
-                    handle: hop.handle.clone(),
-                    node: Some(a.served_by.service.clone()),
-                    reason: format!(
-                        "{} ({})",
-                        rc::name(a.message.header.response_code).unwrap_or("UNKNOWN"),
-                        a.message.header.response_code
-                    ),
-                }),
-            },
-            Err(e) => unreachable.push(suyuan_registry::trace::Unreachable {
-                handle: hop.handle.clone(),
-                node: None,
-                reason: e.to_string(),
-            }),
-        }
-    }
-    t.unreachable = Some(unreachable);
-}
-
 async fn trace(
     State(s): State<HttpState>,
     Extension(conn): Extension<ConnInfo>,
@@ -663,144 +565,18 @@ async fn trace(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let node = s.rest.node.clone();
-    let registry = s.registry.clone();
-    let log = s.log.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<Result<suyuan_registry::Trace, Response>, RegistryError> {
-        // A handle is a handle; anything else (an OID, Ecode, GS1 Digital Link path) is looked
-        // up in the alias index.
-        let root = if Handle::parse(&input).is_ok() {
-            input.clone()
-        } else {
-            match registry.alias(&input)? {
-                Some(h) => h,
-                None => {
-                    return Ok(Err(error(
-                        StatusCode::NOT_FOUND,
-                        rc::HANDLE_NOT_FOUND,
-                        &input,
-                        format!("{input}: no handle, and no identifier bound to one"),
-                    )));
-                }
-            }
-        };
-        // A root under a prefix held elsewhere is not "not found": say where to look instead,
-        // with the status the REST API gives RC 301 (400, as the reference server does).
-        // In a site of several servers, a trace starts at the server that holds its root.
-        if let Some(m) = node.hashed_elsewhere(&root) {
-            return Ok(Err(error(
-                StatusCode::BAD_REQUEST,
-                rc::SERVER_NOT_RESP,
-                &input,
-                m,
-            )));
-        }
-        if let Ok(h) = Handle::parse(&root) {
-            if !registry.is_homed(h.prefix())? {
-                return Ok(Err(error(
-                    StatusCode::BAD_REQUEST,
-                    rc::SERVER_NOT_RESP,
-                    &input,
-                    format!(
-                        "{root}: prefix {} is not homed at this node; resolve 0.NA/{} at a top-level node to find who serves it",
-                        h.prefix(),
-                        h.prefix()
-                    ),
-                )));
-            }
-        }
-        let q = match parse_trace_query(&root, raw.as_deref()) {
-            Ok(q) => q,
-            Err(m) => {
-                return Ok(Err(error(
-                    StatusCode::BAD_REQUEST,
-                    rc::INVALID_VALUE,
-                    &input,
-                    m,
-                )));
-            }
-        };
-        // Anonymous callers see public values only; an authenticated one also the
-        // admin-readable values of the records it may read (decided once a record).
-        let decided: Mutex<HashMap<String, bool>> = Mutex::default();
-        let readable = |handle: &str, v: &suyuan_codec::value::HandleValue| {
-            if v.permissions.public_read() {
-                return true;
-            }
-            let Some(who) = who.as_ref().filter(|_| v.permissions.admin_read()) else {
-                return false;
-            };
-            let mut d = decided.lock().unwrap_or_else(|e| e.into_inner());
-            *d.entry(handle.to_string())
-                .or_insert_with(|| node.may_read(who, handle))
-        };
-        let mut t = registry.trace(&q, &readable)?;
-        if let Some(log) = log.as_ref().filter(|_| q.proofs) {
-            for n in &mut t.nodes {
-                let Some(seq) = n.seq else { continue };
-                let shown: Vec<u32> = n
-                    .values
-                    .iter()
-                    .filter_map(|v| v.get("index").and_then(|i| i.as_u64()))
-                    .filter_map(|i| u32::try_from(i).ok())
-                    .collect();
-                n.proof = log.proof(seq, &shown)?;
-            }
-        }
-        Ok(Ok(t))
-    })
-    .await;
-    match result {
-        Ok(Ok(Ok(mut t))) => {
-            across_the_boundary(&s.rest.node, &mut t).await;
-            let body = serde_json::to_string(&t).unwrap_or_default();
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response()
-        }
-        Ok(Ok(Err(r))) => r,
-        Ok(Err(RegistryError::Refused { code, message })) if code == rc::HANDLE_NOT_FOUND => {
-            error(StatusCode::NOT_FOUND, code, "", message)
-        }
-        Ok(Err(e)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            rc::ERROR,
-            "",
-            e.to_string(),
-        ),
+    match s.tracer.run(who, input, raw).await {
+        Ok(t) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&t).unwrap_or_default(),
+        )
+            .into_response(),
         Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            rc::ERROR,
-            "",
-            e.to_string(),
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e.code,
+            &e.handle,
+            e.message,
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_parameters() {
-        let q = parse_trace_query("88.888.1/r", Some("direction=down&depth=3&limit=9&rel=mrv.reports&rel=prov.used&from=2025-03&to=2025-04")).unwrap();
-        assert_eq!(q.direction, Direction::Down);
-        assert_eq!((q.depth, q.limit), (3, 9));
-        assert_eq!(q.rels, vec!["mrv.reports", "prov.used"]);
-        assert!(q.window.is_some());
-        let d = parse_trace_query("x/y", None).unwrap();
-        assert_eq!((d.direction, d.depth, d.limit), (Direction::Up, 16, 10_000));
-        for bad in [
-            "direction=left",
-            "depth=999",
-            "limit=0",
-            "from=yesterday",
-            "colour=red",
-        ] {
-            assert!(parse_trace_query("x/y", Some(bad)).is_err(), "{bad}");
-        }
     }
 }

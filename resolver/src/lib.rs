@@ -1,6 +1,6 @@
 //! suyuan-resolver: the serving side of the node — Handle TCP/UDP, HTTP(S) (REST, the redirect
-//! face, traces, the transparency log), sessions, the cache and metrics; QUIC and DNS as their
-//! issues land.
+//! face, traces, the transparency log), sessions, the cache and metrics; node-to-node QUIC
+//! ([`quic`]); DNS as its issue lands.
 //!
 //! Transports decode bytes with `suyuan-codec`, answer what cannot be decoded the way the
 //! reference server does ([`frontline`]), and hand requests to a [`service::Service`]. Service
@@ -11,12 +11,12 @@ pub mod budget;
 pub mod catalog;
 pub mod challenge;
 pub mod cors;
-pub mod fedtls;
 pub mod frontline;
 pub mod http;
 pub mod listen;
 pub mod node;
 pub mod ops;
+pub mod quic;
 pub mod redirect;
 pub mod rest;
 pub mod service;
@@ -24,6 +24,7 @@ pub mod session;
 pub mod signing;
 pub mod tcp;
 pub mod tls;
+pub mod trace;
 pub mod transparency;
 pub mod udp;
 pub mod witness;

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub upstream_cache: IntCounterVec,
     /// Referrals followed on walks, by response code (302, 303).
     pub referrals: IntCounterVec,
+    /// Node-to-node QUIC handshakes by outcome (accepted, refused).
+    pub federation_handshakes: IntCounterVec,
     /// Read at every scrape for what is not counted as it happens.
     probe: ProbeSlot,
 }
@@ -166,8 +168,17 @@ impl Metrics {
             &["rc"],
         )
         .expect("static metric definition");
+        let federation_handshakes = IntCounterVec::new(
+            Opts::new(
+                "federation_handshakes_total",
+                "Node-to-node QUIC handshakes by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(federation_handshakes.clone()),
             Box::new(upstream_requests.clone()),
             Box::new(upstream_latency.clone()),
             Box::new(upstream_cache.clone()),
@@ -199,6 +210,7 @@ impl Metrics {
             upstream_latency,
             upstream_cache,
             referrals,
+            federation_handshakes,
             probe: ProbeSlot::default(),
         }
     }

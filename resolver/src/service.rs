@@ -95,6 +95,7 @@ pub(crate) fn observe(
     let t = match transport {
         Transport::Udp => "udp",
         Transport::Tcp => "tcp",
+        Transport::Quic => "quic",
     };
     if let Reply::Messages(ms) = reply {
         for m in ms {

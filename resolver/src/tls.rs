@@ -161,3 +161,124 @@ pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, TlsError> {
     }
     Ok(certs)
 }
+
+/// The client side of the HTTPS trace API between nodes that have no QUIC: any server
+/// certificate whose key signs the handshake. The channel is encrypted, and what travels on
+/// it needs no more: every record a peer answers carries its log proof, checked against the
+/// peer's log key before anything relies on it.
+pub fn any_server_client_config() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AnyServerCert {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg
+}
+
+#[derive(Debug)]
+struct AnyServerCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The longest HTTPS answer read from a peer.
+const MAX_HTTPS_ANSWER: u64 = suyuan_codec::fedframe::MAX_ANSWER as u64;
+
+/// A GET over HTTPS to `addr` (HTTP/1.1, the connection closed after): the status and body.
+pub async fn https_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<(u16, Vec<u8>), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    // A peer that closes without close_notify still gave its whole answer when the length
+    // it announced has arrived; the parse below decides.
+    let _ = (&mut tls)
+        .take(MAX_HTTPS_ANSWER)
+        .read_to_end(&mut raw)
+        .await;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed HTTP answer")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("malformed HTTP status")?;
+    let body = if head.contains("transfer-encoding: chunked") {
+        crate::witness::dechunk(&String::from_utf8_lossy(body)).into_bytes()
+    } else {
+        if let Some(len) = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            if body.len() < len {
+                return Err(format!(
+                    "the answer ended after {} of {len} bytes",
+                    body.len()
+                ));
+            }
+        }
+        body.to_vec()
+    };
+    Ok((status, body))
+}

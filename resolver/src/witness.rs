@@ -225,19 +225,25 @@ pub(crate) async fn add_checkpoint(
     };
     let answer = tokio::task::spawn_blocking(move || w.add_checkpoint(&body)).await;
     match answer {
-        Ok(Answer::Cosigned(lines)) => (StatusCode::OK, lines).into_response(),
-        Ok(Answer::Conflict(size)) => (
-            StatusCode::CONFLICT,
-            [(header::CONTENT_TYPE, "text/x.tlog.size")],
-            format!("{size}\n"),
-        )
-            .into_response(),
-        Ok(Answer::Refused(status, why)) => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            why,
-        )
-            .into_response(),
+        Ok(a) => {
+            let (status, body) = answer_parts(a);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            if status == StatusCode::CONFLICT {
+                (status, [(header::CONTENT_TYPE, "text/x.tlog.size")], body).into_response()
+            } else {
+                (status, body).into_response()
+            }
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// An add-checkpoint answer as a status and body, the same over HTTP and node-to-node QUIC.
+pub(crate) fn answer_parts(a: Answer) -> (u16, Vec<u8>) {
+    match a {
+        Answer::Cosigned(lines) => (200, lines.into_bytes()),
+        Answer::Conflict(size) => (409, format!("{size}\n").into_bytes()),
+        Answer::Refused(status, why) => (status, why.into_bytes()),
     }
 }
 
@@ -250,6 +256,12 @@ pub struct Submit {
     pub key: VerifierKey,
     /// The size of the latest checkpoint this witness cosigned, as far as we know.
     acked: Mutex<u64>,
+    /// For a witness at `quic://HOST:PORT`: the federation's QUIC link, and the runtime to
+    /// drive it from the blocking submitter.
+    quic: Option<(
+        std::sync::Arc<suyuan_federation::quic::QuicLink>,
+        tokio::runtime::Handle,
+    )>,
 }
 
 impl Submit {
@@ -260,7 +272,35 @@ impl Submit {
             url: url.trim_end_matches('/').to_string(),
             key,
             acked: Mutex::new(0),
+            quic: None,
         }
+    }
+
+    /// Submits over node-to-node QUIC (mutual TLS) when the URL is `quic://HOST:PORT`.
+    /// Needs a Tokio runtime to be current.
+    pub fn with_quic(mut self, link: std::sync::Arc<suyuan_federation::quic::QuicLink>) -> Self {
+        self.quic = Some((link, tokio::runtime::Handle::current()));
+        self
+    }
+
+    /// One add-checkpoint request: over QUIC for `quic://`, else HTTP. Blocks.
+    fn send(&self, body: &[u8]) -> Result<(u16, String), String> {
+        let Some(addr) = self.url.strip_prefix("quic://") else {
+            return post(&self.url, "/add-checkpoint", body);
+        };
+        let Some((link, rt)) = &self.quic else {
+            return Err(format!(
+                "{}: a quic:// witness needs the federation's certificates (federation_ca, node_cert, node_key)",
+                self.url
+            ));
+        };
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("{}: quic://IP:PORT", self.url))?;
+        let (status, text) = rt
+            .block_on(link.frame(addr, suyuan_codec::fedframe::Kind::Witness, body))
+            .map_err(|e| e.to_string())?;
+        Ok((status, String::from_utf8_lossy(&text).into_owned()))
     }
 
     /// Asks the witness to cosign `note` (a signed checkpoint of `cp`), with consistency
@@ -287,7 +327,7 @@ impl Submit {
             }
             body.push('\n');
             body.push_str(&note.encode());
-            let (status, text) = post(&self.url, "/add-checkpoint", body.as_bytes())?;
+            let (status, text) = self.send(body.as_bytes())?;
             match status {
                 200 => {
                     let with = format!("{}\n{text}", note.text);
@@ -360,7 +400,7 @@ fn post(base: &str, path: &str, body: &[u8]) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-fn dechunk(mut b: &str) -> String {
+pub(crate) fn dechunk(mut b: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = b.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {

@@ -29,6 +29,7 @@ struct Node {
     http: SocketAddr,
     site: SiteInfo,
     registry: Arc<Registry>,
+    service: Arc<HandleNode>,
     _stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -118,6 +119,7 @@ async fn node(prefixes: &[&str], upstream: Option<(Arc<Walker>, bool)>) -> Node 
         rx.clone(),
     ));
     let n = Arc::new(n);
+    let service = n.clone();
     let metrics = Metrics::new();
     tokio::spawn(serve_tcp(
         tcp,
@@ -139,6 +141,7 @@ async fn node(prefixes: &[&str], upstream: Option<(Arc<Walker>, bool)>) -> Node 
         http,
         site,
         registry,
+        service,
         _stop: stop,
         _dir: dir,
     }
@@ -620,4 +623,104 @@ async fn an_administrator_whose_record_lives_on_another_node_is_verified_there()
     assert_eq!(code(r), rc::AUTHENTICATION_FAILED);
     assert!(here.registry.get("99.9/by-secret").unwrap().is_some());
     assert!(here.registry.get("99.9/wrong").unwrap().is_none());
+}
+
+/// Node-to-node QUIC: a walker with the federation's certificates reaches a secondary whose
+/// site advertises QUIC over QUIC, with the secondary's identity; one whose certificate
+/// another CA issued is refused in the handshake and is not answered in clear instead.
+#[tokio::test]
+async fn a_site_that_advertises_quic_is_walked_over_mutual_tls_and_a_stranger_is_refused() {
+    use suyuan_federation::fedtls::{FederationTls, issue_node_cert, make_ca};
+    use suyuan_federation::quic::QuicLink;
+    let (ca, ca_key) = make_ca("test federation").unwrap();
+    let tls = |identity: &str, ca: &str, key: &str| {
+        let (cert, k) = issue_node_cert(identity, ca, key).unwrap();
+        FederationTls::from_pem(ca.as_bytes(), cert.as_bytes(), k.as_bytes()).unwrap()
+    };
+    let mut sec = node(&["88.300"], None).await;
+    put(
+        &sec,
+        "88.300/m-1",
+        vec![url_value("https://example.org/m", 60)],
+    );
+    let server_tls = tls("0.NA/88.300", &ca, &ca_key);
+    let endpoint =
+        suyuan_resolver::quic::endpoint("127.0.0.1:0".parse().unwrap(), &server_tls).unwrap();
+    let quic_port = endpoint.local_addr().unwrap().port();
+    let metrics = Metrics::new();
+    let (_stop_quic, rx) = watch::channel(false);
+    tokio::spawn(suyuan_resolver::quic::serve_quic(
+        endpoint,
+        sec.service.clone(),
+        None,
+        Limits::default(),
+        metrics.clone(),
+        rx,
+    ));
+    sec.site.attributes.push(suyuan_codec::site::SiteAttribute {
+        name: suyuan_federation::site::QUIC_ATTRIBUTE.into(),
+        value: quic_port.to_string(),
+    });
+    let top = top_for(&[("88.300", vec![site_value(1, "HS_SITE", &sec.site)])]).await;
+    let walker_with = |link: QuicLink| {
+        let mut cfg = WalkerConfig::new(vec![top.site.clone()]);
+        let mut links: Vec<Arc<dyn suyuan_federation::Link>> = vec![Arc::new(link)];
+        links.extend(suyuan_federation::link::udp_then_tcp(Duration::from_secs(
+            2,
+        )));
+        cfg.links = links;
+        Walker::new(cfg)
+    };
+    let bind = "127.0.0.1:0".parse().unwrap();
+    let client = QuicLink::new(
+        &tls("0.NA/88.301", &ca, &ca_key),
+        bind,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let w = walker_with(client);
+    let a = w.resolve("88.300/m-1", &[], &[], Hops(0)).await.unwrap();
+    assert_eq!(url(&values(&a.message)), ["https://example.org/m"]);
+    assert_eq!(a.served_by.transport, Transport::Quic);
+    assert_eq!(a.served_by.server.port(), quic_port);
+    // The top advertises no QUIC: it was asked over UDP.
+    let accepted = || {
+        metrics
+            .federation_handshakes
+            .with_label_values(&["accepted"])
+            .get()
+    };
+    assert_eq!(accepted(), 1);
+    // A node of another CA (that trusts ours, so the refusal is the server's): refused at
+    // the handshake, and not asked over UDP or TCP instead.
+    let (other, other_key) = make_ca("another federation").unwrap();
+    let (cert, k) = issue_node_cert("0.NA/99.9", &other, &other_key).unwrap();
+    let both = format!("{ca}{other}");
+    let stranger_tls =
+        FederationTls::from_pem(both.as_bytes(), cert.as_bytes(), k.as_bytes()).unwrap();
+    let stranger = QuicLink::new(&stranger_tls, bind, Duration::from_secs(5)).unwrap();
+    match walker_with(stranger)
+        .resolve("88.300/m-1", &[], &[], Hops(0))
+        .await
+    {
+        Err(WalkError::AllSitesDown { why, .. }) => {
+            assert!(why.contains("federation channel"), "{why}")
+        }
+        r => panic!("a stranger got {r:?}"),
+    }
+    let refused = || {
+        metrics
+            .federation_handshakes
+            .with_label_values(&["refused"])
+            .get()
+    };
+    // The server counts its refusal as its side of the handshake ends.
+    for _ in 0..100 {
+        if refused() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refused(), 1);
+    assert_eq!(accepted(), 1);
 }
