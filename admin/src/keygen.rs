@@ -68,7 +68,12 @@ fn federation(a: &KeygenArgs) -> Result<ExitCode> {
         (
             CA_CERT,
             CA_KEY,
-            suyuan_federation::fedtls::make_ca("Suyuan federation CA")?,
+            // A name of its own: two federations' CAs never look like one to a verifier,
+            // so a stranger's certificate is refused as of an unknown issuer.
+            suyuan_federation::fedtls::make_ca(&format!(
+                "Suyuan federation CA {:08x}",
+                rand::random::<u32>()
+            ))?,
         )
     } else {
         let identity = a.node_cert.as_deref().unwrap_or_default();

@@ -85,6 +85,22 @@ pub async fn serve_quic<S: Service>(
     let _ = timeout(limits.shutdown_grace, endpoint.wait_idle()).await;
 }
 
+/// What a handshake error means for an operator reading the log.
+fn why_refused(e: &quinn::ConnectionError) -> &'static str {
+    let text = e.to_string();
+    if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        " (its certificate was not issued by this federation's CA)"
+    } else if text.contains("no certificates") || text.contains("NoCertificatesPresented") {
+        " (it presented no certificate)"
+    } else if text.contains("Expired") || text.contains("NotValidYet") {
+        " (its certificate is outside its validity)"
+    } else if text.contains("no application protocol") {
+        " (it does not speak suyuan-fed/1)"
+    } else {
+        ""
+    }
+}
+
 async fn connection<S: Service>(
     incoming: quinn::Incoming,
     service: Arc<S>,
@@ -101,7 +117,7 @@ async fn connection<S: Service>(
                 .federation_handshakes
                 .with_label_values(&["refused"])
                 .inc();
-            warn!(peer = %remote, "federation peer refused in the handshake: {e}");
+            warn!(peer = %remote, "federation peer refused in the handshake: {e}{}", why_refused(&e));
             return;
         }
         Err(_) => {
