@@ -92,3 +92,279 @@ fn the_readme_federation_of_a_plant_and_its_grid() {
     stop(stranger.child);
     drop(fed);
 }
+
+/// The grid node behind the fault-injecting proxy (its site at the top names the proxy's
+/// ports), traced from a plant over QUIC and from another plant over HTTPS: a delayed or
+/// lossy peer still answers; a hung one leaves its hop in `unreachable` within the trace's
+/// budget, while the plant keeps answering its own prefix; a reset is named; a peer whose log
+/// this node does not trust is merged but cannot make a check green.
+#[test]
+fn a_slow_lossy_hung_or_resetting_peer_costs_only_its_own_hops() {
+    use common::faults::{Fault, Proxy};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    sh("suyuan keygen --ca --out ca 2>/dev/null", dir.path());
+    for (n, id) in [
+        ("top", "0.NA/0.NA"),
+        ("grid", "0.NA/88.888.2"),
+        ("plant", "0.NA/88.888.1"),
+    ] {
+        sh(
+            &format!("suyuan keygen --node-cert {id} --ca-dir ca --out {n}-cert 2>/dev/null"),
+            dir.path(),
+        );
+    }
+    let certs = |n: &str| {
+        vec![
+            "--federation-ca".to_string(),
+            p("ca/ca-cert.pem"),
+            "--node-cert".into(),
+            p(&format!("{n}-cert/federation-cert.pem")),
+            "--node-key".into(),
+            p(&format!("{n}-cert/federation-key.pem")),
+            "--quic-addr".into(),
+            "127.0.0.1:0".into(),
+        ]
+    };
+    let args = |v: &[String]| v.to_vec();
+    sh(
+        "suyuan init --role top --data-dir top --admin-secret topsecret 2>/dev/null",
+        dir.path(),
+    );
+    let top_args = certs("top");
+    let top = serve_with(
+        &dir.path().join("top"),
+        &top_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut grid_args = args(&certs("grid"));
+    grid_args.extend([
+        "--demo".into(),
+        "grid".into(),
+        "--upstream".into(),
+        p("top/siteinfo.json"),
+    ]);
+    let grid = serve_with(
+        &dir.path().join("grid"),
+        &grid_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let proxy = Proxy::start(grid.quic.unwrap(), grid.http);
+    // The grid's site as the top publishes it: its QUIC and HTTP ports are the proxy's.
+    let mut site: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("grid/siteinfo.json")).unwrap()).unwrap();
+    for a in site["attributes"].as_array_mut().unwrap() {
+        if a["name"] == "suyuan.quic" {
+            a["value"] = proxy.udp.port().to_string().into();
+        }
+    }
+    for i in site["servers"][0]["interfaces"].as_array_mut().unwrap() {
+        if i["protocol"] == "HTTP" {
+            i["port"] = proxy.tcp.port().into();
+        }
+    }
+    std::fs::write(p("grid-site.json"), site.to_string()).unwrap();
+    std::fs::write(p("top-secret"), "topsecret\n").unwrap();
+    sh(
+        &format!(
+            "suyuan delegate 88.888.2 --top {} --auth 301:0.NA/0.NA --secret-file top-secret --site grid-site.json",
+            top.handle
+        ),
+        dir.path(),
+    );
+    // Plant 1: QUIC, and the grid's log trusted. Plant 2: no QUIC (HTTPS), trusting no log.
+    std::fs::write(
+        p("plant.toml"),
+        format!(
+            "trusted_logs = [{:?}]\n",
+            std::fs::read_to_string(p("grid/log.vkey")).unwrap().trim()
+        ),
+    )
+    .unwrap();
+    let mut plant_args = args(&certs("plant"));
+    plant_args.extend([
+        "--demo".into(),
+        "plant".into(),
+        "--upstream".into(),
+        p("top/siteinfo.json"),
+        "--config".into(),
+        p("plant.toml"),
+    ]);
+    let plant = serve_with(
+        &dir.path().join("plant"),
+        &plant_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    sh(
+        &format!(
+            "suyuan delegate 88.888.1 --top {} --auth 301:0.NA/0.NA --secret-file top-secret --site plant/siteinfo.json",
+            top.handle
+        ),
+        dir.path(),
+    );
+    let plant2 = serve_with(
+        &dir.path().join("plant2"),
+        &["--demo", "plant", "--upstream", &top.handle.to_string()],
+    );
+    let trace = |node: &Server, query: &str| -> serde_json::Value {
+        let a = common::rest::curl(&[&format!(
+            "http://{}/api/trace/88.888.1/fig-elec-2025-03?{query}",
+            node.http
+        )]);
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        a.json()
+    };
+    let factor = |t: &serde_json::Value| {
+        t["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["handle"] == "88.888.2/factor-grid-2025")
+            .cloned()
+    };
+    let unreachable = |t: &serde_json::Value| t["unreachable"].to_string();
+    let check = |t: &serde_json::Value| t["nodes"][0]["check"].clone();
+
+    // Over QUIC, nothing in the way: the factor from the grid, verified, the check green.
+    let t = trace(&plant, "");
+    let f = factor(&t).expect("the factor is in the trace");
+    assert_eq!(f["servedBy"], "0.NA/88.888.2");
+    assert!(f["proof"]["receipt"].is_string(), "{f}");
+    assert_eq!(check(&t)["status"], "green", "{}", check(&t));
+
+    // A loop across nodes: plant's X → grid's Y → plant's Z. The grid's trace from Y asks
+    // the plant for Z with both nodes on the path; the plant refuses (508) and the hop is
+    // marked, instead of the two asking each other forever.
+    let put = |node: &Server, prefix: &str, suffix: &str, target: &str| {
+        let secret = std::fs::read_to_string(p(&format!(
+            "{}/admin-secret",
+            if prefix == "88.888.1" {
+                "plant"
+            } else {
+                "grid"
+            }
+        )))
+        .unwrap();
+        let a = common::rest::curl(&[
+            "-u",
+            &format!("301%3A{prefix}%2FADMIN:{}", secret.trim()),
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            &format!("https://{}/api/handles/{prefix}/{suffix}", node.http),
+            "-d",
+            &format!(r#"[{{"index": 2000, "type": "prov.wasDerivedFrom", "data": "{target}"}}]"#),
+        ]);
+        assert!(
+            a.status == 200 || a.status == 201,
+            "{}",
+            String::from_utf8_lossy(&a.body)
+        );
+    };
+    put(&plant, "88.888.1", "loop-z", "88.888.1/plan-2025-v1");
+    put(&grid, "88.888.2", "loop-y", "88.888.1/loop-z");
+    put(&plant, "88.888.1", "loop-x", "88.888.2/loop-y");
+    let a = common::rest::curl(&[&format!("http://{}/api/trace/88.888.1/loop-x", plant.http)]);
+    assert_eq!(a.status, 200);
+    let t = a.json();
+    let y = t["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["handle"] == "88.888.2/loop-y");
+    assert!(y.is_some_and(|y| y["servedBy"] == "0.NA/88.888.2"), "{t}");
+    assert!(
+        unreachable(&t).contains("88.888.1/loop-z")
+            && unreachable(&t).contains("a loop across nodes"),
+        "{}",
+        unreachable(&t)
+    );
+
+    // Every datagram 30 ms late, either way: slower, the same answer.
+    proxy.set(Fault::Delay(Duration::from_millis(30)));
+    let t = trace(&plant, "");
+    assert!(factor(&t).is_some(), "{}", unreachable(&t));
+    assert_eq!(check(&t)["status"], "green");
+
+    // A tenth of the datagrams lost: QUIC recovers within the budget.
+    proxy.set(Fault::Loss(0.1));
+    let t = trace(&plant, "budget_ms=20000");
+    assert!(factor(&t).is_some(), "{}", unreachable(&t));
+    assert_eq!(check(&t)["status"], "green");
+
+    // The grid hangs: the hop is unreachable within the budget, the check grey, and while
+    // such a trace waits the plant answers its own prefix.
+    proxy.set(Fault::Hang);
+    let t = trace(&plant, "budget_ms=1500");
+    assert!(factor(&t).is_none());
+    assert!(
+        unreachable(&t).contains("88.888.2/factor-grid-2025")
+            && unreachable(&t).contains("budget of 1500 ms"),
+        "{}",
+        unreachable(&t)
+    );
+    assert_eq!(check(&t)["status"], "grey");
+    let plant_http = plant.http;
+    let waiting = std::thread::spawn(move || {
+        common::rest::curl(&[&format!(
+            "http://{plant_http}/api/trace/88.888.1/fig-elec-2025-03?budget_ms=8000"
+        )])
+    });
+    for _ in 0..10 {
+        let out = suyuan(&[
+            "resolve",
+            "88.888.1/report-2025",
+            "--server",
+            &plant.handle.to_string(),
+            "--type",
+            "mrv.unit",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let local = common::rest::curl(&[&format!(
+            "http://{}/api/trace/88.888.1/meter-elec",
+            plant.http
+        )]);
+        assert_eq!(local.status, 200);
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the plant's own answers came while the hung trace still waited"
+    );
+    let late = waiting.join().unwrap();
+    assert!(String::from_utf8_lossy(&late.body).contains("budget of 8000 ms"));
+
+    // Over HTTPS (plant 2 has no QUIC): the grid's records come, but this plant trusts no
+    // log, so the check that needs the factor is grey and says why.
+    proxy.set(Fault::Pass);
+    let t = trace(&plant2, "");
+    let f = factor(&t).expect("the factor over HTTPS");
+    assert_eq!(f["servedBy"], "0.NA/88.888.2");
+    assert_eq!(check(&t)["status"], "grey");
+    assert!(
+        check(&t)["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not configured to trust"),
+        "{}",
+        check(&t)
+    );
+    // Reset connections: the hop names the failure, the answer comes at once.
+    proxy.set(Fault::Reset);
+    let t = trace(&plant2, "budget_ms=5000");
+    assert!(factor(&t).is_none());
+    assert!(unreachable(&t).contains("HTTPS"), "{}", unreachable(&t));
+    // A hung HTTPS peer: within the budget.
+    proxy.set(Fault::Hang);
+    let t = trace(&plant2, "budget_ms=1500");
+    assert!(
+        unreachable(&t).contains("budget of 1500 ms"),
+        "{}",
+        unreachable(&t)
+    );
+    for s in [plant, plant2, grid, top] {
+        stop(s.child);
+    }
+}

@@ -124,10 +124,7 @@ impl QuicLink {
                 Ok(s) => s,
                 Err(e) => {
                     // The kept connection died: forget it, so the next request reconnects.
-                    self.connections
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&server);
+                    self.forget(server);
                     return Err(channel(e.to_string()));
                 }
             };
@@ -139,9 +136,27 @@ impl QuicLink {
                 .await
                 .map_err(|e| channel(e.to_string()))
         };
-        timeout(self.timeout, work)
-            .await
-            .map_err(|_| ClientError::NoAnswer(server))?
+        match timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                // A peer that went silent may have taken the connection with it: the next
+                // request connects afresh instead of waiting on it again.
+                self.forget(server);
+                Err(ClientError::NoAnswer(server))
+            }
+        }
+    }
+
+    /// Drops the kept connection to `server`.
+    fn forget(&self, server: SocketAddr) {
+        if let Some(c) = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&server)
+        {
+            c.close(0u32.into(), b"no answer");
+        }
     }
 
     /// A node-to-node frame to `server`: its answer's status and body.

@@ -1,6 +1,7 @@
 //! What the binary's tests share: running `suyuan` commands, a node started on free ports.
 #![allow(dead_code)] // each test file uses its own part of this
 
+pub mod faults;
 pub mod pg;
 pub mod rest;
 
@@ -44,6 +45,8 @@ pub struct Server {
     pub ops: SocketAddr,
     /// The resolver face, when `--resolver-addr` opened one.
     pub resolver: Option<SocketAddr>,
+    /// Node-to-node QUIC, when `--quic-addr` opened it.
+    pub quic: Option<SocketAddr>,
 }
 
 /// Starts `suyuan serve` on free ports with `extra` arguments and reads the ready line.
@@ -82,16 +85,18 @@ pub fn serve_at(dir: &std::path::Path, handle: &str, http: &str, extra: &[&str])
     };
     let (handle, http, ops) = (field("handle="), field("http="), field("ops="));
     assert!(line.starts_with("listening "), "{line}");
-    let resolver = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("resolver="))
-        .map(|a| a.parse().unwrap());
+    let optional = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(|a| a.parse().unwrap())
+    };
     Server {
         child,
         handle,
         http,
         ops,
-        resolver,
+        resolver: optional("resolver="),
+        quic: optional("quic="),
     }
 }
 
