@@ -444,6 +444,18 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    if quic_link.is_some() {
+        for u in cfg
+            .upstream
+            .iter()
+            .filter(|u| u.parse::<std::net::SocketAddr>().is_ok())
+        {
+            tracing::warn!(
+                upstream = %u,
+                "this top is given by its address, so it is asked over UDP and TCP, in clear: give its site file (siteinfo.json) to reach it over QUIC if it serves QUIC"
+            );
+        }
+    }
     let node = match upstream_walker(&cfg, &metrics, quic_link.clone())? {
         Some(w) => Arc::new((*node).clone().with_upstream(w, cfg.recursion)),
         None => node,
