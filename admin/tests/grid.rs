@@ -19,6 +19,17 @@ impl Drop for Federation {
     }
 }
 
+/// Kills nodes a test started if it ends early (a normal end stops them itself first).
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            unsafe_free_kill(*pid as i32, 9);
+        }
+    }
+}
+
 fn script() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grid/federation.sh")
 }
@@ -67,6 +78,7 @@ fn the_readme_federation_of_a_plant_and_its_grid() {
             "--recursion",
         ],
     );
+    let _guard = KillOnDrop(vec![stranger.child.id()]);
     let out = suyuan(&[
         "resolve",
         "88.888.1/report-2025",
@@ -203,6 +215,12 @@ fn a_slow_lossy_hung_or_resetting_peer_costs_only_its_own_hops() {
     let plant2 = serve_with(
         &dir.path().join("plant2"),
         &["--demo", "plant", "--upstream", &top.handle.to_string()],
+    );
+    let _guard = KillOnDrop(
+        [&top, &grid, &plant, &plant2]
+            .iter()
+            .map(|s| s.child.id())
+            .collect(),
     );
     let trace = |node: &Server, query: &str| -> serde_json::Value {
         let a = common::rest::curl(&[&format!(
