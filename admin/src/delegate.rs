@@ -72,6 +72,54 @@ fn top_addr(top: &str, handle: &str) -> Result<SocketAddr> {
     )?)
 }
 
+/// How a node reaches its top for its delegation: over node-to-node QUIC when the top's site
+/// advertises it and the node has the federation's certificates (never in clear then), else
+/// over TCP.
+enum Channel<'a> {
+    Tcp(HandleClient),
+    Quic(
+        &'a suyuan_federation::quic::QuicLink,
+        SocketAddr,
+        HandleClient,
+    ),
+}
+
+impl Channel<'_> {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Channel::Tcp(c) => c.server(),
+            Channel::Quic(_, a, _) => *a,
+        }
+    }
+
+    async fn resolve(&self, handle: &str) -> Result<Message, suyuan_federation::ClientError> {
+        match self {
+            Channel::Tcp(c) => c.resolve(handle, &[], &[]).await,
+            Channel::Quic(q, a, ids) => {
+                use suyuan_federation::Link;
+                q.send(*a, &ids.resolution(handle, &[], &[])).await
+            }
+        }
+    }
+
+    async fn send_authenticated(
+        &self,
+        m: &Message,
+        creds: &Credentials,
+    ) -> Result<Option<Message>, suyuan_federation::ClientError> {
+        match self {
+            Channel::Tcp(c) => Ok(c.send_authenticated(m, creds).await?.into_iter().next()),
+            Channel::Quic(q, a, _) => q.send_authenticated(*a, m, creds).await.map(Some),
+        }
+    }
+
+    fn request(&self, op: u32, op_flags: u32, body: Body) -> Message {
+        match self {
+            Channel::Tcp(c) | Channel::Quic(_, _, c) => c.request(op, op_flags, body),
+        }
+    }
+}
+
 /// Keeps the HS_SITE values of `0.NA/PREFIX` at the top that name this server (by its key)
 /// the site it serves now, authenticated as `creds` (the delegate's `300:0.NA/PREFIX`). Says
 /// what it did.
@@ -81,12 +129,24 @@ pub async fn keep_current(
     creds: &Credentials,
     site: &suyuan_codec::site::SiteInfo,
     own_key: &[u8],
+    quic: Option<&suyuan_federation::quic::QuicLink>,
 ) -> Result<String> {
     let handle = format!("{NA_PREFIX}/{prefix}");
     let addr = top_addr(top, &handle)?;
+    let top_site = crate::site::upstream_site(top)?;
     let client = HandleClient::new(addr, Transport::Tcp);
-    let have = client
-        .resolve(&handle, &[], &[])
+    let channel = match quic.map(|q| {
+        (
+            q,
+            suyuan_federation::server_for(&top_site, &handle, Transport::Quic),
+        )
+    }) {
+        Some((q, Ok(a))) => Channel::Quic(q, a, client),
+        _ => Channel::Tcp(client),
+    };
+    let addr = channel.addr();
+    let have = channel
+        .resolve(&handle)
         .await
         .with_context(|| format!("cannot ask the top at {addr} for {handle}"))?;
     let Body::ResolutionResponse { values, .. } = have.body else {
@@ -105,7 +165,19 @@ pub async fn keep_current(
         return Ok(format!("{handle} at {addr} names this site already"));
     }
     let n = stale.len();
-    send(&client, creds, &handle, opcode::MODIFY_VALUE, stale).await?;
+    let m = channel.request(
+        opcode::MODIFY_VALUE,
+        flags::REC | flags::CA,
+        Body::HandleValues {
+            handle: handle.clone(),
+            values: stale,
+        },
+    );
+    let answer = channel
+        .send_authenticated(&m, creds)
+        .await
+        .with_context(|| format!("the top at {addr}"))?;
+    check_written(addr, &handle, answer)?;
     Ok(format!(
         "{handle} at {addr}: {n} site value(s) now name serial {}",
         site.serial_number
@@ -148,8 +220,13 @@ async fn send(
         .await
         .with_context(|| format!("the top at {addr}"))?
         .into_iter()
-        .next()
-        .with_context(|| format!("no answer from the top at {addr}"))?;
+        .next();
+    check_written(addr, handle, answer)
+}
+
+/// The top's answer to a write of `handle`: success, or why not.
+fn check_written(addr: SocketAddr, handle: &str, answer: Option<Message>) -> Result<()> {
+    let answer = answer.with_context(|| format!("no answer from the top at {addr}"))?;
     match answer.header.response_code {
         rc::SUCCESS => Ok(()),
         code => bail!(

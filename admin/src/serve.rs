@@ -397,16 +397,7 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     // A top's root record and bootstrap file name the site it serves now.
     let own_key = suyuan_codec::auth::hs_from_rsa_public(&key.to_public_key()).encode();
     crate::init::keep_root_current(&dir, &registry, &site, &own_key)?;
-    let keep_delegations = match &cfg.delegation_key {
-        Some(path) => Some(delegations(
-            &registry,
-            path,
-            &cfg.upstream[0],
-            &site,
-            &own_key,
-        )?),
-        None => None,
-    };
+    let served_site = site.clone();
     let node = Arc::new(HandleNode::new(
         registry.clone(),
         NodeConfig {
@@ -442,6 +433,17 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
                 .context("the federation's QUIC client")?,
             ))
         }
+        None => None,
+    };
+    let keep_delegations = match &cfg.delegation_key {
+        Some(path) => Some(delegations(
+            &registry,
+            path,
+            &cfg.upstream[0],
+            &served_site,
+            &own_key,
+            quic_link.as_ref(),
+        )?),
         None => None,
     };
     if quic_link.is_some() {
@@ -709,6 +711,7 @@ fn delegations(
     top: &str,
     site: &suyuan_codec::site::SiteInfo,
     own_key: &[u8],
+    quic: Option<&Arc<suyuan_federation::quic::QuicLink>>,
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
     let prefixes: Vec<String> = registry
         .prefixes()?
@@ -728,9 +731,12 @@ fn delegations(
         jobs.push((p, creds));
     }
     let (top, site, own_key) = (top.to_string(), site.clone(), own_key.to_vec());
+    let quic = quic.cloned();
     Ok(async move {
         for (p, creds) in jobs {
-            match crate::delegate::keep_current(&top, &p, &creds, &site, &own_key).await {
+            match crate::delegate::keep_current(&top, &p, &creds, &site, &own_key, quic.as_deref())
+                .await
+            {
                 Ok(said) => info!(prefix = %p, "delegation: {said}"),
                 Err(e) => tracing::warn!(prefix = %p, "delegation not brought up to date: {e:#}"),
             }

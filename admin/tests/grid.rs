@@ -386,3 +386,113 @@ fn a_slow_lossy_hung_or_resetting_peer_costs_only_its_own_hops() {
         stop(s.child);
     }
 }
+
+/// A node with the federation's certificates keeps its delegation at a top that serves QUIC
+/// over QUIC (the write authenticated by a challenge answered on a second stream): the top
+/// counts the resolution and the modification on its QUIC transport.
+#[test]
+fn a_delegation_is_kept_current_over_quic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    sh("suyuan keygen --ca --out ca 2>/dev/null", dir.path());
+    for (n, id) in [("top", "0.NA/0.NA"), ("sec", "0.NA/88.777")] {
+        sh(
+            &format!("suyuan keygen --node-cert {id} --ca-dir ca --out {n}-cert 2>/dev/null"),
+            dir.path(),
+        );
+    }
+    sh("suyuan keygen --out keys 2>/dev/null", dir.path());
+    sh(
+        "suyuan init --role top --data-dir top --admin-secret topsecret 2>/dev/null",
+        dir.path(),
+    );
+    sh(
+        "suyuan init --prefix 88.777 --data-dir sec --admin-secret s 2>/dev/null",
+        dir.path(),
+    );
+    std::fs::write(p("top-secret"), "topsecret\n").unwrap();
+    let certs = |n: &str| {
+        vec![
+            "--federation-ca".to_string(),
+            p("ca/ca-cert.pem"),
+            "--node-cert".into(),
+            p(&format!("{n}-cert/federation-cert.pem")),
+            "--node-key".into(),
+            p(&format!("{n}-cert/federation-key.pem")),
+            "--quic-addr".into(),
+            "127.0.0.1:0".into(),
+        ]
+    };
+    let strs = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
+    let top_args = strs(&certs("top"));
+    let top = serve_with(
+        &dir.path().join("top"),
+        &top_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let _guard = KillOnDrop(vec![top.child.id()]);
+    let first = serve(&dir.path().join("sec"));
+    sh(
+        &format!(
+            "suyuan delegate 88.777 --top {} --auth 301:0.NA/0.NA --secret-file top-secret --site sec/siteinfo.json --admin-pubkey keys/admpub.pem",
+            top.handle
+        ),
+        dir.path(),
+    );
+    stop(first.child);
+    // Back on other ports: its site at the top is brought up to date over QUIC.
+    let mut sec_args = strs(&certs("sec"));
+    sec_args.extend([
+        "--upstream".into(),
+        p("top/siteinfo.json"),
+        "--delegation-key".into(),
+        p("keys/admpriv.pem"),
+    ]);
+    let sec = serve_with(
+        &dir.path().join("sec"),
+        &sec_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let _guard2 = KillOnDrop(vec![sec.child.id()]);
+    let quic_ops = |op: &str| -> f64 {
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("http://{}/metrics", top.ops)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| {
+                l.starts_with("suyuan_requests_total{")
+                    && l.contains("transport=\"quic\"")
+                    && l.contains(&format!("op=\"{op}\""))
+                    && l.contains("rc=\"1\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut modified = 0.0;
+    for _ in 0..100 {
+        modified = quic_ops("MODIFY_VALUE");
+        if modified > 0.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(modified, 1.0, "the site modified at the top over QUIC");
+    assert!(quic_ops("RESOLUTION") >= 1.0);
+    let out = suyuan(&[
+        "resolve",
+        "0.NA/88.777",
+        "--server",
+        &top.handle.to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("HS_SITE"), "{text}");
+    // A client without the certificates walks there over UDP, to where it is now.
+    let site = suyuan(&["resolve", "88.777/ADMIN", "--root", &top.handle.to_string()]);
+    let seen = String::from_utf8_lossy(&site.stderr);
+    assert!(
+        seen.contains(&format!("served by 0.NA/88.777 at udp {}", sec.handle)),
+        "{seen}"
+    );
+    stop(sec.child);
+    stop(top.child);
+}

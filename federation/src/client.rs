@@ -263,64 +263,86 @@ impl HandleClient {
         answers: Vec<Message>,
         creds: &Credentials,
     ) -> Result<Vec<Message>, ClientError> {
-        let addr = self.server;
-        let Some(challenge) = answers
-            .first()
-            .filter(|m| m.header.response_code == suyuan_codec::message::rc::AUTHENTICATION_NEEDED)
-        else {
-            return Ok(answers);
-        };
-        let auth = |why: String| ClientError::Auth { addr, why };
-        let Body::Challenge { nonce } = &challenge.body else {
-            return Err(auth("a 402 without a nonce".into()));
-        };
-        let digest = challenge
-            .request_digest
-            .as_ref()
-            .ok_or_else(|| auth("a 402 without the request digest".into()))?;
-        let version = (challenge.envelope.major, challenge.envelope.minor);
-        let ours =
-            suyuan_codec::message::RequestDigest::compute(digest.alg, &request.header_and_body());
-        if &ours != digest {
-            return Err(auth("the challenge is not for our request".into()));
-        }
-        let (auth_type, index, handle, answer) = match creds {
-            Credentials::Secret {
-                index,
-                handle,
-                secret,
-            } => {
-                let a = suyuan_codec::auth::SecretKeyAnswer::for_version(
-                    secret,
-                    nonce,
-                    &digest.digest,
-                    version,
-                    &mut rand::rngs::OsRng,
-                );
-                ("HS_SECKEY", *index, handle, a.encode())
-            }
-            Credentials::PublicKey { index, handle, key } => {
-                let a =
-                    suyuan_codec::auth::PublicKeyAnswer::sign(key, nonce, &digest.digest, version)
-                        .map_err(|e| auth(e.to_string()))?;
-                ("HS_PUBKEY", *index, handle, a.encode())
-            }
-        };
-        let mut reply = Message::request(
-            opcode::CHALLENGE_RESPONSE,
-            request.header.op_flags & !(flags::KC | flags::CN),
+        match challenge_reply(
+            self.server,
+            request,
+            &answers,
+            creds,
             self.next_request_id(),
-            request.header.expiration,
-            Body::ChallengeResponse {
-                auth_type: auth_type.into(),
-                id_handle: handle.clone(),
-                id_index: index,
-                signed_response: answer,
-            },
-        );
-        reply.envelope.session_id = challenge.envelope.session_id;
-        self.send_tcp(&reply).await
+        )? {
+            Some(reply) => self.send_tcp(&reply).await,
+            None => Ok(answers),
+        }
     }
+}
+
+/// The answer to a challenge (RC 402) among `answers` to our `request`, as `creds`, with the
+/// request id `id`; none when the first answer is not a challenge. The challenge's digest is
+/// checked against our own request first: we never sign for a request we did not send. The
+/// answer goes out on a new connection or stream (the server finds its challenge by the
+/// session id), whatever the transport.
+pub fn challenge_reply(
+    addr: SocketAddr,
+    request: &Message,
+    answers: &[Message],
+    creds: &Credentials,
+    id: u32,
+) -> Result<Option<Message>, ClientError> {
+    let Some(challenge) = answers
+        .first()
+        .filter(|m| m.header.response_code == suyuan_codec::message::rc::AUTHENTICATION_NEEDED)
+    else {
+        return Ok(None);
+    };
+    let auth = |why: String| ClientError::Auth { addr, why };
+    let Body::Challenge { nonce } = &challenge.body else {
+        return Err(auth("a 402 without a nonce".into()));
+    };
+    let digest = challenge
+        .request_digest
+        .as_ref()
+        .ok_or_else(|| auth("a 402 without the request digest".into()))?;
+    let version = (challenge.envelope.major, challenge.envelope.minor);
+    let ours =
+        suyuan_codec::message::RequestDigest::compute(digest.alg, &request.header_and_body());
+    if &ours != digest {
+        return Err(auth("the challenge is not for our request".into()));
+    }
+    let (auth_type, index, handle, answer) = match creds {
+        Credentials::Secret {
+            index,
+            handle,
+            secret,
+        } => {
+            let a = suyuan_codec::auth::SecretKeyAnswer::for_version(
+                secret,
+                nonce,
+                &digest.digest,
+                version,
+                &mut rand::rngs::OsRng,
+            );
+            ("HS_SECKEY", *index, handle, a.encode())
+        }
+        Credentials::PublicKey { index, handle, key } => {
+            let a = suyuan_codec::auth::PublicKeyAnswer::sign(key, nonce, &digest.digest, version)
+                .map_err(|e| auth(e.to_string()))?;
+            ("HS_PUBKEY", *index, handle, a.encode())
+        }
+    };
+    let mut reply = Message::request(
+        opcode::CHALLENGE_RESPONSE,
+        request.header.op_flags & !(flags::KC | flags::CN),
+        id,
+        request.header.expiration,
+        Body::ChallengeResponse {
+            auth_type: auth_type.into(),
+            id_handle: handle.clone(),
+            id_index: index,
+            signed_response: answer,
+        },
+    );
+    reply.envelope.session_id = challenge.envelope.session_id;
+    Ok(Some(reply))
 }
 
 /// A TCP connection kept open with KC: requests go one at a time, each answered in order.

@@ -187,6 +187,30 @@ impl QuicLink {
     }
 }
 
+impl QuicLink {
+    /// Sends `request` to `server` and, if it is challenged (RC 402), answers the challenge as
+    /// `creds` on a new stream: the final answer.
+    pub async fn send_authenticated(
+        &self,
+        server: SocketAddr,
+        request: &Message,
+        creds: &crate::Credentials,
+    ) -> Result<Message, ClientError> {
+        let first = self.send(server, request).await?;
+        let id = request.envelope.request_id.wrapping_add(1);
+        match crate::client::challenge_reply(
+            server,
+            request,
+            std::slice::from_ref(&first),
+            creds,
+            id,
+        )? {
+            Some(reply) => self.send(server, &reply).await,
+            None => Ok(first),
+        }
+    }
+}
+
 /// The identity the peer of `c` presented in its certificate.
 pub fn identity_of_connection(c: &quinn::Connection) -> Option<String> {
     let certs = c
