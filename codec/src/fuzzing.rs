@@ -258,11 +258,31 @@ pub fn fedframe(data: &[u8]) {
     }
 }
 
+/// Identifier schemes: nothing panics, and a normal form is its own normal form (the alias
+/// key of a binding does not move when the binding is read again).
+pub fn scheme(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for t in ["id.oid", "id.gs1", "id.ecode"] {
+        if let Ok(n) = crate::scheme::normalise(t, text) {
+            assert_eq!(
+                crate::scheme::normalise(t, &n).as_ref(),
+                Ok(&n),
+                "{t}: the normal form is stable"
+            );
+        }
+    }
+    if let Some(Ok((t, n))) = crate::scheme::recognise(text) {
+        assert_eq!(crate::scheme::normalise(t, &n).as_ref(), Ok(&n));
+    }
+}
+
 /// A property check over one input.
 pub type Check = fn(&[u8]);
 
 /// Every check by target name, for the corpus replay.
-pub const TARGETS: [(&str, Check); 9] = [
+pub const TARGETS: [(&str, Check); 10] = [
     ("message", message),
     ("udp", udp),
     ("value", value),
@@ -272,4 +292,5 @@ pub const TARGETS: [(&str, Check); 9] = [
     ("tlog", tlog),
     ("formula", formula),
     ("fedframe", fedframe),
+    ("scheme", scheme),
 ];

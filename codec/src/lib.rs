@@ -11,6 +11,7 @@
 //! - [`framing`]: TCP framing and UDP fragmentation.
 //! - [`auth`]: challenge answers, HS_SIGNED and HS_MAC credentials, key conversions.
 //! - [`fedframe`]: the frames nodes exchange on QUIC streams besides Handle messages.
+//! - [`scheme`]: identifier schemes besides handles (OID, GS1 keys), normalised for the alias index.
 //! - [`json`], [`time`]: the Handle.Net REST API's JSON forms and its timestamps.
 //!
 //! Every decoder distrusts its input: lengths and counts are checked against what is left
@@ -26,6 +27,7 @@ pub mod handle;
 pub mod json;
 pub mod message;
 pub mod note;
+pub mod scheme;
 pub mod session;
 pub mod site;
 pub mod time;

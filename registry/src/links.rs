@@ -136,19 +136,44 @@ pub fn links_of(values: &[HandleValue], extra: &[String]) -> Vec<Link> {
     out
 }
 
-/// The identifier an alias value binds, in its normal form (trimmed; GS1 Digital Link paths
-/// without a trailing slash). Parsing the schemes fully can come later; the index cannot.
+/// The identifier an alias value binds, in its scheme's normal form (`codec::scheme`); a value
+/// its scheme refuses (stored before schemes were checked, or by another writer) is keyed as
+/// written, trimmed, so that it can still be found and removed.
 pub fn alias_of(v: &HandleValue) -> Option<String> {
     if !ALIAS_TYPES.contains(&v.value_type.as_str()) {
         return None;
     }
     let s = std::str::from_utf8(&v.data).ok()?.trim();
-    let s = if v.value_type == "id.gs1" {
-        s.trim_end_matches('/')
-    } else {
-        s
-    };
-    (!s.is_empty()).then(|| s.to_string())
+    if s.is_empty() {
+        return None;
+    }
+    Some(suyuan_codec::scheme::normalise(&v.value_type, s).unwrap_or_else(|_| s.to_string()))
+}
+
+/// `values` with every identifier binding (`id.*`) checked by its scheme and written in its
+/// normal form; the first one refused, with what is wrong, refuses the write.
+pub fn normal_bindings(
+    handle: &str,
+    mut values: Vec<HandleValue>,
+) -> Result<Vec<HandleValue>, crate::RegistryError> {
+    for v in values
+        .iter_mut()
+        .filter(|v| ALIAS_TYPES.contains(&v.value_type.as_str()))
+    {
+        let refuse = |why: String| {
+            crate::RegistryError::refused(
+                suyuan_codec::message::rc::INVALID_VALUE,
+                format!("{handle}: value {} ({}): {why}", v.index, v.value_type),
+            )
+        };
+        let text = std::str::from_utf8(&v.data).map_err(|_| refuse("not UTF-8".into()))?;
+        let normal = suyuan_codec::scheme::normalise(&v.value_type, text)
+            .map_err(|e| refuse(e.to_string()))?;
+        if normal.as_bytes() != v.data.as_slice() {
+            v.data = normal.into_bytes();
+        }
+    }
+    Ok(values)
 }
 
 /// The text of the first value of type `t`.

@@ -393,6 +393,7 @@ async fn put_record<V: View>(
     op: ChangeOp,
 ) -> Result<Plan, RegistryError> {
     let key = h.key();
+    let values = crate::links::normal_bindings(h.as_str(), values)?;
     let values = match v.signer() {
         Some(s) => crate::sign::signed(&*s, h.as_str(), values, w.time),
         None => values,

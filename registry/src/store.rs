@@ -356,8 +356,13 @@ impl Registry {
 
     /// The handle an OID, Ecode or GS1 identifier is bound to.
     pub fn alias(&self, identifier: &str) -> Result<Option<String>, RegistryError> {
-        let id = identifier.trim().trim_end_matches('/');
-        match block_on(self.store.alias(id))? {
+        // An identifier its scheme recognises is looked up in its normal form (a wrong
+        // check digit finds nothing); anything else as written, trimmed.
+        let normal = match suyuan_codec::scheme::recognise(identifier) {
+            Some(Ok((_, n))) => n,
+            _ => identifier.trim().trim_end_matches('/').to_string(),
+        };
+        match block_on(self.store.alias(&normal))? {
             Some(key) => Ok(self.get(&key)?.map(|r| r.handle)),
             None => Ok(None),
         }

@@ -360,16 +360,23 @@ impl Registry {
         next: &str,
         depth: u32,
     ) -> Result<(), RegistryError> {
-        let parsed = Handle::parse(next).ok();
+        // A target with a scheme's marker (urn:oid:, a Digital Link) is that scheme's, read in
+        // its normal form, never a handle.
+        let scheme = suyuan_codec::scheme::recognise(next);
+        let parsed = scheme.is_none().then(|| Handle::parse(next).ok()).flatten();
         let homed = match &parsed {
             Some(h) => self.is_homed(h.prefix())?,
             None => false,
         };
         if !homed {
             // Not a handle here: an alias (OID, Ecode, GS1) may still name a local record.
+            let alias_key = match &scheme {
+                Some(Ok((_, normal))) => normal.clone(),
+                _ => next.to_string(),
+            };
             if let Some(local) = parsed
                 .is_none()
-                .then(|| self.alias(next))
+                .then(|| self.alias(&alias_key))
                 .transpose()?
                 .flatten()
             {

@@ -953,6 +953,54 @@ fn aliases_bind_one_handle() {
         vec![v(10, "id.oid", "1.2.156.3000.1.1")],
     )
     .unwrap();
+    // Bindings are read by their scheme and stored in its normal form: an element string, a
+    // GTIN-13 in a Digital Link URI, an OID as a URN; any spelling finds the record.
+    create(
+        &reg,
+        "88.888.1/prod-3",
+        vec![
+            v(10, "id.gs1", "(01)09521234543213(10)LOT-9(21)42"),
+            v(11, "id.oid", "urn:oid:1.2.156.3000.1.2"),
+        ],
+    )
+    .unwrap();
+    let rec = reg.get("88.888.1/prod-3").unwrap().unwrap();
+    let data = |i: u32| {
+        let v = rec.values.iter().find(|v| v.index == i).unwrap();
+        String::from_utf8(v.data.clone()).unwrap()
+    };
+    assert_eq!(data(10), "/01/09521234543213/10/LOT-9/21/42");
+    assert_eq!(data(11), "1.2.156.3000.1.2");
+    for spelling in [
+        "https://id.example.com/01/9521234543213/10/LOT-9/21/42?17=261231",
+        "(01)09521234543213(10)LOT-9(21)42",
+        "/01/09521234543213/10/LOT-9/21/42",
+    ] {
+        assert_eq!(
+            reg.alias(spelling).unwrap().as_deref(),
+            Some("88.888.1/prod-3"),
+            "{spelling}"
+        );
+    }
+    assert_eq!(
+        reg.alias("urn:oid:1.2.156.3000.1.2").unwrap().as_deref(),
+        Some("88.888.1/prod-3")
+    );
+    // A wrong check digit is refused, naming the right one; so is a malformed OID.
+    let e = create(
+        &reg,
+        "88.888.1/prod-4",
+        vec![v(10, "id.gs1", "/01/09521234543214")],
+    )
+    .unwrap_err();
+    assert_eq!(e.response_code(), rc::INVALID_VALUE);
+    assert!(
+        e.to_string()
+            .contains("the check digit is 4, it should be 3"),
+        "{e}"
+    );
+    let e = create(&reg, "88.888.1/prod-4", vec![v(10, "id.oid", "1.2.0156")]).unwrap_err();
+    assert!(e.to_string().contains("leading zero"), "{e}");
 }
 
 /// report -> figure(2025-03) -> reading(2025-03-02) -> meter; figure(2025-04) too; a remote

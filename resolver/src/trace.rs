@@ -249,12 +249,26 @@ impl Tracer {
             }
             e => TraceError::new(500, rc::ERROR, "", e.to_string()),
         };
-        // A handle is a handle; anything else (an OID, Ecode, GS1 Digital Link path) is looked
-        // up in the alias index.
-        let root = if Handle::parse(input).is_ok() {
+        // An input with a scheme's marker (urn:oid:, a GS1 element string or Digital Link)
+        // is read by that scheme first, in its normal form; then a handle is a handle, and
+        // anything else (an Ecode) is looked up in the alias index as written.
+        let recognised = match suyuan_codec::scheme::recognise(input) {
+            Some(Ok((_, normal))) => Some(normal),
+            Some(Err(e)) => {
+                return Err(TraceError::new(
+                    400,
+                    rc::INVALID_VALUE,
+                    input,
+                    e.to_string(),
+                ));
+            }
+            None => None,
+        };
+        let root = if recognised.is_none() && Handle::parse(input).is_ok() {
             input.to_string()
         } else {
-            self.registry.alias(input).map_err(store)?.ok_or_else(|| {
+            let key = recognised.as_deref().unwrap_or(input);
+            self.registry.alias(key).map_err(store)?.ok_or_else(|| {
                 TraceError::new(
                     404,
                     rc::HANDLE_NOT_FOUND,

@@ -1,0 +1,126 @@
+//! Identifier schemes besides handles: each parses, validates and normalises an identifier to
+//! the key the alias index holds it under. A record binds one with an `id.*` value
+//! (`id.oid`, `id.gs1`), stored and indexed in its normal form; an input that carries a
+//! scheme's own marker (`urn:oid:`, a GS1 element string `(01)…`, a Digital Link URI or path)
+//! is read by that scheme before anything else.
+//!
+//! Here so far: [`oid`] and [`gs1`]. Ecodes and operator-defined schemes are taken as written.
+
+pub mod gs1;
+pub mod oid;
+
+/// An identifier that its scheme refuses, with what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemeError {
+    #[error("not a valid OID: {0}")]
+    Oid(String),
+    #[error("not a valid GS1 key: {0}")]
+    Gs1(String),
+    #[error("value type {0} binds no identifier scheme")]
+    Unknown(String),
+}
+
+/// The longest identifier any scheme reads.
+pub const MAX_INPUT: usize = 2048;
+
+/// The normal form of the identifier bound by a value of type `value_type` (`id.oid`,
+/// `id.gs1`, `id.ecode`), or why it is refused. A GS1 binding may be written as an element
+/// string, a Digital Link URI or a Digital Link path; an Ecode is taken as written (trimmed).
+pub fn normalise(value_type: &str, data: &str) -> Result<String, SchemeError> {
+    let s = data.trim();
+    if s.len() > MAX_INPUT {
+        return Err(SchemeError::Unknown(format!(
+            "{value_type}: an identifier of more than {MAX_INPUT} bytes"
+        )));
+    }
+    match value_type {
+        "id.oid" => oid::parse(s),
+        "id.gs1" => gs1_any(s),
+        "id.ecode" => Ok(s.to_string()),
+        other => Err(SchemeError::Unknown(other.to_string())),
+    }
+}
+
+fn gs1_any(s: &str) -> Result<String, SchemeError> {
+    if s.starts_with('(') {
+        gs1::element_string(s)
+    } else if s.starts_with("https://") || s.starts_with("http://") {
+        gs1::digital_link_uri(s)
+    } else {
+        let (path, query) = match s.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (s, None),
+        };
+        gs1::digital_link_path(path, query)
+    }
+}
+
+/// An input read by the scheme whose marker it carries: `Some((value type, normal form))`, an
+/// error naming what is wrong, or `None` when it carries no scheme's marker. The markers:
+/// `urn:oid:`, a GS1 element string `(01)…`, a Digital Link URI (`http(s)://host/…/01/…`) or
+/// path (`/01/…`, or any other primary key's AI), and a bare dotted OID under arc 0, 1 or 2
+/// (`1.2.156.…`).
+pub fn recognise(input: &str) -> Option<Result<(&'static str, String), SchemeError>> {
+    let s = input.trim();
+    let oid = |s: &str| Some(oid::parse(s).map(|n| ("id.oid", n)));
+    let gs1 = |s: &str| Some(gs1_any(s).map(|n| ("id.gs1", n)));
+    if s.len() > MAX_INPUT {
+        return None;
+    }
+    if s.starts_with("urn:oid:") || s.starts_with("URN:OID:") {
+        return oid(s);
+    }
+    if s.starts_with('(') {
+        return gs1(s);
+    }
+    if s.starts_with("https://") || s.starts_with("http://") {
+        return gs1(s);
+    }
+    if let Some(first) = s.strip_prefix('/').and_then(|p| p.split('/').next()) {
+        if ["01", "00", "414", "8003", "8004"].contains(&first) {
+            return gs1(s);
+        }
+    }
+    let arc0 = ["0.", "1.", "2."].iter().any(|p| s.starts_with(p));
+    if arc0 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return oid(s);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bindings_and_inputs_are_read_by_their_scheme() {
+        assert_eq!(
+            normalise("id.gs1", "(01)09521234543213(21)7").unwrap(),
+            "/01/09521234543213/21/7"
+        );
+        assert_eq!(
+            normalise("id.gs1", "/01/09521234543213/21/7/").unwrap(),
+            "/01/09521234543213/21/7"
+        );
+        assert_eq!(
+            normalise("id.oid", "urn:oid:1.2.156.1").unwrap(),
+            "1.2.156.1"
+        );
+        assert_eq!(normalise("id.ecode", " 10001ABC ").unwrap(), "10001ABC");
+        assert!(normalise("id.gs1", "/01/09521234543214").is_err());
+        assert_eq!(
+            recognise("https://example.org/01/09521234543213")
+                .unwrap()
+                .unwrap(),
+            ("id.gs1", "/01/09521234543213".to_string())
+        );
+        assert_eq!(
+            recognise("1.2.156.3000.1.1").unwrap().unwrap(),
+            ("id.oid", "1.2.156.3000.1.1".to_string())
+        );
+        assert!(recognise("(01)09521234543214").unwrap().is_err());
+        assert!(recognise("88.888.1/report-2025").is_none());
+        assert!(recognise("88.888.1").is_none(), "a prefix is no OID");
+    }
+}
