@@ -71,7 +71,38 @@ fn an_oid_and_a_gs1_key_bound_to_a_meter_reach_its_trace() {
         let t = t.json();
         assert_eq!(t["root"], "88.888.1/meter-oid", "{spelling}");
         assert_eq!(t["nodes"][1]["handle"], "88.888.1/unit-1", "{spelling}");
+        assert_eq!(
+            t["nodes"][0]["identifiers"],
+            serde_json::json!([
+                {"scheme": "oid", "id": "1.2.156.3000.7.1"},
+                {"scheme": "gs1", "id": "/8004/0952123MTR-0001"}
+            ])
+        );
+        // REST answers the record the identifier is bound to.
+        let r = curl(&[&format!(
+            "http://{}/api/handles/{}",
+            node.http,
+            path.trim_start_matches("/api/trace/")
+        )]);
+        assert_eq!(
+            r.status,
+            200,
+            "{spelling}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["handle"], "88.888.1/meter-oid");
     }
+    let r = curl(&[&format!(
+        "http://{}/api/handles/urn:oid:1.2.156.9",
+        node.http
+    )]);
+    assert_eq!(r.status, 404);
+    let r = curl(&[&format!(
+        "http://{}/api/handles/urn:oid:1.2.0156",
+        node.http
+    )]);
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("leading zero"));
     // A wrong check digit: refused when bound, and when looked up, naming the right one.
     let a = put(r#"[{"index": 12, "type": "id.gs1", "data": "/01/09521234543214"}]"#);
     assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));

@@ -87,6 +87,10 @@ pub struct TraceNode {
     pub kind: Option<String>,
     /// Values the caller may read, in the REST JSON form.
     pub values: Vec<serde_json::Value>,
+    /// The record's identifiers of other schemes (its `id.*` values the caller may read), in
+    /// their normal forms.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
     /// The node that answered for this record, by its identity handle (`0.NA/<prefix>`):
     /// set by the surface that knows (this node's for local records, the remote's for a
     /// remote hop resolved through the hierarchy).
@@ -102,6 +106,14 @@ pub struct TraceNode {
     /// The derivation check of a record with a formula.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<crate::check::Check>,
+}
+
+/// An identifier of another scheme a record is bound to: the scheme (`oid`, `gs1`, `ecode`)
+/// and the identifier in its normal form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Identifier {
+    pub scheme: String,
+    pub id: String,
 }
 
 /// A remote hop that could not be resolved: which handle, the node asked (if one was found)
@@ -468,6 +480,16 @@ fn node(
             .iter()
             .filter(|v| readable(handle, v))
             .map(suyuan_codec::json::value_to_json)
+            .collect(),
+        identifiers: values
+            .iter()
+            .filter(|v| readable(handle, v))
+            .filter_map(|v| {
+                Some(Identifier {
+                    scheme: v.value_type.strip_prefix("id.")?.to_string(),
+                    id: crate::links::alias_of(v)?,
+                })
+            })
             .collect(),
         served_by: None,
         seq: None,

@@ -1013,6 +1013,40 @@ pub async fn get_handle(
         Err(why) => return protocol_error(None, &why, pretty),
     };
     let types: Vec<String> = q.all("type").map(str::to_string).collect();
+    // An identifier of another scheme (an OID, a GS1 key) answers the record it is bound to.
+    let node = state.node.clone();
+    let input = handle.clone();
+    let handle = match tokio::task::spawn_blocking(move || node.bound(&input)).await {
+        Ok(None) => handle,
+        Ok(Some(Ok(Some(bound)))) => bound,
+        Ok(Some(Ok(None))) => {
+            return refusal(
+                rc::HANDLE_NOT_FOUND,
+                "",
+                opcode::RESOLUTION,
+                Some(&handle),
+                pretty,
+            );
+        }
+        Ok(Some(Err(why))) => {
+            return refusal(
+                rc::INVALID_HANDLE,
+                &why,
+                opcode::RESOLUTION,
+                Some(&handle),
+                pretty,
+            );
+        }
+        Err(e) => {
+            return refusal(
+                rc::ERROR,
+                &e.to_string(),
+                opcode::RESOLUTION,
+                Some(&handle),
+                pretty,
+            );
+        }
+    };
     // The reference leaves restricted values out unless the caller authenticated, or asked
     // with publicOnly=false.
     let public_only = q.flag("publicOnly").unwrap_or(who.is_none());

@@ -466,6 +466,15 @@ impl Tracer {
                     handle: handle.to_string(),
                     kind: n["kind"].as_str().map(str::to_string),
                     values,
+                    identifiers: n["identifiers"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .take(64)
+                                .filter_map(|i| serde_json::from_value(i.clone()).ok())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     served_by: Some(served_by),
                     seq: None,
                     proof: (!proof.is_null()).then_some(proof),

@@ -4,8 +4,9 @@
 //! scheme's own marker (`urn:oid:`, a GS1 element string `(01)…`, a Digital Link URI or path)
 //! is read by that scheme before anything else.
 //!
-//! Here so far: [`oid`] and [`gs1`]. Ecodes and operator-defined schemes are taken as written.
+//! Here so far: [`oid`], [`gs1`] and [`ecode`] (V1). Operator-defined schemes are not yet.
 
+pub mod ecode;
 pub mod gs1;
 pub mod oid;
 
@@ -17,6 +18,8 @@ pub enum SchemeError {
     Oid(String),
     #[error("not a valid GS1 key: {0}")]
     Gs1(String),
+    #[error("not a valid Ecode: {0}")]
+    Ecode(String),
     #[error("value type {0} binds no identifier scheme")]
     Unknown(String),
 }
@@ -26,7 +29,7 @@ pub const MAX_INPUT: usize = 2048;
 
 /// The normal form of the identifier bound by a value of type `value_type` (`id.oid`,
 /// `id.gs1`, `id.ecode`), or why it is refused. A GS1 binding may be written as an element
-/// string, a Digital Link URI or a Digital Link path; an Ecode is taken as written (trimmed).
+/// string, a Digital Link URI or a Digital Link path.
 pub fn normalise(value_type: &str, data: &str) -> Result<String, SchemeError> {
     let s = data.trim();
     if s.len() > MAX_INPUT {
@@ -37,7 +40,7 @@ pub fn normalise(value_type: &str, data: &str) -> Result<String, SchemeError> {
     match value_type {
         "id.oid" => oid::parse(s),
         "id.gs1" => gs1_any(s),
-        "id.ecode" => Ok(s.to_string()),
+        "id.ecode" => ecode::parse(s),
         other => Err(SchemeError::Unknown(other.to_string())),
     }
 }
@@ -59,8 +62,8 @@ fn gs1_any(s: &str) -> Result<String, SchemeError> {
 /// An input read by the scheme whose marker it carries: `Some((value type, normal form))`, an
 /// error naming what is wrong, or `None` when it carries no scheme's marker. The markers:
 /// `urn:oid:`, a GS1 element string `(01)…`, a Digital Link URI (`http(s)://host/…/01/…`) or
-/// path (`/01/…`, or any other primary key's AI), and a bare dotted OID under arc 0, 1 or 2
-/// (`1.2.156.…`).
+/// path (`/01/…`, or any other primary key's AI), a bare dotted OID under arc 0, 1 or 2
+/// (`1.2.156.…`), and 6 to 25 digits (an Ecode).
 pub fn recognise(input: &str) -> Option<Result<(&'static str, String), SchemeError>> {
     let s = input.trim();
     let oid = |s: &str| Some(oid::parse(s).map(|n| ("id.oid", n)));
@@ -81,6 +84,9 @@ pub fn recognise(input: &str) -> Option<Result<(&'static str, String), SchemeErr
         if ["01", "00", "414", "8003", "8004"].contains(&first) {
             return gs1(s);
         }
+    }
+    if (6..=25).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(ecode::parse(s).map(|n| ("id.ecode", n)));
     }
     let arc0 = ["0.", "1.", "2."].iter().any(|p| s.starts_with(p));
     if arc0 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -107,7 +113,15 @@ mod tests {
             normalise("id.oid", "urn:oid:1.2.156.1").unwrap(),
             "1.2.156.1"
         );
-        assert_eq!(normalise("id.ecode", " 10001ABC ").unwrap(), "10001ABC");
+        assert_eq!(
+            normalise("id.ecode", " 100011234567 ").unwrap(),
+            "100011234567"
+        );
+        assert!(normalise("id.ecode", "10001ABC").is_err());
+        assert_eq!(
+            recognise("100011234567").unwrap().unwrap(),
+            ("id.ecode", "100011234567".to_string())
+        );
         assert!(normalise("id.gs1", "/01/09521234543214").is_err());
         assert_eq!(
             recognise("https://example.org/01/09521234543213")

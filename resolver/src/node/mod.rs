@@ -182,6 +182,22 @@ impl From<Outcome> for Executed {
 }
 
 impl HandleNode {
+    /// What an input with another scheme's marker (`codec::scheme::recognise`) names: `None`
+    /// when it carries none (a handle), `Some(Err(why))` when its scheme refuses it, else the
+    /// handle it is bound to, if any. Blocks.
+    pub fn bound(&self, input: &str) -> Option<Result<Option<String>, String>> {
+        let normal = match suyuan_codec::scheme::recognise(input)? {
+            Ok((_, n)) => n,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        Some(
+            self.inner
+                .registry
+                .alias(&normal)
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     pub fn new(registry: Arc<Registry>, cfg: NodeConfig) -> Self {
         let cache: moka::sync::Cache<String, Arc<Option<Record>>> =
             moka::sync::Cache::new(cfg.cache_entries.max(1));
