@@ -88,6 +88,51 @@ pub struct ServeConfig {
     /// Log keys (vkey texts or files) of peers whose records, verified against them, may feed
     /// this node's derivation checks; the logs of `[[witness.logs]]` are trusted too.
     pub trusted_logs: Vec<String>,
+    /// The operator's identifier schemes (`[[schemes]]`), bound with `id.<name>` values.
+    pub schemes: Vec<SchemeConfig>,
+}
+
+/// `[[schemes]]`: a scheme's name, its identifier types and its qualifiers (in path order),
+/// each a name and a pattern (a regular expression matched against the whole value).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemeConfig {
+    pub name: String,
+    pub types: Vec<PartConfig>,
+    #[serde(default)]
+    pub qualifiers: Vec<PartConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartConfig {
+    pub name: String,
+    pub pattern: String,
+}
+
+impl SchemeConfig {
+    /// The configured schemes, compiled (their names unique, their patterns valid).
+    pub fn compile(all: &[SchemeConfig]) -> Result<suyuan_codec::scheme::Schemes, ConfigError> {
+        use suyuan_codec::scheme::custom::{Custom, Part};
+        let bad = |e: suyuan_codec::scheme::SchemeError| ConfigError::Invalid(e.to_string());
+        let parts = |ps: &[PartConfig]| {
+            ps.iter()
+                .map(|p| Part::new(&p.name, &p.pattern))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let custom = all
+            .iter()
+            .map(|c| {
+                Custom::new(
+                    &c.name,
+                    parts(&c.types).map_err(bad)?,
+                    parts(&c.qualifiers).map_err(bad)?,
+                )
+                .map_err(bad)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        suyuan_codec::scheme::Schemes::new(custom).map_err(bad)
+    }
 }
 
 /// The UDP port node-to-node QUIC listens on when `quic_addr` names an address alone.
@@ -187,6 +232,7 @@ impl Default for ServeConfig {
             node_cert: None,
             node_key: None,
             trusted_logs: Vec::new(),
+            schemes: Vec::new(),
         }
     }
 }
@@ -237,6 +283,7 @@ pub struct ConfigFile {
     pub node_cert: Option<PathBuf>,
     pub node_key: Option<PathBuf>,
     pub trusted_logs: Option<Vec<String>>,
+    pub schemes: Option<Vec<SchemeConfig>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +340,8 @@ impl ConfigFile {
             log,
             sign_values,
             witness,
-            trusted_logs
+            trusted_logs,
+            schemes
         );
         // The optional ones: a value in the file replaces the default, none keeps it.
         macro_rules! set_some {
@@ -356,6 +404,7 @@ impl ConfigFile {
                 "http_body_timeout_secs must be at least 1".into(),
             ));
         }
+        SchemeConfig::compile(&c.schemes)?;
         if c.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "max_connections must be at least 1".into(),

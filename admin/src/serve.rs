@@ -241,6 +241,7 @@ pub async fn run(a: ServeArgs) -> Result<ExitCode> {
         dir.open_registry(cfg.store.as_deref())
             .with_context(|| format!("node {}", cfg.data_dir.display()))?,
     );
+    registry.set_schemes(crate::config::SchemeConfig::compile(&cfg.schemes)?);
     let demo_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

@@ -123,3 +123,96 @@ fn an_oid_and_a_gs1_key_bound_to_a_meter_reach_its_trace() {
     );
     stop(node.child);
 }
+
+/// An operator's scheme from the config (`[[schemes]]`): its bindings are checked against its
+/// patterns and found by their path; a scheme nobody configured is refused.
+#[test]
+fn an_operators_scheme_from_the_config_binds_and_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("suyuan.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[schemes]]
+name = "acme"
+[[schemes.types]]
+name = "product"
+pattern = "[0-9]{5}"
+[[schemes.qualifiers]]
+name = "batch"
+pattern = "[A-Z0-9]{1,10}"
+"#,
+    )
+    .unwrap();
+    let node = serve_with(
+        &dir.path().join("d"),
+        &["--demo", "--config", config.to_str().unwrap()],
+    );
+    let secret = std::fs::read_to_string(dir.path().join("d/admin-secret")).unwrap();
+    let auth = format!("301%3A88.888.1%2FADMIN:{}", secret.trim());
+    let put = |suffix: &str, t: &str, data: &str| {
+        curl(&[
+            "-u",
+            &auth,
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            &format!("https://{}/api/handles/88.888.1/{suffix}", node.http),
+            "-d",
+            &format!(
+                r#"[{{"index": 1, "type": "mrv.kind", "data": "unit"}}, {{"index": 10, "type": "{t}", "data": "{data}"}}]"#
+            ),
+        ])
+    };
+    let a = put("acme-1", "id.acme", "acme/product/12345/batch/A1B2");
+    assert!(
+        a.status == 201 || a.status == 200,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let t = curl(&[&format!(
+        "http://{}/api/trace//acme/product/12345/batch/A1B2",
+        node.http
+    )]);
+    assert_eq!(t.status, 200, "{}", String::from_utf8_lossy(&t.body));
+    let t = t.json();
+    assert_eq!(t["root"], "88.888.1/acme-1");
+    assert_eq!(
+        t["nodes"][0]["identifiers"],
+        serde_json::json!([{"scheme": "acme", "id": "/acme/product/12345/batch/A1B2"}])
+    );
+    let a = put("acme-2", "id.acme", "/acme/product/1234");
+    assert_eq!(a.status, 400);
+    assert!(
+        String::from_utf8_lossy(&a.body).contains("does not match its pattern [0-9]{5}"),
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let a = put("acme-3", "id.other", "/other/x/1");
+    assert_eq!(a.status, 400);
+    assert!(String::from_utf8_lossy(&a.body).contains("no identifier scheme of that name"));
+    stop(node.child);
+    // A pattern that does not compile stops the node at start, naming it.
+    std::fs::write(
+        &config,
+        "[[schemes]]\nname = \"bad\"\n[[schemes.types]]\nname = \"t\"\npattern = \"(\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--data-dir",
+            dir.path().join("d").to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("t: pattern"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -276,6 +276,27 @@ pub fn scheme(data: &[u8]) {
     if let Some(Ok((t, n))) = crate::scheme::recognise(text) {
         assert_eq!(crate::scheme::normalise(t, &n).as_ref(), Ok(&n));
     }
+    // An operator's scheme, as a config would declare one (compiled once).
+    use crate::scheme::custom::{Custom, Part};
+    static ACME: std::sync::OnceLock<Custom> = std::sync::OnceLock::new();
+    let acme = ACME.get_or_init(|| {
+        Custom::new(
+            "acme",
+            vec![Part::new("product", "[0-9]{5}").expect("a valid pattern")],
+            vec![
+                Part::new("batch", "[A-Z0-9]{1,10}").expect("a valid pattern"),
+                Part::new("item", ".+").expect("a valid pattern"),
+            ],
+        )
+        .expect("a valid scheme")
+    });
+    if let Ok(n) = acme.parse(text) {
+        assert_eq!(
+            acme.parse(&n).as_ref(),
+            Ok(&n),
+            "a custom normal form is stable"
+        );
+    }
 }
 
 /// A property check over one input.

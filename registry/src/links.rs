@@ -62,6 +62,12 @@ const NAMESPACES: [&str; 2] = ["prov.", "mrv."];
 /// Value types that bind another identifier scheme to a record.
 pub const ALIAS_TYPES: [&str; 3] = ["id.oid", "id.ecode", "id.gs1"];
 
+/// Whether values of type `t` bind an identifier of another scheme: `id.<scheme>`, a built-in
+/// scheme or an operator's.
+pub fn is_binding(t: &str) -> bool {
+    t.strip_prefix("id.").is_some_and(|s| !s.is_empty())
+}
+
 pub fn is_relation(t: &str) -> bool {
     RELATIONS.contains(&t)
 }
@@ -140,7 +146,7 @@ pub fn links_of(values: &[HandleValue], extra: &[String]) -> Vec<Link> {
 /// its scheme refuses (stored before schemes were checked, or by another writer) is keyed as
 /// written, trimmed, so that it can still be found and removed.
 pub fn alias_of(v: &HandleValue) -> Option<String> {
-    if !ALIAS_TYPES.contains(&v.value_type.as_str()) {
+    if !is_binding(&v.value_type) {
         return None;
     }
     let s = std::str::from_utf8(&v.data).ok()?.trim();
@@ -156,6 +162,7 @@ pub fn normal_bindings(
     handle: &str,
     mut values: Vec<HandleValue>,
 ) -> Result<Vec<HandleValue>, crate::RegistryError> {
+    // An operator's scheme's bindings were read above the store (`custom_bindings`).
     for v in values
         .iter_mut()
         .filter(|v| ALIAS_TYPES.contains(&v.value_type.as_str()))
@@ -174,6 +181,38 @@ pub fn normal_bindings(
         }
     }
     Ok(values)
+}
+
+/// Reads the bindings of `values` that no built-in scheme holds by the operator's `schemes`,
+/// writing them in their normal form; a binding of a scheme nobody configured, or one its
+/// scheme refuses, refuses the write.
+pub fn custom_bindings(
+    handle: &str,
+    values: &mut [HandleValue],
+    schemes: &suyuan_codec::scheme::Schemes,
+) -> Result<(), crate::RegistryError> {
+    for v in values
+        .iter_mut()
+        .filter(|v| is_binding(&v.value_type) && !ALIAS_TYPES.contains(&v.value_type.as_str()))
+    {
+        let refuse = |why: String| {
+            crate::RegistryError::refused(
+                suyuan_codec::message::rc::INVALID_VALUE,
+                format!("{handle}: value {} ({}): {why}", v.index, v.value_type),
+            )
+        };
+        if !schemes.binds(&v.value_type) {
+            return Err(refuse(
+                "no identifier scheme of that name is configured here ([[schemes]])".into(),
+            ));
+        }
+        let text = std::str::from_utf8(&v.data).map_err(|_| refuse("not UTF-8".into()))?;
+        let normal = schemes
+            .normalise(&v.value_type, text)
+            .map_err(|e| refuse(e.to_string()))?;
+        v.data = normal.into_bytes();
+    }
+    Ok(())
 }
 
 /// The text of the first value of type `t`.

@@ -181,6 +181,8 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// The identifier schemes bindings are read by: the built-in ones and the operator's.
+    schemes: Arc<std::sync::RwLock<Arc<suyuan_codec::scheme::Schemes>>>,
 }
 
 impl fmt::Debug for Registry {
@@ -203,7 +205,23 @@ impl Registry {
     }
 
     pub fn with_store(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+        Registry {
+            store,
+            schemes: Default::default(),
+        }
+    }
+
+    /// Reads bindings of the operator's schemes (`id.<name>`) by them from now on.
+    pub fn set_schemes(&self, schemes: suyuan_codec::scheme::Schemes) {
+        *self.schemes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(schemes);
+    }
+
+    /// The schemes bindings are read by.
+    pub fn schemes(&self) -> Arc<suyuan_codec::scheme::Schemes> {
+        self.schemes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -231,7 +249,18 @@ impl Registry {
     }
 
     /// Queues a write; the ticket is answered once it is durable or refused.
-    pub fn submit(&self, write: Write) -> Ticket {
+    pub fn submit(&self, mut write: Write) -> Ticket {
+        // Bindings of the operator's schemes are read here, where the configuration is; the
+        // built-in ones by the write path's rules, on every backend.
+        if let Mutation::Create { handle, values, .. }
+        | Mutation::AddValues { handle, values, .. }
+        | Mutation::ModifyValues { handle, values } = &mut write.mutation
+        {
+            let schemes = self.schemes();
+            if let Err(e) = crate::links::custom_bindings(handle, values, &schemes) {
+                return Ticket::ready(Err(e));
+            }
+        }
         self.store.submit(write)
     }
 
@@ -358,7 +387,7 @@ impl Registry {
     pub fn alias(&self, identifier: &str) -> Result<Option<String>, RegistryError> {
         // An identifier its scheme recognises is looked up in its normal form (a wrong
         // check digit finds nothing); anything else as written, trimmed.
-        let normal = match suyuan_codec::scheme::recognise(identifier) {
+        let normal = match self.schemes().recognise(identifier) {
             Some(Ok((_, n))) => n,
             _ => identifier.trim().trim_end_matches('/').to_string(),
         };

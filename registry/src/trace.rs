@@ -374,7 +374,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         // A target with a scheme's marker (urn:oid:, a Digital Link) is that scheme's, read in
         // its normal form, never a handle.
-        let scheme = suyuan_codec::scheme::recognise(next);
+        let scheme = self.schemes().recognise(next);
         let parsed = scheme.is_none().then(|| Handle::parse(next).ok()).flatten();
         let homed = match &parsed {
             Some(h) => self.is_homed(h.prefix())?,

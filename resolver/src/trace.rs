@@ -252,7 +252,7 @@ impl Tracer {
         // An input with a scheme's marker (urn:oid:, a GS1 element string or Digital Link)
         // is read by that scheme first, in its normal form; then a handle is a handle, and
         // anything else (an Ecode) is looked up in the alias index as written.
-        let recognised = match suyuan_codec::scheme::recognise(input) {
+        let recognised = match self.registry.schemes().recognise(input) {
             Some(Ok((_, normal))) => Some(normal),
             Some(Err(e)) => {
                 return Err(TraceError::new(

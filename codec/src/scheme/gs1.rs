@@ -201,7 +201,11 @@ fn normal(pairs: &[(String, String)]) -> Result<String, SchemeError> {
             keys.join(", ")
         ))
     })?;
-    let mut out = format!("/{}/{}", key.ai, path_escape(&key_value(key, value)?));
+    let mut out = format!(
+        "/{}/{}",
+        key.ai,
+        super::path_escape(&key_value(key, value)?)
+    );
     let mut at = 0;
     for (ai, v) in rest {
         if let Some((_, name)) = DATES.iter().find(|(a, _)| a == ai) {
@@ -239,18 +243,9 @@ fn normal(pairs: &[(String, String)]) -> Result<String, SchemeError> {
             .copied()
             .unwrap_or(("", "qualifier", 20));
         checked_cset82(name, v, max)?;
-        out.push_str(&format!("/{ai}/{}", path_escape(v)));
+        out.push_str(&format!("/{ai}/{}", super::path_escape(v)));
     }
     Ok(out)
-}
-
-fn path_escape(v: &str) -> String {
-    const PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(v, PATH).to_string()
 }
 
 fn unescape(v: &str) -> Result<String, SchemeError> {

@@ -4,8 +4,10 @@
 //! scheme's own marker (`urn:oid:`, a GS1 element string `(01)…`, a Digital Link URI or path)
 //! is read by that scheme before anything else.
 //!
-//! Here so far: [`oid`], [`gs1`] and [`ecode`] (V1). Operator-defined schemes are not yet.
+//! Built in: [`oid`], [`gs1`] and [`ecode`] (V1); an operator's own in [`custom`], held with
+//! the built-in ones in a [`Schemes`].
 
+pub mod custom;
 pub mod ecode;
 pub mod gs1;
 pub mod oid;
@@ -20,8 +22,23 @@ pub enum SchemeError {
     Gs1(String),
     #[error("not a valid Ecode: {0}")]
     Ecode(String),
+    #[error("not a valid {0} identifier: {1}")]
+    Custom(String, String),
+    #[error("scheme configuration: {0}")]
+    Config(String),
     #[error("value type {0} binds no identifier scheme")]
     Unknown(String),
+}
+
+/// A value written into an identifier's path: everything but unreserved characters
+/// percent-encoded, so a value with a `/` stays one segment.
+pub(crate) fn path_escape(v: &str) -> String {
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(v, PATH).to_string()
 }
 
 /// The longest identifier any scheme reads.
@@ -42,6 +59,61 @@ pub fn normalise(value_type: &str, data: &str) -> Result<String, SchemeError> {
         "id.gs1" => gs1_any(s),
         "id.ecode" => ecode::parse(s),
         other => Err(SchemeError::Unknown(other.to_string())),
+    }
+}
+
+/// The schemes a node reads: the built-in ones and the operator's.
+#[derive(Debug, Clone, Default)]
+pub struct Schemes {
+    custom: Vec<custom::Custom>,
+}
+
+impl Schemes {
+    /// The built-in schemes and `custom`, whose names must differ.
+    pub fn new(custom: Vec<custom::Custom>) -> Result<Self, SchemeError> {
+        for (i, c) in custom.iter().enumerate() {
+            if custom[..i].iter().any(|o| o.name == c.name) {
+                return Err(SchemeError::Config(format!(
+                    "scheme {} is declared twice",
+                    c.name
+                )));
+            }
+        }
+        Ok(Schemes { custom })
+    }
+
+    fn custom_for(&self, value_type: &str) -> Option<&custom::Custom> {
+        let name = value_type.strip_prefix("id.")?;
+        self.custom.iter().find(|c| c.name == name)
+    }
+
+    /// Like [`normalise`], for the operator's schemes too.
+    pub fn normalise(&self, value_type: &str, data: &str) -> Result<String, SchemeError> {
+        match self.custom_for(value_type) {
+            Some(c) if data.len() <= MAX_INPUT => c.parse(data),
+            _ => normalise(value_type, data),
+        }
+    }
+
+    /// Like [`recognise`], and an operator's scheme for a path `/<its name>/…`.
+    pub fn recognise(&self, input: &str) -> Option<Result<(String, String), SchemeError>> {
+        if let Some(r) = recognise(input) {
+            return Some(r.map(|(t, n)| (t.to_string(), n)));
+        }
+        let first = input.trim().strip_prefix('/')?.split('/').next()?;
+        let c = self.custom.iter().find(|c| c.name == first)?;
+        Some(c.parse(input).map(|n| (c.value_type(), n)))
+    }
+
+    /// Whether values of `value_type` bind identifiers here.
+    pub fn binds(&self, value_type: &str) -> bool {
+        matches!(value_type, "id.oid" | "id.gs1" | "id.ecode")
+            || self.custom_for(value_type).is_some()
+    }
+
+    /// The operator's schemes.
+    pub fn custom(&self) -> &[custom::Custom] {
+        &self.custom
     }
 }
 

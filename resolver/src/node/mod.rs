@@ -186,7 +186,7 @@ impl HandleNode {
     /// when it carries none (a handle), `Some(Err(why))` when its scheme refuses it, else the
     /// handle it is bound to, if any. Blocks.
     pub fn bound(&self, input: &str) -> Option<Result<Option<String>, String>> {
-        let normal = match suyuan_codec::scheme::recognise(input)? {
+        let normal = match self.inner.registry.schemes().recognise(input)? {
             Ok((_, n)) => n,
             Err(e) => return Some(Err(e.to_string())),
         };
