@@ -30,6 +30,51 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A federation CA in DIR/ca and a certificate for each node `(name, identity)` in
+/// DIR/<name>-cert.
+fn federation_certs(dir: &std::path::Path, nodes: &[(&str, &str)]) {
+    sh("suyuan keygen --ca --out ca 2>/dev/null", dir);
+    for (n, id) in nodes {
+        sh(
+            &format!("suyuan keygen --node-cert {id} --ca-dir ca --out {n}-cert 2>/dev/null"),
+            dir,
+        );
+    }
+}
+
+/// Serves the node in DIR/<name> with its federation certificates, QUIC on a free port, and
+/// `extra`.
+fn serve_federated(dir: &std::path::Path, name: &str, extra: &[&str]) -> Server {
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let mut args = vec![
+        "--federation-ca".to_string(),
+        p("ca/ca-cert.pem"),
+        "--node-cert".into(),
+        p(&format!("{name}-cert/federation-cert.pem")),
+        "--node-key".into(),
+        p(&format!("{name}-cert/federation-key.pem")),
+        "--quic-addr".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    serve_with(
+        &dir.join(name),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+}
+
+/// Delegates PREFIX at the top to the site in SITE (relative to DIR), as the top's
+/// administrator (its secret in DIR/top-secret), with `extra` arguments.
+fn delegate(dir: &std::path::Path, top: &Server, prefix: &str, site: &str, extra: &str) {
+    sh(
+        &format!(
+            "suyuan delegate {prefix} --top {} --auth 301:0.NA/0.NA --secret-file top-secret --site {site}{extra}",
+            top.handle
+        ),
+        dir,
+    );
+}
+
 fn script() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grid/federation.sh")
 }
@@ -116,49 +161,23 @@ fn a_slow_lossy_hung_or_resetting_peer_costs_only_its_own_hops() {
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    sh("suyuan keygen --ca --out ca 2>/dev/null", dir.path());
-    for (n, id) in [
-        ("top", "0.NA/0.NA"),
-        ("grid", "0.NA/88.888.2"),
-        ("plant", "0.NA/88.888.1"),
-    ] {
-        sh(
-            &format!("suyuan keygen --node-cert {id} --ca-dir ca --out {n}-cert 2>/dev/null"),
-            dir.path(),
-        );
-    }
-    let certs = |n: &str| {
-        vec![
-            "--federation-ca".to_string(),
-            p("ca/ca-cert.pem"),
-            "--node-cert".into(),
-            p(&format!("{n}-cert/federation-cert.pem")),
-            "--node-key".into(),
-            p(&format!("{n}-cert/federation-key.pem")),
-            "--quic-addr".into(),
-            "127.0.0.1:0".into(),
-        ]
-    };
-    let args = |v: &[String]| v.to_vec();
+    federation_certs(
+        dir.path(),
+        &[
+            ("top", "0.NA/0.NA"),
+            ("grid", "0.NA/88.888.2"),
+            ("plant", "0.NA/88.888.1"),
+        ],
+    );
     sh(
         "suyuan init --role top --data-dir top --admin-secret topsecret 2>/dev/null",
         dir.path(),
     );
-    let top_args = certs("top");
-    let top = serve_with(
-        &dir.path().join("top"),
-        &top_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let mut grid_args = args(&certs("grid"));
-    grid_args.extend([
-        "--demo".into(),
-        "grid".into(),
-        "--upstream".into(),
-        p("top/siteinfo.json"),
-    ]);
-    let grid = serve_with(
-        &dir.path().join("grid"),
-        &grid_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    let top = serve_federated(dir.path(), "top", &[]);
+    let grid = serve_federated(
+        dir.path(),
+        "grid",
+        &["--demo", "grid", "--upstream", &p("top/siteinfo.json")],
     );
     let proxy = Proxy::start(grid.quic.unwrap(), grid.http);
     // The grid's site as the top publishes it: its QUIC and HTTP ports are the proxy's.
@@ -176,13 +195,7 @@ fn a_slow_lossy_hung_or_resetting_peer_costs_only_its_own_hops() {
     }
     std::fs::write(p("grid-site.json"), site.to_string()).unwrap();
     std::fs::write(p("top-secret"), "topsecret\n").unwrap();
-    sh(
-        &format!(
-            "suyuan delegate 88.888.2 --top {} --auth 301:0.NA/0.NA --secret-file top-secret --site grid-site.json",
-            top.handle
-        ),
-        dir.path(),
-    );
+    delegate(dir.path(), &top, "88.888.2", "grid-site.json", "");
     // Plant 1: QUIC, and the grid's log trusted. Plant 2: no QUIC (HTTPS), trusting no log.
     std::fs::write(
         p("plant.toml"),
@@ -192,26 +205,19 @@ fn a_slow_lossy_hung_or_resetting_peer_costs_only_its_own_hops() {
         ),
     )
     .unwrap();
-    let mut plant_args = args(&certs("plant"));
-    plant_args.extend([
-        "--demo".into(),
-        "plant".into(),
-        "--upstream".into(),
-        p("top/siteinfo.json"),
-        "--config".into(),
-        p("plant.toml"),
-    ]);
-    let plant = serve_with(
-        &dir.path().join("plant"),
-        &plant_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    sh(
-        &format!(
-            "suyuan delegate 88.888.1 --top {} --auth 301:0.NA/0.NA --secret-file top-secret --site plant/siteinfo.json",
-            top.handle
-        ),
+    let plant = serve_federated(
         dir.path(),
+        "plant",
+        &[
+            "--demo",
+            "plant",
+            "--upstream",
+            &p("top/siteinfo.json"),
+            "--config",
+            &p("plant.toml"),
+        ],
     );
+    delegate(dir.path(), &top, "88.888.1", "plant/siteinfo.json", "");
     let plant2 = serve_with(
         &dir.path().join("plant2"),
         &["--demo", "plant", "--upstream", &top.handle.to_string()],
@@ -394,13 +400,7 @@ fn a_slow_lossy_hung_or_resetting_peer_costs_only_its_own_hops() {
 fn a_delegation_is_kept_current_over_quic() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    sh("suyuan keygen --ca --out ca 2>/dev/null", dir.path());
-    for (n, id) in [("top", "0.NA/0.NA"), ("sec", "0.NA/88.777")] {
-        sh(
-            &format!("suyuan keygen --node-cert {id} --ca-dir ca --out {n}-cert 2>/dev/null"),
-            dir.path(),
-        );
-    }
+    federation_certs(dir.path(), &[("top", "0.NA/0.NA"), ("sec", "0.NA/88.777")]);
     sh("suyuan keygen --out keys 2>/dev/null", dir.path());
     sh(
         "suyuan init --role top --data-dir top --admin-secret topsecret 2>/dev/null",
@@ -411,45 +411,27 @@ fn a_delegation_is_kept_current_over_quic() {
         dir.path(),
     );
     std::fs::write(p("top-secret"), "topsecret\n").unwrap();
-    let certs = |n: &str| {
-        vec![
-            "--federation-ca".to_string(),
-            p("ca/ca-cert.pem"),
-            "--node-cert".into(),
-            p(&format!("{n}-cert/federation-cert.pem")),
-            "--node-key".into(),
-            p(&format!("{n}-cert/federation-key.pem")),
-            "--quic-addr".into(),
-            "127.0.0.1:0".into(),
-        ]
-    };
-    let strs = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
-    let top_args = strs(&certs("top"));
-    let top = serve_with(
-        &dir.path().join("top"),
-        &top_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let top = serve_federated(dir.path(), "top", &[]);
     let _guard = KillOnDrop(vec![top.child.id()]);
     let first = serve(&dir.path().join("sec"));
-    sh(
-        &format!(
-            "suyuan delegate 88.777 --top {} --auth 301:0.NA/0.NA --secret-file top-secret --site sec/siteinfo.json --admin-pubkey keys/admpub.pem",
-            top.handle
-        ),
+    delegate(
         dir.path(),
+        &top,
+        "88.777",
+        "sec/siteinfo.json",
+        " --admin-pubkey keys/admpub.pem",
     );
     stop(first.child);
     // Back on other ports: its site at the top is brought up to date over QUIC.
-    let mut sec_args = strs(&certs("sec"));
-    sec_args.extend([
-        "--upstream".into(),
-        p("top/siteinfo.json"),
-        "--delegation-key".into(),
-        p("keys/admpriv.pem"),
-    ]);
-    let sec = serve_with(
-        &dir.path().join("sec"),
-        &sec_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    let sec = serve_federated(
+        dir.path(),
+        "sec",
+        &[
+            "--upstream",
+            &p("top/siteinfo.json"),
+            "--delegation-key",
+            &p("keys/admpriv.pem"),
+        ],
     );
     let _guard2 = KillOnDrop(vec![sec.child.id()]);
     let quic_ops = |op: &str| -> f64 {

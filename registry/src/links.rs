@@ -156,45 +156,20 @@ pub fn alias_of(v: &HandleValue) -> Option<String> {
     Some(suyuan_codec::scheme::normalise(&v.value_type, s).unwrap_or_else(|_| s.to_string()))
 }
 
-/// `values` with every identifier binding (`id.*`) checked by its scheme and written in its
-/// normal form; the first one refused, with what is wrong, refuses the write.
-pub fn normal_bindings(
-    handle: &str,
-    mut values: Vec<HandleValue>,
-) -> Result<Vec<HandleValue>, crate::RegistryError> {
-    // An operator's scheme's bindings were read above the store (`custom_bindings`).
-    for v in values
-        .iter_mut()
-        .filter(|v| ALIAS_TYPES.contains(&v.value_type.as_str()))
-    {
-        let refuse = |why: String| {
-            crate::RegistryError::refused(
-                suyuan_codec::message::rc::INVALID_VALUE,
-                format!("{handle}: value {} ({}): {why}", v.index, v.value_type),
-            )
-        };
-        let text = std::str::from_utf8(&v.data).map_err(|_| refuse("not UTF-8".into()))?;
-        let normal = suyuan_codec::scheme::normalise(&v.value_type, text)
-            .map_err(|e| refuse(e.to_string()))?;
-        if normal.as_bytes() != v.data.as_slice() {
-            v.data = normal.into_bytes();
-        }
-    }
-    Ok(values)
-}
-
-/// Reads the bindings of `values` that no built-in scheme holds by the operator's `schemes`,
-/// writing them in their normal form; a binding of a scheme nobody configured, or one its
-/// scheme refuses, refuses the write.
-pub fn custom_bindings(
+/// Reads the identifier bindings (`id.*`) of `values` by their schemes, writing each in its
+/// scheme's normal form; the first one refused, with what is wrong, refuses the write (a
+/// binding of a scheme nobody configured too). `built_in` picks which: the built-in schemes'
+/// bindings (read by the write path's rules, on every backend), or the others, which
+/// `schemes`, the operator's, read above the store, where the configuration is.
+pub fn read_bindings(
     handle: &str,
     values: &mut [HandleValue],
     schemes: &suyuan_codec::scheme::Schemes,
+    built_in: bool,
 ) -> Result<(), crate::RegistryError> {
-    for v in values
-        .iter_mut()
-        .filter(|v| is_binding(&v.value_type) && !ALIAS_TYPES.contains(&v.value_type.as_str()))
-    {
+    for v in values.iter_mut().filter(|v| {
+        is_binding(&v.value_type) && ALIAS_TYPES.contains(&v.value_type.as_str()) == built_in
+    }) {
         let refuse = |why: String| {
             crate::RegistryError::refused(
                 suyuan_codec::message::rc::INVALID_VALUE,

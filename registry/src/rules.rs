@@ -389,11 +389,11 @@ async fn put_record<V: View>(
     w: &Write,
     h: &Handle,
     old: Option<&Record>,
-    values: Vec<HandleValue>,
+    mut values: Vec<HandleValue>,
     op: ChangeOp,
 ) -> Result<Plan, RegistryError> {
     let key = h.key();
-    let values = crate::links::normal_bindings(h.as_str(), values)?;
+    crate::links::read_bindings(h.as_str(), &mut values, &Default::default(), true)?;
     let values = match v.signer() {
         Some(s) => crate::sign::signed(&*s, h.as_str(), values, w.time),
         None => values,

@@ -250,14 +250,13 @@ impl Registry {
 
     /// Queues a write; the ticket is answered once it is durable or refused.
     pub fn submit(&self, mut write: Write) -> Ticket {
-        // Bindings of the operator's schemes are read here, where the configuration is; the
-        // built-in ones by the write path's rules, on every backend.
+        // Bindings of the operator's schemes are read here, where the configuration is.
         if let Mutation::Create { handle, values, .. }
         | Mutation::AddValues { handle, values, .. }
         | Mutation::ModifyValues { handle, values } = &mut write.mutation
         {
             let schemes = self.schemes();
-            if let Err(e) = crate::links::custom_bindings(handle, values, &schemes) {
+            if let Err(e) = crate::links::read_bindings(handle, values, &schemes, false) {
                 return Ticket::ready(Err(e));
             }
         }
@@ -383,15 +382,34 @@ impl Registry {
         block_on(self.store.tombstone(&key_of(handle)))
     }
 
-    /// The handle an OID, Ecode or GS1 identifier is bound to.
+    /// The handle an OID, Ecode or GS1 identifier is bound to. An identifier its scheme
+    /// recognises is looked up in its normal form (a wrong check digit finds nothing);
+    /// anything else as written, trimmed.
     pub fn alias(&self, identifier: &str) -> Result<Option<String>, RegistryError> {
-        // An identifier its scheme recognises is looked up in its normal form (a wrong
-        // check digit finds nothing); anything else as written, trimmed.
-        let normal = match self.schemes().recognise(identifier) {
-            Some(Ok((_, n))) => n,
-            _ => identifier.trim().trim_end_matches('/').to_string(),
-        };
-        match block_on(self.store.alias(&normal))? {
+        match self.bound(identifier) {
+            Some(Err(RegistryError::Refused { .. })) | None => {
+                self.bound_to(identifier.trim().trim_end_matches('/'))
+            }
+            Some(r) => r,
+        }
+    }
+
+    /// What an input with an identifier scheme's marker names: `None` when it carries none,
+    /// a refusal (RC 202, saying what is wrong) when its scheme refuses it, else the handle
+    /// it is bound to, if any.
+    pub fn bound(&self, input: &str) -> Option<Result<Option<String>, RegistryError>> {
+        Some(match self.schemes().recognise(input)? {
+            Ok((_, normal)) => self.bound_to(&normal),
+            Err(e) => Err(RegistryError::refused(
+                suyuan_codec::message::rc::INVALID_VALUE,
+                e.to_string(),
+            )),
+        })
+    }
+
+    /// The handle bound to the alias key `key`.
+    fn bound_to(&self, key: &str) -> Result<Option<String>, RegistryError> {
+        match block_on(self.store.alias(key))? {
             Some(key) => Ok(self.get(&key)?.map(|r| r.handle)),
             None => Ok(None),
         }

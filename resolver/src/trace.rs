@@ -251,31 +251,27 @@ impl Tracer {
         };
         // An input with a scheme's marker (urn:oid:, a GS1 element string or Digital Link)
         // is read by that scheme first, in its normal form; then a handle is a handle, and
-        // anything else (an Ecode) is looked up in the alias index as written.
-        let recognised = match self.registry.schemes().recognise(input) {
-            Some(Ok((_, normal))) => Some(normal),
-            Some(Err(e)) => {
-                return Err(TraceError::new(
-                    400,
-                    rc::INVALID_VALUE,
-                    input,
-                    e.to_string(),
-                ));
-            }
-            None => None,
+        // anything else is looked up in the alias index as written.
+        let not_bound = || {
+            TraceError::new(
+                404,
+                rc::HANDLE_NOT_FOUND,
+                input,
+                format!("{input}: no handle, and no identifier bound to one"),
+            )
         };
-        let root = if recognised.is_none() && Handle::parse(input).is_ok() {
-            input.to_string()
-        } else {
-            let key = recognised.as_deref().unwrap_or(input);
-            self.registry.alias(key).map_err(store)?.ok_or_else(|| {
-                TraceError::new(
-                    404,
-                    rc::HANDLE_NOT_FOUND,
-                    input,
-                    format!("{input}: no handle, and no identifier bound to one"),
-                )
-            })?
+        let root = match self.registry.bound(input) {
+            Some(Ok(bound)) => bound.ok_or_else(not_bound)?,
+            Some(Err(RegistryError::Refused { code, message })) if code == rc::INVALID_VALUE => {
+                return Err(TraceError::new(400, code, input, message));
+            }
+            Some(Err(e)) => return Err(store(e)),
+            None if Handle::parse(input).is_ok() => input.to_string(),
+            None => self
+                .registry
+                .alias(input)
+                .map_err(store)?
+                .ok_or_else(not_bound)?,
         };
         // A root under a prefix held elsewhere is not "not found": say where to look instead,
         // with the status the REST API gives RC 301 (400, as the reference server does).

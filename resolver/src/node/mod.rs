@@ -186,16 +186,10 @@ impl HandleNode {
     /// when it carries none (a handle), `Some(Err(why))` when its scheme refuses it, else the
     /// handle it is bound to, if any. Blocks.
     pub fn bound(&self, input: &str) -> Option<Result<Option<String>, String>> {
-        let normal = match self.inner.registry.schemes().recognise(input)? {
-            Ok((_, n)) => n,
-            Err(e) => return Some(Err(e.to_string())),
-        };
-        Some(
-            self.inner
-                .registry
-                .alias(&normal)
-                .map_err(|e| e.to_string()),
-        )
+        Some(self.inner.registry.bound(input)?.map_err(|e| match e {
+            RegistryError::Refused { message, .. } => message,
+            e => e.to_string(),
+        }))
     }
 
     pub fn new(registry: Arc<Registry>, cfg: NodeConfig) -> Self {
